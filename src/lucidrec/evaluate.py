@@ -1,0 +1,118 @@
+"""Full-ranking evaluation of any Scorer under a Split, hyperparameter search, and run files."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from lucidrec.history import Histories
+from lucidrec.metrics import RankingAccumulator, top_k
+from lucidrec.splits import Split
+
+
+@dataclass
+class EvalResult:
+    model: str
+    protocol: str
+    part: str
+    metrics: dict[str, float]
+    params: dict = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict:
+        return {"model": self.model, "protocol": self.protocol, "part": self.part, "params": self.params,
+                "metrics": self.metrics, "seconds": round(self.seconds, 3)}
+
+
+def parts_for(split: Split, part: str):
+    """(training frame, known-history frame, relevant frame) for evaluating ``part``."""
+    if part == "valid":
+        return split.train, split.train, split.valid
+    if part == "test":
+        tv = split.train_valid()
+        return tv, tv, split.test
+    raise ValueError(f"part must be 'valid' or 'test', got {part!r}")
+
+
+def evaluate_scorer(scorer, split: Split, part: str = "test", ks=(10, 20), batch_size: int = 1024,
+                    known=None) -> dict[str, float]:
+    """Metrics of an already-fitted ``scorer`` on ``part``; every item in the user's known history is
+    excluded from the ranking (full ranking over all other items)."""
+    ds = split.dataset
+    _, known_frame, relevant_frame = parts_for(split, part)
+    hist = known if known is not None else Histories.from_frame(known_frame, ds.n_users, ds.n_items)
+    relevant = ds.matrix(relevant_frame)
+    users = np.flatnonzero(np.diff(relevant.indptr) > 0)
+    candidates = None
+    if split.cold_items is not None and part == "test":
+        candidates = np.zeros(ds.n_items, dtype=bool)
+        candidates[split.cold_items] = True
+    acc = RankingAccumulator(ds.n_items if candidates is None else int(candidates.sum()), ks)
+    for start in range(0, len(users), batch_size):
+        batch = users[start:start + batch_size]
+        scores = scorer.score(batch, hist)
+        acc.add(scores, relevant[batch], hist.binary[batch], candidates)
+    return acc.result()
+
+
+def fit_and_evaluate(factory: Callable, params: dict, split: Split, part: str, ks=(10, 20)):
+    train, _, _ = parts_for(split, part)
+    t0 = time.perf_counter()
+    scorer = factory(**params).fit(split.dataset, train)
+    metrics = evaluate_scorer(scorer, split, part, ks)
+    return scorer, metrics, time.perf_counter() - t0
+
+
+def tune_and_test(factory: Callable, grid: list[dict], split: Split, metric: str = "ndcg@10", ks=(10, 20),
+                  progress: Callable[[str], None] | None = None) -> EvalResult:
+    """Choose hyperparameters on the validation part, retrain on train+valid, score the test part."""
+    best, best_params = -np.inf, grid[0]
+    if len(grid) > 1:
+        for params in grid:
+            _, m, _ = fit_and_evaluate(factory, params, split, "valid", ks)
+            if progress:
+                progress(f"{factory.__name__} {params}: valid {metric} = {m[metric]:.4f}")
+            if m[metric] > best:
+                best, best_params = m[metric], params
+    scorer, metrics, secs = fit_and_evaluate(factory, best_params, split, "test", ks)
+    return EvalResult(scorer.name, split.protocol, "test", metrics, scorer.get_params(), secs)
+
+
+def write_run(scorer, split: Split, path: str | Path, part: str = "test", depth: int = 100,
+              batch_size: int = 1024, known=None) -> int:
+    """Write a TSV run ``user<TAB>item<TAB>score`` (dataset ids), up to ``depth`` rows per user, never an
+    item from the user's known history. Returns the number of rows written."""
+    ds = split.dataset
+    _, known_frame, relevant_frame = parts_for(split, part)
+    hist = known if known is not None else Histories.from_frame(known_frame, ds.n_users, ds.n_items)
+    relevant = ds.matrix(relevant_frame)
+    users = np.flatnonzero(np.diff(relevant.indptr) > 0)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    n = 0
+    allowed = None
+    if split.cold_items is not None and part == "test":
+        allowed = np.zeros(ds.n_items, dtype=bool)
+        allowed[split.cold_items] = True
+    with path.open("w", encoding="utf-8") as f:
+        for start in range(0, len(users), batch_size):
+            batch = users[start:start + batch_size]
+            scores = np.array(scorer.score(batch, hist), dtype=np.float64)
+            r, c = hist.binary[batch].nonzero()
+            scores[r, c] = -np.inf
+            if allowed is not None:
+                scores[:, ~allowed] = -np.inf
+            top = top_k(scores, depth)
+            for row, u in enumerate(batch):
+                uid = ds.user_ids[u]
+                for i in top[row]:
+                    s = scores[row, i]
+                    if not np.isfinite(s):
+                        break
+                    f.write(f"{uid}\t{ds.item_ids[i]}\t{s:.6f}\n")
+                    n += 1
+    return n
