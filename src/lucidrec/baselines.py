@@ -114,10 +114,10 @@ class ALS:
         from threadpoolctl import threadpool_limits
 
         x = dataset.matrix(train).astype(np.float32) * self.alpha
-        model = AlternatingLeastSquares(factors=self.factors, regularization=self.regularization,
-                                        iterations=self.iterations, random_state=self.seed,
-                                        calculate_training_loss=False)
         with threadpool_limits(1, "blas"):  # implicit is slow with multithreaded BLAS
+            model = AlternatingLeastSquares(factors=self.factors, regularization=self.regularization,
+                                            iterations=self.iterations, random_state=self.seed,
+                                            calculate_training_loss=False)
             model.fit(x.tocsr(), show_progress=False)
         self.user_factors = np.asarray(model.user_factors)
         self.item_factors = np.asarray(model.item_factors)

@@ -51,7 +51,7 @@ def evaluate_scorer(scorer, split: Split, part: str = "test", ks=(10, 20), batch
     if split.cold_items is not None and part == "test":
         candidates = np.zeros(ds.n_items, dtype=bool)
         candidates[split.cold_items] = True
-    acc = RankingAccumulator(ds.n_items if candidates is None else int(candidates.sum()), ks)
+    acc = RankingAccumulator(ds.n_items, ks, n_candidates=None if candidates is None else int(candidates.sum()))
     for start in range(0, len(users), batch_size):
         batch = users[start:start + batch_size]
         scores = scorer.score(batch, hist)

@@ -30,9 +30,11 @@ def top_k(scores: np.ndarray, k: int) -> np.ndarray:
 class RankingAccumulator:
     """Accumulates per-user metric values over batches of users."""
 
-    def __init__(self, n_items: int, ks=(10, 20), auc: bool = True):
+    def __init__(self, n_items: int, ks=(10, 20), auc: bool = True, n_candidates: int | None = None):
         self.ks = tuple(sorted(ks))
         self.n_items = n_items
+        # Coverage is over the candidate set (the whole catalog unless a protocol restricts it).
+        self.n_candidates = n_candidates or n_items
         self.auc = auc
         self.values: dict[str, list[np.ndarray]] = {}
         self.recommended = {k: np.zeros(n_items, dtype=bool) for k in self.ks}
@@ -90,7 +92,7 @@ class RankingAccumulator:
     def result(self) -> dict[str, float]:
         out = {name: float(np.concatenate(v).mean()) for name, v in self.values.items()}
         for k in self.ks:
-            out[f"coverage@{k}"] = float(self.recommended[k].sum() / self.n_items)
+            out[f"coverage@{k}"] = float(self.recommended[k].sum() / self.n_candidates)
         out["users"] = self.n_users
         return out
 

@@ -64,7 +64,7 @@ class Dataset:
 
     def __init__(self, interactions: pd.DataFrame, items: pd.DataFrame | None = None,
                  users: pd.DataFrame | None = None, schema: ItemSchema | None = None,
-                 name: str = "dataset", source: str = "<memory>"):
+                 name: str = "dataset", source: str = "<memory>", item_source: str | None = None):
         self.name = name
         self.source = source
         self.schema = schema or ItemSchema()
@@ -73,7 +73,7 @@ class Dataset:
             items = pd.DataFrame({"item": pd.unique(self.interactions["item"])})
             items["title"] = items["item"]
             self.schema = ItemSchema()
-        self.items = _validate_items(items, self.schema, source)
+        self.items = _validate_items(items, self.schema, item_source or source)
         self.users = None if users is None else _validate_users(users, source)
 
         known = pd.Index(self.items["item"])

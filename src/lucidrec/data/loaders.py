@@ -99,7 +99,8 @@ def load_atomic(folder: str | Path, name: str | None = None, encoding: str = "ut
     if user_path.exists():
         users, _ = read_atomic_file(user_path, encoding)
         users = users.rename(columns={"user_id": "user"})
-    return Dataset(inter, items, users, schema=schema, name=name, source=str(inter_path))
+    return Dataset(inter, items, users, schema=schema, name=name, source=str(inter_path),
+                   item_source=str(item_path) if items is not None else None)
 
 
 def movielens_100k_folder() -> Path:
@@ -129,7 +130,8 @@ def load_movielens_100k(folder: str | Path | None = None) -> Dataset:
 
 def from_dataframes(interactions: pd.DataFrame, items: pd.DataFrame | None = None,
                     users: pd.DataFrame | None = None, columns: dict[str, str] | None = None,
-                    schema: ItemSchema | None = None, name: str = "dataset", source: str = "<dataframe>") -> Dataset:
+                    schema: ItemSchema | None = None, name: str = "dataset", source: str = "<dataframe>",
+                    item_source: str | None = None) -> Dataset:
     """Build a Dataset from DataFrames. ``columns`` maps our names to yours, e.g.
     ``{"user": "userId", "item": "movieId", "rating": "rating", "timestamp": "ts"}``; the same mapping is
     applied to the item and user tables' id columns."""
@@ -142,7 +144,7 @@ def from_dataframes(interactions: pd.DataFrame, items: pd.DataFrame | None = Non
             schema = _guess_schema(items)
     if users is not None:
         users = users.rename(columns={k: v for k, v in rename.items() if v == "user"})
-    return Dataset(interactions, items, users, schema=schema, name=name, source=source)
+    return Dataset(interactions, items, users, schema=schema, name=name, source=source, item_source=item_source)
 
 
 def _guess_schema(items: pd.DataFrame) -> ItemSchema:
@@ -182,7 +184,7 @@ def load_files(interactions: str | Path, items: str | Path | None = None, users:
     it = load_table(items, encoding) if items else None
     us = load_table(users, encoding) if users else None
     return from_dataframes(inter, it, us, columns=columns, name=name or Path(interactions).stem,
-                           source=str(interactions))
+                           source=str(interactions), item_source=str(items) if items else None)
 
 
 def load_dataset(spec: str | Path = "ml-100k") -> Dataset:

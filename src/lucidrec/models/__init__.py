@@ -1,0 +1,1 @@
+"""Models: the hybrid language-model recommender (torch for training, numpy for serving)."""

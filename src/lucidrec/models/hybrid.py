@@ -1,0 +1,337 @@
+"""The hybrid language-model recommender, trained with torch (``lucidrec[train]``).
+
+s_ui = p_u . f_i + CLS(p_u, f_i) + b_i, with the blocks described in :mod:`lucidrec.models.scoring`.
+The torch module mirrors that numpy math exactly; after training its weights are exported to numpy and
+the serving path never imports torch.
+
+Training: full softmax over the catalog (cheap at this scale, and it is the multinomial likelihood that
+matches full-ranking evaluation). Each sample cuts a user's training history into an input history and
+targets: "set" samples drop a random part of the history and predict it (order-free data, the ratio
+protocol); "seq" samples cut at a random time and predict the next item (the loo protocol). Item-ID
+dropout makes part of the catalog look cold in every batch, so the text pathway learns to rank items
+nobody has interacted with. AdamW, early stopping on validation NDCG@10, seeded.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+
+from lucidrec.errors import DependencyError
+from lucidrec.models.features import N_POSITION_BUCKETS, N_RATING_BINS, position_buckets, rating_bins
+
+try:
+    import torch
+    import torch.nn.functional as F_
+except ImportError:  # pragma: no cover - serving installs have no torch
+    torch = None
+
+
+@dataclass
+class HybridConfig:
+    dim: int = 64                 # latent block size
+    cls_hidden: int = 32          # hidden units of the cross term
+    item_item: bool = True        # closed-form item-item block (EASE); off for huge catalogs
+    ease_reg: float | None = None  # None: chosen on validation from a small grid
+    mode: str = "mixed"           # "set", "seq" or "mixed" training samples
+    epochs: int = 40
+    batch_size: int = 128
+    samples_per_user: int = 4
+    lr: float = 3e-3
+    weight_decay: float = 1e-5
+    l2_emb: float = 1e-6
+    id_dropout: float = 0.2
+    patience: int = 4
+    max_minutes: float = 3.0
+    seed: int = 2026
+    query_strength: float = 1.0
+    init_logit_scale: float = 10.0
+    folds: int = 5                # target folds for leakage-free training of the item-item block
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _require_torch():
+    if torch is None:
+        raise DependencyError("training needs torch. Fix: pip install torch==2.13.0 && pip install 'lucidrec[train]'.")
+
+
+def _inv_softplus(y: float) -> float:
+    return math.log(math.expm1(y))
+
+
+class HybridNet(torch.nn.Module if torch is not None else object):
+    def __init__(self, n_items: int, text: np.ndarray, feats: np.ndarray, item_item: np.ndarray | None,
+                 has_id: np.ndarray, cfg: HybridConfig):
+        super().__init__()
+        d, td, fd = cfg.dim, text.shape[1], feats.shape[1]
+        g = torch.Generator().manual_seed(cfg.seed)
+
+        def rnd(*shape, scale=0.01):
+            return torch.nn.Parameter(torch.randn(*shape, generator=g) * scale)
+
+        self.register_buffer("T", torch.as_tensor(text, dtype=torch.float32))
+        self.register_buffer("G", torch.as_tensor(feats, dtype=torch.float32))
+        self.register_buffer("B", torch.as_tensor(item_item, dtype=torch.float32) if item_item is not None
+                             else torch.zeros(0))
+        # Training-time item-item blocks, one per fold, each fit without that fold's interactions: the
+        # loss then never sees a block that was fit on its own targets (see set_fold_blocks).
+        self.register_buffer("B_folds", torch.zeros(0))
+        self.register_buffer("has_id", torch.as_tensor(has_id, dtype=torch.float32))
+        self.use_B = item_item is not None
+        # History-side parts start at zero so the untrained model is exactly the item-item block; the
+        # target side starts small and random so gradients can flow into both.
+        self.E_t, self.E_h = rnd(n_items, d), rnd(n_items, d, scale=0.0)
+        self.Wc, self.Wa = rnd(td, d, scale=0.05), rnd(td, d, scale=0.0)
+        self.Gt, self.Gh = rnd(fd, d), rnd(fd, d, scale=0.0)
+        self.b_id = torch.nn.Parameter(torch.zeros(n_items))
+        self.v = torch.nn.Parameter(torch.zeros(td))
+        self.vg = torch.nn.Parameter(torch.zeros(fd))
+        one = _inv_softplus(1.0)
+        self.rho_E = torch.nn.Parameter(torch.full((N_RATING_BINS,), one))
+        self.pi_E = torch.nn.Parameter(torch.full((N_POSITION_BUCKETS,), one))
+        self.rho_L = torch.nn.Parameter(torch.full((N_RATING_BINS,), one))
+        self.pi_L = torch.nn.Parameter(torch.full((N_POSITION_BUCKETS,), one))
+        self.alpha = torch.nn.Parameter(torch.tensor(0.0))
+        h = cfg.cls_hidden
+        self.W1 = rnd(3 * d, h, scale=0.05)
+        self.b1 = torch.nn.Parameter(torch.zeros(h))
+        self.w2 = torch.nn.Parameter(torch.zeros(h))  # the cross term starts at zero
+        self.b2 = torch.nn.Parameter(torch.zeros(()))
+        # Softmax temperature, used only by the training loss: scaling every score by one positive number
+        # changes no ranking, so serving ignores it, but it lets the loss sharpen without inflating weights.
+        self.logit_scale = torch.nn.Parameter(torch.tensor(math.log(cfg.init_logit_scale)))
+
+    def items(self, id_keep: torch.Tensor | None = None):
+        """Target-side F, history-side H and bias b for every item; ``id_keep`` zeroes ID parts (cold)."""
+        keep = self.has_id if id_keep is None else self.has_id * id_keep
+        F = keep[:, None] * self.E_t + self.T @ self.Wc + self.G @ self.Gt
+        H = self.has_id[:, None] * self.E_h + self.T @ self.Wa + self.G @ self.Gh
+        b = keep * self.b_id + self.T @ self.v + self.G @ self.vg
+        return F, H, b, keep
+
+    def set_fold_blocks(self, blocks: np.ndarray):
+        self.B_folds = torch.as_tensor(blocks, dtype=torch.float32)
+
+    def forward(self, hist: torch.Tensor, rbin: torch.Tensor, pbin: torch.Tensor, mask: torch.Tensor,
+                id_keep: torch.Tensor | None = None, fold: int | None = None) -> torch.Tensor:
+        """Scores (B, n_items) for padded histories ``hist`` (B, L) with rating/position bins and a mask."""
+        n_items = self.T.shape[0]
+        F, H, b, keep = self.items(id_keep)
+        m = mask.float()
+        length = m.sum(1, keepdim=True).clamp(min=1.0)
+        base_e = F_.softplus(self.rho_E)[rbin] * F_.softplus(self.pi_E)[pbin] * m
+        base_l = F_.softplus(self.rho_L)[rbin] * F_.softplus(self.pi_L)[pbin] * m
+        wL = base_l / length.sqrt()
+        wT = self.alpha * base_l / length
+        bsz = hist.shape[0]
+
+        def scatter(wts):
+            return torch.zeros(bsz, n_items, device=hist.device).scatter_add_(1, hist, wts)
+
+        pL = scatter(wL) @ H
+        pT = scatter(wT) @ self.T
+        scores = pL @ F.T + (pT @ self.T.T) + b
+        if self.use_B:
+            B = self.B if fold is None else self.B_folds[fold]
+            scores = scores + (scatter(base_e) @ B) * keep
+        return scores + self.cross(pL, F)
+
+    def cross(self, pL: torch.Tensor, F: torch.Tensor) -> torch.Tensor:
+        d = F.shape[1]
+        h = (pL @ self.W1[:d])[:, None, :] + (F @ self.W1[d:2 * d])[None] \
+            + torch.einsum("bd,nd,dh->bnh", pL, F, self.W1[2 * d:]) + self.b1
+        return torch.relu(h) @ self.w2 + self.b2
+
+    def export(self) -> dict[str, np.ndarray]:
+        """Numpy weights for :class:`lucidrec.models.scoring.HybridScorer` (item vectors precomputed)."""
+        with torch.no_grad():
+            F, H, b, _ = self.items()
+            sp = F_.softplus
+            out = {"F": F, "H": H, "bias": b, "T": self.T, "Wa": self.Wa, "rho_E": sp(self.rho_E),
+                   "pi_E": sp(self.pi_E) if self.use_B else torch.zeros_like(self.pi_E),
+                   "rho_L": sp(self.rho_L), "pi_L": sp(self.pi_L), "alpha": self.alpha.reshape(1),
+                   "W1": self.W1, "b1": self.b1, "w2": self.w2, "b2": self.b2.reshape(1)}
+            return {k: v.detach().cpu().numpy().astype(np.float32) for k, v in out.items()}
+
+
+@dataclass
+class Sequences:
+    """Each user's training history ordered oldest -> newest (item indices and ratings)."""
+
+    items: list[np.ndarray]
+    ratings: list[np.ndarray]
+    folds: list[np.ndarray] | None = None
+
+    def assign_folds(self, k: int, seed: int) -> None:
+        """Give every interaction a random fold in 0..k-1 (seeded)."""
+        rng = np.random.default_rng(seed + 7)
+        self.folds = [rng.integers(0, k, size=len(i)) for i in self.items]
+
+    def frame_without_fold(self, f: int) -> tuple[np.ndarray, np.ndarray]:
+        """(user, item) index arrays of every interaction outside fold ``f``."""
+        us = [np.full(int((fo != f).sum()), u) for u, fo in enumerate(self.folds)]
+        its = [i[fo != f] for i, fo in zip(self.items, self.folds)]
+        return np.concatenate(us), np.concatenate(its)
+
+    @classmethod
+    def from_frame(cls, inter: pd.DataFrame, n_users: int) -> "Sequences":
+        inter = inter.sort_values(["uidx", "timestamp", "iidx"]).drop_duplicates(["uidx", "iidx"], keep="last")
+        items = [np.zeros(0, np.int64) for _ in range(n_users)]
+        ratings = [np.zeros(0, np.float64) for _ in range(n_users)]
+        u = inter["uidx"].to_numpy()
+        it = inter["iidx"].to_numpy()
+        r = inter["rating"].to_numpy(dtype=np.float64)
+        starts = np.r_[0, np.flatnonzero(np.diff(u)) + 1]
+        ends = np.r_[starts[1:], len(u)]
+        for s, e in zip(starts, ends):
+            items[u[s]] = it[s:e]
+            ratings[u[s]] = r[s:e]
+        return cls(items, ratings)
+
+
+def pad_histories(hists: list[np.ndarray], ratings: list[np.ndarray]):
+    """Padded tensors (hist, rating bin, position bucket, mask) for a batch of ordered histories."""
+    L = max(1, max(len(h) for h in hists))
+    B = len(hists)
+    hist = np.zeros((B, L), np.int64)
+    rb = np.zeros((B, L), np.int64)
+    pb = np.zeros((B, L), np.int64)
+    mask = np.zeros((B, L), bool)
+    for k, (h, r) in enumerate(zip(hists, ratings)):
+        n = len(h)
+        hist[k, :n] = h
+        rb[k, :n] = rating_bins(r)
+        pb[k, :n] = position_buckets(n)
+        mask[k, :n] = True
+    return tuple(torch.as_tensor(a) for a in (hist, rb, pb, mask))
+
+
+def _sample(seqs: "Sequences", users, rng, mode, fold: int | None):
+    """Cut each user's history into (input history, targets). With ``fold``, targets come only from that
+    fold and the input history excludes it, matching the item-item block fit without the fold."""
+    hists, rats, targets = [], [], []
+    for u in users:
+        it, r = seqs.items[u], seqs.ratings[u]
+        in_fold = seqs.folds[u] == fold if fold is not None else None
+        n = len(it)
+        m = mode if mode != "mixed" else ("seq" if rng.random() < 0.5 else "set")
+        if in_fold is not None:
+            cand = np.flatnonzero(in_fold)
+            if m == "seq":
+                cand = cand[cand >= 1]
+            if len(cand) == 0:
+                continue
+            if m == "seq":
+                t = int(rng.choice(cand))
+                keep = ~in_fold[:t]
+                hists.append(it[:t][keep]); rats.append(r[:t][keep]); targets.append(it[t:t + 1])
+            else:
+                hists.append(it[~in_fold]); rats.append(r[~in_fold]); targets.append(it[in_fold])
+            continue
+        if m == "seq":
+            t = int(rng.integers(1, n))
+            hists.append(it[:t]); rats.append(r[:t]); targets.append(it[t:t + 1])
+        else:
+            keep = rng.random(n) < rng.uniform(0.5, 0.9)
+            if keep.all() or not keep.any():
+                keep[rng.integers(n)] = not keep.all()
+            hists.append(it[keep]); rats.append(r[keep]); targets.append(it[~keep])
+    return hists, rats, targets
+
+
+def train_hybrid(net: "HybridNet", train_seqs: Sequences, cfg: HybridConfig, validate, progress=True,
+                 log_dir: str | None = None) -> dict:
+    """Train ``net`` in place; ``validate(net) -> ndcg@10`` drives early stopping. Returns a history dict."""
+    _require_torch()
+    from tqdm.auto import tqdm
+
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    users = np.array([u for u, s in enumerate(train_seqs.items) if len(s) >= 2])
+    params_decay = [net.E_t, net.E_h]
+    special = ("E_t", "E_h", "logit_scale")
+    others = [p for n, p in net.named_parameters() if n not in special]
+    opt = torch.optim.AdamW([{"params": params_decay, "weight_decay": cfg.weight_decay * 10},
+                             {"params": others, "weight_decay": cfg.weight_decay},
+                             {"params": [net.logit_scale], "weight_decay": 0.0}], lr=cfg.lr)
+    writer = None
+    if log_dir:
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+            writer = SummaryWriter(log_dir)
+        except Exception:  # tensorboard not installed: logging is optional
+            writer = None
+    n_items = net.T.shape[0]
+    net.eval()
+    with torch.no_grad():
+        best = float(validate(net))  # the untrained model (item-item block only) is the bar to beat
+    best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+    bad, history = 0, [{"epoch": 0, "valid_ndcg@10": best}]
+    if progress:
+        tqdm.write(f"epoch 0: valid NDCG@10 {best:.4f}")
+    start = time.perf_counter()
+    step = 0
+    for epoch in range(cfg.epochs):
+        net.train()
+        order = np.tile(users, cfg.samples_per_user)
+        rng.shuffle(order)
+        losses = []
+        bar = tqdm(range(0, len(order), cfg.batch_size), desc=f"epoch {epoch + 1}", leave=False,
+                   disable=not progress)
+        for s in bar:
+            batch = order[s:s + cfg.batch_size]
+            fold = int(rng.integers(len(net.B_folds))) if len(net.B_folds) else None
+            hists, rats, targets = _sample(train_seqs, batch, rng, cfg.mode, fold)
+            if not targets:
+                continue
+            hist, rb, pb, mask = pad_histories(hists, rats)
+            id_keep = torch.as_tensor((rng.random(n_items) >= cfg.id_dropout).astype(np.float32))
+            scores = net(hist, rb, pb, mask, id_keep, fold)
+            seen = torch.zeros_like(scores).scatter_add_(1, hist, mask.float()) > 0
+            scores = scores.masked_fill(seen, -1e9)
+            logp = F_.log_softmax(scores * net.logit_scale.exp(), dim=1)
+            tgt = np.zeros((len(targets), n_items), np.float32)
+            for k, t in enumerate(targets):
+                tgt[k, t] = 1.0 / len(t)
+            loss = -(logp * torch.as_tensor(tgt[: len(targets)])).sum(1).mean()
+            loss = loss + cfg.l2_emb * (net.E_t.pow(2).sum() + net.E_h.pow(2).sum())
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+            step += 1
+            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
+            if writer:
+                writer.add_scalar("train/loss", losses[-1], step)
+        net.eval()
+        with torch.no_grad():
+            ndcg = float(validate(net))
+        history.append({"epoch": epoch + 1, "loss": float(np.mean(losses)), "valid_ndcg@10": ndcg,
+                        "seconds": round(time.perf_counter() - start, 1)})
+        if writer:
+            writer.add_scalar("valid/ndcg@10", ndcg, epoch + 1)
+        if progress:
+            tqdm.write(f"epoch {epoch + 1}: loss {np.mean(losses):.4f}  valid NDCG@10 {ndcg:.4f}"
+                       f"{'  *' if ndcg > best else ''}")
+        if ndcg > best:
+            best, bad = ndcg, 0
+            best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+        else:
+            bad += 1
+            if bad >= cfg.patience:
+                break
+        if (time.perf_counter() - start) / 60 > cfg.max_minutes:
+            if progress:
+                tqdm.write(f"stopping: time budget of {cfg.max_minutes} min reached")
+            break
+    if best_state is not None:
+        net.load_state_dict(best_state)
+    if writer:
+        writer.close()
+    return {"best_valid_ndcg@10": best, "epochs": history}

@@ -1,0 +1,117 @@
+"""Serving-time math of the hybrid model in numpy (no torch): user tower, scores and their exact parts.
+
+    s_ui = p_u . f_i + CLS(p_u, f_i) + b_i
+    p_u  = [ sum_j wE_j e_j ;  sum_j wL_j h_j + gq * Wa q ;  sum_j wT_j t_j + bq * q ]
+    f_i  = [ B[:, i]        ;  F_i                        ;  t_i                    ]
+
+Blocks: item-item (EASE-style closed form ``B``), learned latent (``H`` history side, ``F`` target side),
+text (frozen language-model embeddings ``T``). Because p_u is linear in the history items and the query,
+p_u . f_i splits exactly into one term per history item and one for the query; the bias and the cross
+term CLS are their own terms. ``decompose`` returns those parts and they sum to ``score`` exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from lucidrec.models.features import position_buckets, rating_bins
+
+#: Names of the arrays a trained model carries (saved as safetensors).
+WEIGHT_NAMES = ("F", "H", "bias", "T", "Wa", "rho_E", "pi_E", "rho_L", "pi_L", "alpha", "W1", "b1", "w2", "b2",
+                "query_latent", "query_text")
+
+
+def _s(x) -> float:
+    """A scalar weight stored as a 1-element array."""
+    return float(np.asarray(x).reshape(-1)[0])
+
+
+@dataclass
+class UserState:
+    """The user tower's output for one user: the three blocks of p_u plus the per-item weights."""
+
+    hist: np.ndarray        # item indices, oldest -> newest
+    wE: np.ndarray          # weight of each history item in the item-item block
+    wL: np.ndarray          # ... in the latent block
+    wT: np.ndarray          # ... in the text block
+    pE: np.ndarray          # item-item scores over the catalog (sum_j wE_j B[j, :])
+    pL: np.ndarray          # latent user vector
+    pT: np.ndarray          # text user vector
+    query: np.ndarray | None  # query embedding (unit norm) or None
+
+
+class HybridScorer:
+    """Scores and decomposes with a trained model's numpy weights."""
+
+    def __init__(self, weights: dict[str, np.ndarray], item_item: np.ndarray | None):
+        self.w = {k: np.asarray(v, dtype=np.float32) for k, v in weights.items()}
+        self.B = None if item_item is None else np.asarray(item_item, dtype=np.float32)
+        self.n_items = self.w["F"].shape[0]
+
+    # ------------------------------------------------------------------ user tower
+    def user_state(self, hist: np.ndarray, ratings: np.ndarray | None = None,
+                   query: np.ndarray | None = None) -> UserState:
+        w = self.w
+        hist = np.asarray(hist, dtype=np.int64)
+        n = len(hist)
+        r = rating_bins(np.full(n, 5.0) if ratings is None else ratings)
+        pb = position_buckets(n)
+        base_e = w["rho_E"][r] * w["pi_E"][pb]
+        base_l = w["rho_L"][r] * w["pi_L"][pb]
+        wE = base_e.astype(np.float32)
+        wL = (base_l / np.sqrt(max(n, 1))).astype(np.float32)
+        wT = (_s(w["alpha"]) * base_l / max(n, 1)).astype(np.float32)
+        pE = wE @ self.B[hist] if (self.B is not None and n) else np.zeros(self.n_items, np.float32)
+        pL = wL @ w["H"][hist] if n else np.zeros(w["H"].shape[1], np.float32)
+        pT = wT @ w["T"][hist] if n else np.zeros(w["T"].shape[1], np.float32)
+        if query is not None:
+            pL = pL + _s(w["query_latent"]) * (query @ w["Wa"])
+            pT = pT + _s(w["query_text"]) * query
+        return UserState(hist, wE, wL, wT, pE, pL.astype(np.float32), pT.astype(np.float32), query)
+
+    # ------------------------------------------------------------------ scores
+    def cross(self, pL: np.ndarray, items: np.ndarray | None = None) -> np.ndarray:
+        """CLS(p_u, f_i): a one-hidden-layer MLP over [p_u, f_i, p_u * f_i] (latent block)."""
+        w = self.w
+        F = w["F"] if items is None else w["F"][items]
+        d = F.shape[1]
+        W1 = w["W1"]
+        h = (pL @ W1[:d]) + F @ W1[d:2 * d] + (F * pL) @ W1[2 * d:] + w["b1"]
+        return np.maximum(h, 0.0) @ w["w2"] + _s(w["b2"])
+
+    def score(self, state: UserState, items: np.ndarray | None = None) -> np.ndarray:
+        w = self.w
+        sel = slice(None) if items is None else items
+        return (state.pE[sel] + w["F"][sel] @ state.pL + w["T"][sel] @ state.pT + w["bias"][sel]
+                + self.cross(state.pL, None if items is None else items))
+
+    def decompose(self, state: UserState, item: int) -> dict:
+        """Exact parts of one item's score: per history item, query, bias, interaction."""
+        w = self.w
+        hist = state.hist
+        f, t = w["F"][item], w["T"][item]
+        item_item = state.wE * self.B[hist, item] if self.B is not None else np.zeros(len(hist), np.float32)
+        latent = state.wL * (w["H"][hist] @ f)
+        text = state.wT * (w["T"][hist] @ t)
+        per_hist = item_item + latent + text
+        query = 0.0
+        if state.query is not None:
+            query = _s(w["query_latent"]) * float((state.query @ w["Wa"]) @ f) + _s(w["query_text"]) * float(state.query @ t)
+        interaction = float(self.cross(state.pL, np.array([item]))[0])
+        return {"history": per_hist.astype(np.float64), "query": query, "bias": float(w["bias"][item]),
+                "interaction": interaction}
+
+
+def batch_scores(scorer: HybridScorer, hist_matrix_rows, rating_rows, time_rows) -> np.ndarray:
+    """Scores for many users given CSR rows of history (binary), ratings and timestamps."""
+    out = np.zeros((hist_matrix_rows.shape[0], scorer.n_items), dtype=np.float32)
+    for u in range(hist_matrix_rows.shape[0]):
+        lo, hi = hist_matrix_rows.indptr[u], hist_matrix_rows.indptr[u + 1]
+        items = hist_matrix_rows.indices[lo:hi]
+        ratings = rating_rows.data[lo:hi]
+        times = time_rows.data[lo:hi]
+        order = np.lexsort((items, times))
+        out[u] = scorer.score(scorer.user_state(items[order], ratings[order]))
+    return out

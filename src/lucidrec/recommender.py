@@ -1,0 +1,460 @@
+"""The Recommender facade: fit, recommend (with reasons), save, load.
+
+Training needs torch (``lucidrec[train]``); a saved model folder serves with numpy + onnxruntime only.
+Folder layout: ``config.json`` (config, catalog metadata), ``weights.safetensors`` (towers),
+``item_item.safetensors`` (closed-form block), ``items.parquet`` (catalog), ``interactions.parquet``
+(the known histories), ``encoder/`` (ONNX text encoder + tokenizer).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+import pandas as pd
+
+from lucidrec.data.dataset import Dataset
+from lucidrec.data.text import ItemTextBuilder, item_categories, item_years
+from lucidrec.errors import ConfigError, ModelError, UnknownIdError
+from lucidrec.history import Histories
+from lucidrec.metrics import RankingAccumulator, top_k
+from lucidrec.models.scoring import HybridScorer, UserState
+
+FORMAT_VERSION = 1
+MAX_K = 1000
+MAX_QUERY_CHARS = 2000
+
+
+@dataclass
+class HistoryEntry:
+    item: int
+    rating: float | None = None
+    timestamp: float | None = None
+    event: str = "rated"
+
+
+def parse_history(spec: str | Iterable | None) -> list[tuple[str, float | None]]:
+    """Parse an inline history: '50,181:5,12' or an iterable of ids / (id, rating) / {"item", "rating"}."""
+    if spec is None:
+        return []
+    out: list[tuple[str, float | None]] = []
+    if isinstance(spec, str):
+        parts = [p.strip() for p in spec.split(",") if p.strip()]
+        for p in parts:
+            item, _, rating = p.partition(":")
+            r = None
+            if rating:
+                try:
+                    r = float(rating)
+                except ValueError:
+                    raise ConfigError(f"history entry '{p}': rating '{rating}' is not a number. Fix: write "
+                                      "ITEM or ITEM:RATING, e.g. 181:5.") from None
+            out.append((item.strip(), r))
+        return out
+    for e in spec:
+        if isinstance(e, dict):
+            if "item" not in e and "item_id" not in e:
+                raise ConfigError(f"history entry {e!r}: no 'item'. Fix: give {{'item': ID, 'rating': R}}.")
+            out.append((str(e.get("item", e.get("item_id"))), None if e.get("rating") is None else float(e["rating"])))
+        elif isinstance(e, (tuple, list)):
+            out.append((str(e[0]), None if len(e) < 2 or e[1] is None else float(e[1])))
+        else:
+            out.append((str(e), None))
+    return out
+
+
+class Recommender:
+    """Language-model hybrid recommender: ``s_ui = p_u . f_i + CLS(p_u, f_i)`` with faithful explanations."""
+
+    def __init__(self, config=None, encoder: str | None = None, cache_dir: str | None = None):
+        from lucidrec.models.hybrid import HybridConfig
+
+        self.config = config or HybridConfig()
+        self.encoder_name = encoder
+        self.cache_dir = cache_dir
+        self.scorer: HybridScorer | None = None
+        self._query_encoder = None
+        self._st_encoder = None
+        self.train_report: dict = {}
+
+    # ================================================================== training
+    def fit(self, dataset: Dataset, train: pd.DataFrame | None = None, valid: pd.DataFrame | None = None,
+            progress: bool = True, refit_item_item: bool = True, log_dir: str | None = None) -> "Recommender":
+        """Train on ``train`` (default: all interactions), early-stopping on ``valid`` (default: a random 5%
+        of ``train`` per user is held out). The closed-form item-item block is refit on train+valid at the
+        end so the served model knows every interaction it was given."""
+        from lucidrec.baselines import EASE, ease_weights
+        from lucidrec.encoders import CachedEncoder, SentenceTransformerEncoder
+        from lucidrec.evaluate import evaluate_scorer
+        from lucidrec.models.features import FeatureSpace
+        from lucidrec.models.hybrid import HybridNet, Sequences, _require_torch, pad_histories, train_hybrid
+        from lucidrec.splits import Split
+
+        _require_torch()
+        import torch
+
+        t0 = time.perf_counter()
+        cfg = self.config
+        if train is None:
+            train, valid = _holdout(dataset.interactions, cfg.seed) if valid is None else (dataset.interactions, valid)
+        elif valid is None:
+            train, valid = _holdout(train, cfg.seed)
+        self.dataset_name = dataset.name
+        self._set_catalog(dataset)
+
+        # 1. frozen language-model embeddings of the item text (cached on disk)
+        self._st_encoder = SentenceTransformerEncoder(self.encoder_name)
+        encoder = CachedEncoder(self._st_encoder, self.cache_dir)
+        texts = ItemTextBuilder().build(dataset)
+        T = encoder.encode(texts, progress=progress)
+        self._query_encoder = self._st_encoder
+        feats_space = FeatureSpace.fit(dataset)
+        G = feats_space.transform(dataset)
+        self.feature_space = feats_space
+
+        # 2. the closed-form item-item block, its regularisation chosen on validation
+        split = Split(dataset, "custom", train, valid, valid.iloc[:0])
+        if cfg.item_item:
+            reg = cfg.ease_reg
+            if reg is None:
+                best = -1.0
+                for r in (100.0, 200.0, 300.0, 500.0, 1000.0):
+                    m = evaluate_scorer(EASE(r).fit(dataset, train), split, "valid", ks=(10,))["ndcg@10"]
+                    if m > best:
+                        best, reg = m, r
+            self.ease_reg = float(reg)
+            B = ease_weights(dataset.matrix(train), reg).astype(np.float32)
+        else:
+            self.ease_reg, B = None, None
+
+        # 3. the towers, trained with full softmax; early stopping on validation NDCG@10
+        has_id = np.zeros(dataset.n_items, np.float32)
+        has_id[np.unique(train["iidx"].to_numpy())] = 1.0
+        net = HybridNet(dataset.n_items, T, G, B, has_id, cfg)
+        seqs = Sequences.from_frame(train, dataset.n_users)
+        if cfg.item_item and cfg.folds > 1:
+            import scipy.sparse as sp
+            seqs.assign_folds(cfg.folds, cfg.seed)
+            blocks = []
+            for f in range(cfg.folds):
+                us, its = seqs.frame_without_fold(f)
+                x = sp.csr_matrix((np.ones(len(us), np.float32), (us, its)), shape=(dataset.n_users, dataset.n_items))
+                blocks.append(ease_weights(x, self.ease_reg).astype(np.float32))
+            net.set_fold_blocks(np.stack(blocks))
+        valid_users = np.unique(valid["uidx"].to_numpy())
+        valid_rel = dataset.matrix(valid)
+        train_hist = dataset.matrix(train)
+
+        def validate(model) -> float:
+            acc = RankingAccumulator(dataset.n_items, ks=(10,), auc=False)
+            for s in range(0, len(valid_users), 256):
+                us = valid_users[s:s + 256]
+                hist, rb, pb, mask = pad_histories([seqs.items[u] for u in us], [seqs.ratings[u] for u in us])
+                scores = model(hist, rb, pb, mask).numpy()
+                acc.add(scores, valid_rel[us], train_hist[us])
+            return acc.result()["ndcg@10"]
+
+        report = train_hybrid(net, seqs, cfg, validate, progress=progress, log_dir=log_dir)
+        weights = net.export()
+        if cfg.item_item and refit_item_item:
+            B = ease_weights(dataset.matrix(pd.concat([train, valid])), self.ease_reg).astype(np.float32)
+        self.scorer = HybridScorer({**weights, "query_latent": np.ones(1, np.float32),
+                                    "query_text": np.ones(1, np.float32)}, B)
+        self._torch_net = net
+        known = pd.concat([train, valid], ignore_index=True)
+        self._set_known(known)
+        self._calibrate_query(T)
+        report["seconds"] = round(time.perf_counter() - t0, 1)
+        report["ease_reg"] = self.ease_reg
+        self.train_report = report
+        return self
+
+    def _calibrate_query(self, T: np.ndarray):
+        """Scale the query terms so a query moves scores about as much as a typical user's history does:
+        the spread (p99 - p50) of history scores over the catalog, against that of query similarity."""
+        rng = np.random.default_rng(self.config.seed)
+        users = [u for u in self._known_users_with_history()][:]
+        if not users:
+            return
+        sample = rng.choice(users, size=min(100, len(users)), replace=False)
+        spreads = []
+        for uid in sample:
+            s = self.scorer.score(self._state_for(self._known_history(uid), None))
+            spreads.append(np.percentile(s, 99) - np.percentile(s, 50))
+        probes = T[rng.choice(len(T), size=min(100, len(T)), replace=False)]
+        sims = probes @ T.T
+        sim_spread = float(np.median(np.percentile(sims, 99, axis=1) - np.percentile(sims, 50, axis=1)))
+        latent = probes @ self.scorer.w["Wa"] @ self.scorer.w["F"].T
+        lat_spread = float(np.median(np.percentile(latent, 99, axis=1) - np.percentile(latent, 50, axis=1)))
+        target = float(np.median(spreads)) * self.config.query_strength
+        # Half of the query's pull comes from raw text similarity (readable), half from the learned tower.
+        self.scorer.w["query_text"] = np.array([0.5 * target / max(sim_spread, 1e-6)], np.float32)
+        self.scorer.w["query_latent"] = np.array([0.5 * target / max(lat_spread, 1e-6)], np.float32)
+
+    # ================================================================== catalog and histories
+    def _set_catalog(self, dataset: Dataset):
+        self.item_ids = np.asarray(dataset.item_ids, dtype=object)
+        self.item_index = {iid: i for i, iid in enumerate(self.item_ids)}
+        self.titles = np.asarray(dataset.titles(), dtype=object)
+        self.categories = [sorted(c) for c in item_categories(dataset)]
+        self.years = item_years(dataset)
+
+    def _set_known(self, known: pd.DataFrame):
+        known = known.sort_values(["user", "timestamp", "iidx"]).drop_duplicates(["user", "iidx"], keep="last")
+        self.known = known[["user", "item", "rating", "timestamp", "event"]].reset_index(drop=True)
+        self._by_user = {u: g for u, g in self.known.groupby("user", sort=False)}
+
+    def _known_users_with_history(self):
+        return list(self._by_user.keys())
+
+    def _known_history(self, user_id: str) -> list[HistoryEntry]:
+        g = self._by_user.get(str(user_id))
+        if g is None:
+            return []
+        return [HistoryEntry(self.item_index[i], r, t, e) for i, r, t, e in
+                zip(g["item"], g["rating"], g["timestamp"], g["event"]) if i in self.item_index]
+
+    def known_user(self, user_id) -> bool:
+        return str(user_id) in self._by_user
+
+    def item_idx(self, item_id) -> int:
+        try:
+            return self.item_index[str(item_id)]
+        except KeyError:
+            raise UnknownIdError(f"item '{item_id}' is not in this model's catalog ({len(self.item_ids)} items). "
+                                 "Fix: use an item id from the training data.") from None
+
+    def _state_for(self, history: list[HistoryEntry], query_vec: np.ndarray | None) -> UserState:
+        items = np.array([h.item for h in history], dtype=np.int64)
+        ratings = np.array([5.0 if h.rating is None else h.rating for h in history], dtype=np.float64)
+        return self.scorer.user_state(items, ratings, query_vec)
+
+    def encode_query(self, text: str) -> np.ndarray:
+        if self._query_encoder is None:
+            raise ModelError("this model has no text encoder loaded. Fix: load it with Recommender.load(DIR).")
+        return self._query_encoder.encode([text])[0]
+
+    # ================================================================== recommending
+    def resolve_history(self, user=None, history=None) -> tuple[list[HistoryEntry], str]:
+        """The history used for a request: the known user's stored history, plus any inline items."""
+        self._check_ready()
+        entries: list[HistoryEntry] = []
+        source = "none"
+        if user is not None:
+            if self.known_user(user):
+                entries = self._known_history(str(user))
+                source = "stored"
+            elif history is None:
+                raise UnknownIdError(f"user '{user}' is unknown to this model. Fix: pass the user's history "
+                                     "inline (--history ITEM[:RATING],...) or a query, or omit --user.")
+        if history is not None:
+            seen = {h.item for h in entries}
+            base_t = max([h.timestamp or 0 for h in entries], default=0.0)
+            for k, (iid, r) in enumerate(parse_history(history)):
+                idx = self.item_idx(iid)
+                if r is not None and not np.isfinite(r):
+                    raise ConfigError(f"history item '{iid}': rating must be a finite number.")
+                if idx in seen:
+                    entries = [e for e in entries if e.item != idx]
+                entries.append(HistoryEntry(idx, r, base_t + k + 1, "rated" if r is not None else "liked"))
+                seen.add(idx)
+            source = "inline" if source == "none" else "stored+inline"
+        return entries, source
+
+    def recommend(self, user=None, history=None, query: str | None = None, k: int = 10,
+                  exclude_seen: bool = True, explain: bool = False, lang: str = "en",
+                  counterfactual: bool = False, exclude: Iterable | None = None) -> dict[str, Any]:
+        """Top-``k`` items for a known ``user``, an inline ``history`` (ids or (id, rating)), a ``query``,
+        or any mix. Returns ``{"items": [{"item_id", "title", "score", "rank", ...}], ...}``."""
+        self._check_ready()
+        if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= MAX_K:
+            raise ConfigError(f"k={k!r}: must be an integer from 1 to {MAX_K}.")
+        if lang not in ("en", "zh"):
+            raise ConfigError(f"lang='{lang}': supported languages are 'en' and 'zh'.")
+        if query is not None:
+            query = _clean_query(query)
+        entries, source = self.resolve_history(user, history)
+        if not entries and not query and user is None:
+            source = "none"
+        qvec = self.encode_query(query) if query else None
+        state = self._state_for(entries, qvec)
+        scores = self.scorer.score(state).astype(np.float64)
+        allowed = np.ones(len(scores), bool)
+        if exclude_seen and entries:
+            allowed[[e.item for e in entries]] = False
+        if exclude:
+            for iid in exclude:
+                allowed[self.item_idx(iid)] = False
+        masked = np.where(allowed, scores, -np.inf)
+        top = top_k(masked[None, :], min(k, int(allowed.sum())))[0] if allowed.any() else np.array([], int)
+        items = []
+        for rank, i in enumerate(top, 1):
+            items.append({"item_id": str(self.item_ids[i]), "title": str(self.titles[i]),
+                          "score": round(float(scores[i]), 6), "rank": rank})
+        result = {"user": None if user is None else str(user), "query": query, "history_source": source,
+                  "history_size": len(entries), "items": items}
+        if explain and items:
+            from lucidrec.explain import explain_items
+            explain_items(self, state, entries, top, masked, result, lang, counterfactual)
+        return result
+
+    def score_items(self, user=None, history=None, query=None, items: Iterable | None = None) -> np.ndarray:
+        """Raw scores (no exclusion) for the given item ids, or the whole catalog."""
+        entries, _ = self.resolve_history(user, history)
+        state = self._state_for(entries, self.encode_query(_clean_query(query)) if query else None)
+        idx = None if items is None else np.array([self.item_idx(i) for i in items])
+        return self.scorer.score(state, idx)
+
+    def _check_ready(self):
+        if self.scorer is None:
+            raise ModelError("this Recommender is not trained. Fix: call fit(dataset) or Recommender.load(DIR).")
+
+    # ================================================================== batch scoring for evaluation
+    def as_scorer(self, dataset: Dataset):
+        """A Scorer (evaluation interface) over ``dataset``'s item order, using the histories it is given."""
+        return _SavedModelScorer(self, dataset)
+
+    # ================================================================== persistence
+    def save(self, out_dir: str | Path, export_encoder: bool = True) -> Path:
+        from safetensors.numpy import save_file
+
+        self._check_ready()
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        save_file({k: np.ascontiguousarray(v, dtype=np.float32) for k, v in self.scorer.w.items()},
+                  str(out / "weights.safetensors"))
+        if self.scorer.B is not None:
+            save_file({"B": np.ascontiguousarray(self.scorer.B)}, str(out / "item_item.safetensors"))
+        elif (out / "item_item.safetensors").exists():
+            (out / "item_item.safetensors").unlink()
+        pd.DataFrame({"item": self.item_ids.astype(str), "title": self.titles.astype(str),
+                      "categories": [list(c) for c in self.categories], "year": self.years}).to_parquet(
+            out / "items.parquet", index=False)
+        self.known.to_parquet(out / "interactions.parquet", index=False)
+        if export_encoder:
+            if self._st_encoder is not None:
+                self._st_encoder.export_onnx(out / "encoder")
+            elif not (out / "encoder" / "model.onnx").exists():
+                raise ModelError("no encoder to export: this model was loaded without one.")
+        meta = {"format_version": FORMAT_VERSION, "config": self.config.to_dict(), "dataset": self.dataset_name,
+                "ease_reg": self.ease_reg, "train_report": self.train_report,
+                "feature_space": self.feature_space.to_dict() if hasattr(self, "feature_space") else None,
+                "encoder": self._query_encoder.name if self._query_encoder is not None else None}
+        (out / "config.json").write_text(json.dumps(meta, indent=2))
+        return out
+
+    @classmethod
+    def load(cls, model_dir: str | Path, load_encoder: bool = True) -> "Recommender":
+        from safetensors.numpy import load_file
+
+        from lucidrec.models.hybrid import HybridConfig
+
+        d = Path(model_dir)
+        if not (d / "config.json").exists():
+            raise ModelError(f"{d}: not a lucidrec model folder (no config.json). Fix: pass the folder written by "
+                             "'lucidrec train --out DIR'.")
+        try:
+            meta = json.loads((d / "config.json").read_text())
+        except json.JSONDecodeError as e:
+            raise ModelError(f"{d / 'config.json'}: not valid JSON ({e}). Fix: retrain the model.") from None
+        if meta.get("format_version") != FORMAT_VERSION:
+            raise ModelError(f"{d}: model format {meta.get('format_version')} is not supported by this version "
+                             f"(expects {FORMAT_VERSION}). Fix: retrain with this version of lucidrec.")
+        for f in ("weights.safetensors", "items.parquet", "interactions.parquet"):
+            if not (d / f).exists():
+                raise ModelError(f"{d}: missing {f}. Fix: retrain the model or copy the whole folder.")
+        rec = cls.__new__(cls)
+        rec.config = HybridConfig(**meta["config"])
+        rec.encoder_name = None
+        rec.cache_dir = None
+        rec.dataset_name = meta.get("dataset")
+        rec.ease_reg = meta.get("ease_reg")
+        rec.train_report = meta.get("train_report", {})
+        weights = load_file(str(d / "weights.safetensors"))
+        B = load_file(str(d / "item_item.safetensors"))["B"] if (d / "item_item.safetensors").exists() else None
+        rec.scorer = HybridScorer(weights, B)
+        items = pd.read_parquet(d / "items.parquet")
+        rec.item_ids = items["item"].astype(str).to_numpy(dtype=object)
+        rec.item_index = {iid: i for i, iid in enumerate(rec.item_ids)}
+        rec.titles = items["title"].astype(str).to_numpy(dtype=object)
+        rec.categories = [list(c) for c in items["categories"]]
+        rec.years = items["year"].to_numpy(dtype=np.float64)
+        known = pd.read_parquet(d / "interactions.parquet")
+        known["iidx"] = known["item"].map(rec.item_index)
+        rec._set_known(known)
+        rec._st_encoder = None
+        rec._query_encoder = None
+        if load_encoder and (d / "encoder" / "model.onnx").exists():
+            from lucidrec.encoders import OnnxEncoder
+            rec._query_encoder = OnnxEncoder(d / "encoder")
+        return rec
+
+
+class _SavedModelScorer:
+    """Evaluation adapter: scores dataset users from the histories the evaluator passes in."""
+
+    name = "LucidRec"
+
+    def __init__(self, rec: Recommender, dataset: Dataset):
+        self.rec = rec
+        self.map = np.array([rec.item_index.get(str(i), -1) for i in dataset.item_ids])
+        if (self.map < 0).any():
+            missing = dataset.item_ids[self.map < 0][:3]
+            raise ModelError(f"the dataset has items the model does not know (e.g. {', '.join(map(str, missing))}). "
+                             "Fix: evaluate on the data the model was trained on.")
+
+    def fit(self, dataset, train):
+        return self
+
+    def get_params(self) -> dict:
+        return {"ease_reg": self.rec.ease_reg, "dim": self.rec.config.dim}
+
+    def score(self, users: np.ndarray, histories: Histories) -> np.ndarray:
+        rows = histories.rows(users)
+        out = np.zeros((len(users), len(self.map)), dtype=np.float32)
+        for k in range(len(users)):
+            lo, hi = rows.binary.indptr[k], rows.binary.indptr[k + 1]
+            items = rows.binary.indices[lo:hi]
+            order = np.lexsort((items, rows.timestamp.data[lo:hi]))
+            state = self.rec.scorer.user_state(self.map[items[order]], rows.rating.data[lo:hi][order])
+            out[k] = self.rec.scorer.score(state)[self.map]
+        return out
+
+
+def _holdout(inter: pd.DataFrame, seed: int, fraction: float = 0.05):
+    rng = np.random.default_rng(seed)
+    mask = rng.random(len(inter)) < fraction
+    counts = inter.groupby("uidx")["uidx"].transform("size").to_numpy()
+    mask &= counts >= 5
+    return inter[~mask].reset_index(drop=True), inter[mask].reset_index(drop=True)
+
+
+def _clean_query(query: str) -> str:
+    if not isinstance(query, str):
+        raise ConfigError(f"query must be text, got {type(query).__name__}.")
+    cleaned = "".join(ch if ch.isprintable() else " " for ch in query)
+    cleaned = " ".join(cleaned.split())
+    if len(cleaned) > MAX_QUERY_CHARS:
+        raise ConfigError(f"query is {len(cleaned)} characters long; the limit is {MAX_QUERY_CHARS}. "
+                          "Fix: shorten it to the essentials (e.g. 'a funny 90s comedy').")
+    return cleaned
+
+
+def evaluate_saved_model(model_dir: str | Path, split):
+    """Evaluate a saved model on ``split``'s test part: train+valid histories feed the user tower."""
+    from lucidrec.evaluate import EvalResult, evaluate_scorer
+
+    t0 = time.perf_counter()
+    rec = Recommender.load(model_dir, load_encoder=False)
+    scorer = rec.as_scorer(split.dataset)
+    metrics = evaluate_scorer(scorer, split, "test")
+    return EvalResult("LucidRec", split.protocol, "test", metrics, scorer.get_params(), time.perf_counter() - t0)
+
+
+def load_scorer_for_split(model_dir: str | Path, split):
+    rec = Recommender.load(model_dir, load_encoder=False)
+    return rec.as_scorer(split.dataset), None
