@@ -1,13 +1,29 @@
-"""lucidrec: recommendations that explain themselves, powered by a language model."""
+"""lucidrec: recommendations that explain themselves, powered by a language model.
 
-from lucidrec.baselines import ALS, EASE, ItemKNN, MostPopular
-from lucidrec.data import Dataset, ItemSchema, ItemTextBuilder, from_dataframes, load_dataset, load_movielens_100k
-from lucidrec.errors import (ConfigError, DataError, DependencyError, LucidrecError, ModelError,
-                             UnknownIdError)
-from lucidrec.splits import Split, kfold, split
+Public names are imported lazily so that serving (``lucidrec recommend``) starts fast.
+"""
+
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
 
-__all__ = ["ALS", "EASE", "ConfigError", "DataError", "Dataset", "DependencyError", "ItemKNN", "ItemSchema",
-           "ItemTextBuilder", "LucidrecError", "ModelError", "MostPopular", "Split", "UnknownIdError",
-           "from_dataframes", "kfold", "load_dataset", "load_movielens_100k", "split"]
+_EXPORTS = {
+    "Recommender": "lucidrec.recommender", "HybridConfig": "lucidrec.models.config",
+    "ALS": "lucidrec.baselines", "EASE": "lucidrec.baselines", "ItemKNN": "lucidrec.baselines",
+    "MostPopular": "lucidrec.baselines",
+    "Dataset": "lucidrec.data", "ItemSchema": "lucidrec.data", "ItemTextBuilder": "lucidrec.data",
+    "from_dataframes": "lucidrec.data", "load_dataset": "lucidrec.data", "load_movielens_100k": "lucidrec.data",
+    "Split": "lucidrec.splits", "kfold": "lucidrec.splits", "split": "lucidrec.splits",
+    "ConfigError": "lucidrec.errors", "DataError": "lucidrec.errors", "DependencyError": "lucidrec.errors",
+    "LucidrecError": "lucidrec.errors", "ModelError": "lucidrec.errors", "UnknownIdError": "lucidrec.errors",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'lucidrec' has no attribute {name!r}")

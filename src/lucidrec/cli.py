@@ -138,6 +138,118 @@ def baselines(data: str = DataOpt, protocol: list[str] = typer.Option(["ratio", 
         out.print_json(json.dumps(all_results))
 
 
+@app.command()
+@_friendly
+def train(data: str = DataOpt, protocol: str = ProtocolOpt, seed: int = SeedOpt,
+          out_dir: Path = typer.Option(Path("models/ml100k"), "--out", help="Model folder to write."),
+          encoder: Optional[str] = typer.Option(None, "--encoder", help="Sentence-transformers folder (default: all-MiniLM-L6-v2, packaged)."),
+          epochs: int = typer.Option(40, "--epochs", min=1, max=1000),
+          dim: int = typer.Option(64, "--dim", min=4, max=1024),
+          mode: Optional[str] = typer.Option(None, "--mode", help="Training samples: set, seq or mixed (default: by protocol)."),
+          max_minutes: float = typer.Option(3.0, "--max-minutes", min=0.1),
+          log_dir: Optional[str] = typer.Option(None, "--tensorboard", help="Write TensorBoard logs here."),
+          quiet: bool = typer.Option(False, "--quiet", help="No progress bars.")):
+    """Train the language-model recommender on the protocol's train part (early stopping on valid) and save it."""
+    from lucidrec.data import load_dataset
+    from lucidrec.models.config import HybridConfig
+    from lucidrec.recommender import Recommender
+    from lucidrec.splits import split
+
+    ds = load_dataset(data)
+    s = split(ds, protocol, seed)
+    if mode is not None and mode not in ("set", "seq", "mixed"):
+        raise ConfigError(f"--mode '{mode}': use set, seq or mixed.")
+    cfg = HybridConfig(dim=dim, epochs=epochs, seed=seed, max_minutes=max_minutes,
+                       mode=mode or {"loo": "seq", "ratio": "set", "cold": "set"}.get(protocol, "mixed"))
+    rec = Recommender(cfg, encoder=encoder).fit(ds, s.train, s.valid, progress=not quiet, log_dir=log_dir)
+    rec.save(out_dir)
+    rep = rec.train_report
+    console.print(f"saved to {out_dir} (best valid NDCG@10 {rep['best_valid_ndcg@10']:.4f}, "
+                  f"{len(rep['epochs']) - 1} epochs, {rep['seconds']} s)")
+
+
+def _print_recs(result: dict, explain: bool):
+    table = Table(title=_title_for(result))
+    for c in ("rank", "item", "title", "score"):
+        table.add_column(c, justify="right" if c in ("rank", "score") else "left")
+    if explain:
+        table.add_column("reason")
+        table.add_column("evidence")
+    for it in result["items"]:
+        row = [str(it["rank"]), it["item_id"], it["title"], f"{it['score']:.3f}"]
+        if explain:
+            ev = ", ".join(_ev_short(e) for e in it.get("evidence", []) if "contribution" in e)
+            row += [it.get("reason", ""), ev]
+        table.add_row(*row)
+    out.print(table)
+
+
+def _ev_short(e: dict) -> str:
+    name = {"history": e.get("title", ""), "history_other": f"{e.get('count', 0)} other items",
+            "query": "query", "popularity": "popularity", "interaction": "interaction"}.get(e["kind"], e["kind"])
+    return f"{name} {e['contribution']:+.2f}"
+
+
+def _title_for(result: dict) -> str:
+    who = f"user {result['user']}" if result.get("user") else "you"
+    q = f" asking \"{result['query']}\"" if result.get("query") else ""
+    return f"Top {len(result['items'])} for {who}{q} ({result['history_size']} history items)"
+
+
+@app.command()
+@_friendly
+def recommend(model: Path = typer.Option(..., "--model", help="Model folder written by 'lucidrec train'."),
+              user: Optional[str] = typer.Option(None, "--user", help="A known user id."),
+              history: Optional[str] = typer.Option(None, "--history", help="Inline history: ITEM[:RATING],..."),
+              query: Optional[str] = typer.Option(None, "--query", help="What the user asks for, in words."),
+              k: int = typer.Option(10, "--k", min=1, max=1000),
+              explain: bool = typer.Option(False, "--explain", help="Add reasons and evidence."),
+              lang: str = typer.Option("en", "--lang", help="Language of reasons: en or zh."),
+              counterfactual: bool = typer.Option(False, "--counterfactual", help="Report the effect of removing the top cited item."),
+              include_seen: bool = typer.Option(False, "--include-seen", help="Allow items already in the history."),
+              as_json: bool = typer.Option(False, "--json", help="Print JSON.")):
+    """Recommend for a known user, an inline history and/or a query (serves with onnxruntime, no torch)."""
+    from lucidrec.recommender import Recommender
+
+    if user is None and history is None and not query:
+        raise ConfigError("nothing to recommend for. Fix: pass --user ID, --history ITEM[:RATING],... or --query TEXT.")
+    rec = Recommender.load(model, load_encoder=bool(query))
+    result = rec.recommend(user=user, history=history, query=query, k=k, exclude_seen=not include_seen,
+                           explain=explain or counterfactual, lang=lang, counterfactual=counterfactual)
+    if as_json:
+        sys.stdout.write(json.dumps(result, ensure_ascii=False) + "\n")
+    else:
+        _print_recs(result, explain or counterfactual)
+
+
+@app.command()
+@_friendly
+def demo(data: str = DataOpt, out_dir: Path = typer.Option(Path("models/ml100k"), "--out"),
+         retrain: bool = typer.Option(False, "--retrain", help="Train even if a model folder exists.")):
+    """The main job: baselines and the language-model recommender on ML-100K, then sample recommendations."""
+    from lucidrec.api import run_baselines
+    from lucidrec.models.config import HybridConfig
+    from lucidrec.recommender import Recommender, evaluate_saved_model
+    from lucidrec.data import load_dataset
+    from lucidrec.splits import split
+
+    ds = load_dataset(data)
+    s = split(ds, "ratio")
+    if retrain or not (out_dir / "config.json").exists():
+        console.print("[bold]training the language-model recommender (ratio protocol)...[/]")
+        Recommender(HybridConfig(mode="set")).fit(ds, s.train, s.valid).save(out_dir)
+    else:
+        console.print(f"[dim]reusing the trained model in {out_dir} (pass --retrain to train again)[/]")
+    console.print("[bold]tuning and evaluating baselines...[/]")
+    results = run_baselines(data=data, protocol="ratio", progress=None)
+    results.append(evaluate_saved_model(out_dir, s).to_dict())
+    out.print(_metric_table(results, "ratio protocol, test part, full ranking", ks=(10,)))
+    rec = Recommender.load(out_dir)
+    user = str(ds.user_ids[0])
+    _print_recs(rec.recommend(user=user, k=10, explain=True), True)
+    _print_recs(rec.recommend(query="a funny animated film for kids", k=10, explain=True), True)
+
+
 def main():  # pragma: no cover - console entry point
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     sys.exit(app())

@@ -75,15 +75,30 @@ def build_evidence(rec, state, entries, item: int, query: str | None) -> tuple[l
     return evidence, info
 
 
+def _significant(evidence: list[dict]) -> tuple[list[dict], dict | None]:
+    """The history items and query worth naming: positive and at least a quarter of the largest
+    positive term, so a reason never leans on evidence that barely moved the score."""
+    hist = [e for e in evidence if e["kind"] == "history" and e["contribution"] > 0]
+    query = next((e for e in evidence if e["kind"] == "query" and e["contribution"] > 0), None)
+    top = max([e["contribution"] for e in hist] + ([query["contribution"]] if query else []), default=0.0)
+    cut = 0.25 * top
+    hist = [e for e in hist if e["contribution"] >= cut][:3]
+    if query is not None and query["contribution"] < cut:
+        query = None
+    return hist, query
+
+
 def render_reason(title: str, evidence: list[dict], lang: str = "en") -> str:
-    hist = [e for e in evidence if e["kind"] == "history"][:3]
-    query = next((e for e in evidence if e["kind"] == "query"), None)
+    """A sentence naming the top one to three pieces of evidence, in English or Chinese."""
+    hist, query = _significant(evidence)
     pop = next((e for e in evidence if e["kind"] == "popularity"), None)
     attr = next((e for e in evidence if e["kind"] == "attribute"), None)
-    # Name the query only when it pushed the item up, and the history items in order of contribution.
-    use_query = query is not None and query["contribution"] > 0
+    if attr and hist:
+        # Only genres shared with the items the reason actually names.
+        attr = dict(attr)
+    query_first = query is not None and (not hist or query["contribution"] >= hist[0]["contribution"])
     if lang == "zh":
-        return _render_zh(title, hist, query if use_query else None, pop, attr)
+        return _render_zh(title, hist, query, pop, attr if hist else None, query_first)
     bits = []
     for k, h in enumerate(hist):
         act = h["action"]
@@ -96,14 +111,15 @@ def render_reason(title: str, evidence: list[dict], lang: str = "en") -> str:
     clauses = []
     if bits:
         clauses.append("you " + _join_en(bits))
-    if use_query:
-        clauses.append(f"it matches your request \"{query['text']}\"")
+    if query is not None:
+        q = f"it matches your request \"{query['text']}\""
+        clauses.insert(0 if query_first else len(clauses), q)
     if not clauses:
         if pop is not None and pop["contribution"] > 0:
             return f"Recommended {title}: it is popular with many people, and you have no history yet to personalise on."
         return f"Recommended {title}: it scored highest among the remaining items."
-    reason = f"Recommended {title} because " + " and ".join(clauses) + "."
-    if attr:
+    reason = f"Recommended {title} because " + "; and ".join(clauses) + "."
+    if attr and hist:
         reason += f" Shared genres: {', '.join(attr['shared'])}."
     return reason
 
@@ -114,7 +130,7 @@ def _join_en(parts: list[str]) -> str:
     return ", ".join(parts[:-1]) + " and " + parts[-1]
 
 
-def _render_zh(title, hist, query, pop, attr) -> str:
+def _render_zh(title, hist, query, pop, attr, query_first=False) -> str:
     name = f"《{title}》"
     bits = []
     for h in hist:
@@ -133,7 +149,10 @@ def _render_zh(title, hist, query, pop, attr) -> str:
     if bits:
         parts.append("基于您" + "、".join(bits))
     if query:
-        parts.append(f"以及您的需求“{query['text']}”" if bits else f"基于您的需求“{query['text']}”")
+        if bits and query_first:
+            parts = [f"基于您的需求“{query['text']}”", "以及您" + "、".join(bits)]
+        else:
+            parts.append(f"以及您的需求“{query['text']}”" if bits else f"基于您的需求“{query['text']}”")
     if not parts:
         if pop is not None and pop["contribution"] > 0:
             return f"推荐{name}：这是一部广受欢迎的作品，您目前还没有可用于个性化的历史记录。"

@@ -10,9 +10,12 @@ users that have at least one test item.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import scipy.sparse as sp
-from scipy.stats import rankdata
+
+if TYPE_CHECKING:  # scipy is imported lazily: serving uses top_k only and must start fast
+    import scipy.sparse as sp
 
 RANKING_METRICS = ("precision", "recall", "f1", "ndcg", "hr", "mrr", "map")
 
@@ -99,6 +102,8 @@ class RankingAccumulator:
 
 def _auc(scores: np.ndarray, rel: np.ndarray) -> np.ndarray:
     """Per-row AUC of relevant vs non-relevant among finite-scored candidates."""
+    from scipy.stats import rankdata
+
     finite = np.isfinite(scores)
     # Excluded items (-inf) tie at the bottom; subtract them from the ascending ranks.
     ranks = rankdata(np.where(finite, scores, -np.inf), axis=1, method="average")

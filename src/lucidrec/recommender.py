@@ -14,15 +14,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-import numpy as np
-import pandas as pd
+from typing import TYPE_CHECKING
 
-from lucidrec.data.dataset import Dataset
-from lucidrec.data.text import ItemTextBuilder, item_categories, item_years
+import numpy as np
+
 from lucidrec.errors import ConfigError, ModelError, UnknownIdError
-from lucidrec.history import Histories
-from lucidrec.metrics import RankingAccumulator, top_k
+from lucidrec.metrics import top_k
 from lucidrec.models.scoring import HybridScorer, UserState
+
+if TYPE_CHECKING:  # heavy imports stay out of the serving start-up path
+    import pandas as pd
+
+    from lucidrec.data.dataset import Dataset
+    from lucidrec.history import Histories
 
 FORMAT_VERSION = 1
 MAX_K = 1000
@@ -71,7 +75,7 @@ class Recommender:
     """Language-model hybrid recommender: ``s_ui = p_u . f_i + CLS(p_u, f_i)`` with faithful explanations."""
 
     def __init__(self, config=None, encoder: str | None = None, cache_dir: str | None = None):
-        from lucidrec.models.hybrid import HybridConfig
+        from lucidrec.models.config import HybridConfig
 
         self.config = config or HybridConfig()
         self.encoder_name = encoder
@@ -87,7 +91,11 @@ class Recommender:
         """Train on ``train`` (default: all interactions), early-stopping on ``valid`` (default: a random 5%
         of ``train`` per user is held out). The closed-form item-item block is refit on train+valid at the
         end so the served model knows every interaction it was given."""
+        import pandas as pd
+
         from lucidrec.baselines import EASE, ease_weights
+        from lucidrec.data.text import ItemTextBuilder
+        from lucidrec.metrics import RankingAccumulator
         from lucidrec.encoders import CachedEncoder, SentenceTransformerEncoder
         from lucidrec.evaluate import evaluate_scorer
         from lucidrec.models.features import FeatureSpace
@@ -197,29 +205,44 @@ class Recommender:
 
     # ================================================================== catalog and histories
     def _set_catalog(self, dataset: Dataset):
+        from lucidrec.data.text import item_categories, item_years
+
         self.item_ids = np.asarray(dataset.item_ids, dtype=object)
         self.item_index = {iid: i for i, iid in enumerate(self.item_ids)}
         self.titles = np.asarray(dataset.titles(), dtype=object)
         self.categories = [sorted(c) for c in item_categories(dataset)]
         self.years = item_years(dataset)
 
-    def _set_known(self, known: pd.DataFrame):
-        known = known.sort_values(["user", "timestamp", "iidx"]).drop_duplicates(["user", "iidx"], keep="last")
+    def _set_known(self, known: "pd.DataFrame"):
+        """Index the stored histories as flat arrays sorted by (user, time): a user's rows are one slice."""
+        known = known.sort_values(["user", "timestamp", "iidx"], kind="stable")
+        known = known.drop_duplicates(["user", "iidx"], keep="last")
         self.known = known[["user", "item", "rating", "timestamp", "event"]].reset_index(drop=True)
-        self._by_user = {u: g for u, g in self.known.groupby("user", sort=False)}
+        self._set_known_arrays(self.known["user"].to_numpy(dtype=str), self.known["item"].to_numpy(dtype=str),
+                               self.known["rating"].to_numpy(dtype=np.float64),
+                               self.known["timestamp"].to_numpy(dtype=np.float64),
+                               self.known["event"].to_numpy(dtype=str))
+
+    def _set_known_arrays(self, users, items, ratings, times, events):
+        self._k_items = np.array([self.item_index.get(i, -1) for i in items], dtype=np.int64)
+        self._k_ratings, self._k_times, self._k_events = ratings, times, events
+        starts = np.r_[0, np.flatnonzero(users[1:] != users[:-1]) + 1] if len(users) else np.array([], int)
+        ends = np.r_[starts[1:], len(users)] if len(users) else np.array([], int)
+        self._user_slices = {str(users[s]): (int(s), int(e)) for s, e in zip(starts, ends)}
 
     def _known_users_with_history(self):
-        return list(self._by_user.keys())
+        return list(self._user_slices.keys())
 
     def _known_history(self, user_id: str) -> list[HistoryEntry]:
-        g = self._by_user.get(str(user_id))
-        if g is None:
+        sl = self._user_slices.get(str(user_id))
+        if sl is None:
             return []
-        return [HistoryEntry(self.item_index[i], r, t, e) for i, r, t, e in
-                zip(g["item"], g["rating"], g["timestamp"], g["event"]) if i in self.item_index]
+        s, e = sl
+        return [HistoryEntry(int(i), float(r), float(t), str(ev)) for i, r, t, ev in
+                zip(self._k_items[s:e], self._k_ratings[s:e], self._k_times[s:e], self._k_events[s:e]) if i >= 0]
 
     def known_user(self, user_id) -> bool:
-        return str(user_id) in self._by_user
+        return str(user_id) in self._user_slices
 
     def item_idx(self, item_id) -> int:
         try:
@@ -320,6 +343,7 @@ class Recommender:
 
     # ================================================================== persistence
     def save(self, out_dir: str | Path, export_encoder: bool = True) -> Path:
+        import pandas as pd
         from safetensors.numpy import save_file
 
         self._check_ready()
@@ -334,7 +358,11 @@ class Recommender:
         pd.DataFrame({"item": self.item_ids.astype(str), "title": self.titles.astype(str),
                       "categories": [list(c) for c in self.categories], "year": self.years}).to_parquet(
             out / "items.parquet", index=False)
-        self.known.to_parquet(out / "interactions.parquet", index=False)
+        if self.known is not None:
+            self.known.to_parquet(out / "interactions.parquet", index=False)
+        else:
+            import pyarrow.parquet as pq
+            pq.write_table(self._known_table, out / "interactions.parquet")
         if export_encoder:
             if self._st_encoder is not None:
                 self._st_encoder.export_onnx(out / "encoder")
@@ -351,7 +379,7 @@ class Recommender:
     def load(cls, model_dir: str | Path, load_encoder: bool = True) -> "Recommender":
         from safetensors.numpy import load_file
 
-        from lucidrec.models.hybrid import HybridConfig
+        from lucidrec.models.config import HybridConfig
 
         d = Path(model_dir)
         if not (d / "config.json").exists():
@@ -377,15 +405,22 @@ class Recommender:
         weights = load_file(str(d / "weights.safetensors"))
         B = load_file(str(d / "item_item.safetensors"))["B"] if (d / "item_item.safetensors").exists() else None
         rec.scorer = HybridScorer(weights, B)
-        items = pd.read_parquet(d / "items.parquet")
-        rec.item_ids = items["item"].astype(str).to_numpy(dtype=object)
+        import pyarrow.parquet as pq  # lighter than pandas: serving start-up matters
+
+        items = pq.read_table(d / "items.parquet").to_pydict()
+        rec.item_ids = np.asarray([str(i) for i in items["item"]], dtype=object)
         rec.item_index = {iid: i for i, iid in enumerate(rec.item_ids)}
-        rec.titles = items["title"].astype(str).to_numpy(dtype=object)
-        rec.categories = [list(c) for c in items["categories"]]
-        rec.years = items["year"].to_numpy(dtype=np.float64)
-        known = pd.read_parquet(d / "interactions.parquet")
-        known["iidx"] = known["item"].map(rec.item_index)
-        rec._set_known(known)
+        rec.titles = np.asarray([str(t) for t in items["title"]], dtype=object)
+        rec.categories = [list(c or []) for c in items["categories"]]
+        rec.years = np.asarray([np.nan if y is None else y for y in items["year"]], dtype=np.float64)
+        known = pq.read_table(d / "interactions.parquet")
+        rec.known = None  # loaded models keep the flat arrays only
+        col = known.column
+        rec._set_known_arrays(np.asarray(col("user").to_pylist(), dtype=str),
+                              np.asarray(col("item").to_pylist(), dtype=str),
+                              col("rating").to_numpy().astype(np.float64), col("timestamp").to_numpy().astype(np.float64),
+                              np.asarray(col("event").to_pylist(), dtype=str))
+        rec._known_table = known
         rec._st_encoder = None
         rec._query_encoder = None
         if load_encoder and (d / "encoder" / "model.onnx").exists():
@@ -413,7 +448,7 @@ class _SavedModelScorer:
     def get_params(self) -> dict:
         return {"ease_reg": self.rec.ease_reg, "dim": self.rec.config.dim}
 
-    def score(self, users: np.ndarray, histories: Histories) -> np.ndarray:
+    def score(self, users: np.ndarray, histories: "Histories") -> np.ndarray:
         rows = histories.rows(users)
         out = np.zeros((len(users), len(self.map)), dtype=np.float32)
         for k in range(len(users)):
@@ -425,7 +460,7 @@ class _SavedModelScorer:
         return out
 
 
-def _holdout(inter: pd.DataFrame, seed: int, fraction: float = 0.05):
+def _holdout(inter: "pd.DataFrame", seed: int, fraction: float = 0.05):
     rng = np.random.default_rng(seed)
     mask = rng.random(len(inter)) < fraction
     counts = inter.groupby("uidx")["uidx"].transform("size").to_numpy()

@@ -6,11 +6,12 @@ Feature building needs no torch so the serving path can rebuild it for new items
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from lucidrec.data.dataset import Dataset
-from lucidrec.data.text import item_categories
+if TYPE_CHECKING:
+    from lucidrec.data.dataset import Dataset
 
 #: Edges of the "position from the end of the history" buckets (0 = most recent item).
 POSITION_EDGES = np.array([1, 2, 3, 5, 10, 20, 50, 100])
@@ -40,6 +41,8 @@ class FeatureSpace:
 
     @classmethod
     def fit(cls, dataset: Dataset, min_count: int = 2) -> "FeatureSpace":
+        from lucidrec.data.text import item_categories
+
         counts: dict[str, int] = {}
         for cats in item_categories(dataset):
             for c in cats:
@@ -57,6 +60,8 @@ class FeatureSpace:
         return len(self.categories) + len(self.numeric)
 
     def transform(self, dataset: Dataset) -> np.ndarray:
+        from lucidrec.data.text import item_categories
+
         index = {c: k for k, c in enumerate(self.categories)}
         x = np.zeros((dataset.n_items, self.dim), dtype=np.float32)
         for i, cats in enumerate(item_categories(dataset)):

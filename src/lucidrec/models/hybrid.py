@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from lucidrec.errors import DependencyError
+from lucidrec.models.config import HybridConfig
 from lucidrec.models.features import N_POSITION_BUCKETS, N_RATING_BINS, position_buckets, rating_bins
 
 try:
@@ -29,31 +30,6 @@ try:
     import torch.nn.functional as F_
 except ImportError:  # pragma: no cover - serving installs have no torch
     torch = None
-
-
-@dataclass
-class HybridConfig:
-    dim: int = 64                 # latent block size
-    cls_hidden: int = 32          # hidden units of the cross term
-    item_item: bool = True        # closed-form item-item block (EASE); off for huge catalogs
-    ease_reg: float | None = None  # None: chosen on validation from a small grid
-    mode: str = "mixed"           # "set", "seq" or "mixed" training samples
-    epochs: int = 40
-    batch_size: int = 128
-    samples_per_user: int = 4
-    lr: float = 3e-3
-    weight_decay: float = 1e-5
-    l2_emb: float = 1e-6
-    id_dropout: float = 0.2
-    patience: int = 4
-    max_minutes: float = 3.0
-    seed: int = 2026
-    query_strength: float = 1.0
-    init_logit_scale: float = 10.0
-    folds: int = 5                # target folds for leakage-free training of the item-item block
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def _require_torch():
