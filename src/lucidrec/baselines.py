@@ -16,7 +16,7 @@ class MostPopular:
 
     name = "MostPopular"
 
-    def fit(self, dataset: Dataset, train: pd.DataFrame) -> "MostPopular":
+    def fit(self, dataset: Dataset, train: pd.DataFrame) -> MostPopular:
         self.counts = np.bincount(train["iidx"].to_numpy(), minlength=dataset.n_items).astype(np.float64)
         return self
 
@@ -37,7 +37,7 @@ class ItemKNN:
             raise ConfigError(f"ItemKNN k={k}: must be >= 1.")
         self.k, self.shrink = int(k), float(shrink)
 
-    def fit(self, dataset: Dataset, train: pd.DataFrame) -> "ItemKNN":
+    def fit(self, dataset: Dataset, train: pd.DataFrame) -> ItemKNN:
         x = dataset.matrix(train)
         co = (x.T @ x).toarray().astype(np.float64)
         norms = np.sqrt(np.diag(co))
@@ -77,7 +77,7 @@ class EASE:
             raise ConfigError(f"EASE reg={reg}: must be > 0.")
         self.reg = float(reg)
 
-    def fit(self, dataset: Dataset, train: pd.DataFrame) -> "EASE":
+    def fit(self, dataset: Dataset, train: pd.DataFrame) -> EASE:
         self.b = ease_weights(dataset.matrix(train), self.reg)
         return self
 
@@ -106,7 +106,7 @@ class ALS:
             return False
         return True
 
-    def fit(self, dataset: Dataset, train: pd.DataFrame) -> "ALS":
+    def fit(self, dataset: Dataset, train: pd.DataFrame) -> ALS:
         try:
             from implicit.cpu.als import AlternatingLeastSquares
         except Exception as e:
@@ -138,3 +138,45 @@ BASELINES = {
     "ease": (EASE, [{"reg": r} for r in (50.0, 100.0, 200.0, 300.0, 500.0, 1000.0)]),
     "als": (ALS, [{"factors": f, "regularization": 0.05, "alpha": a} for f in (32, 64, 128) for a in (1.0, 5.0)]),
 }
+
+
+class RandomScorer:
+    """Uniform random scores (seeded): the floor every model must clear."""
+
+    name = "Random"
+
+    def __init__(self, seed: int = 2026):
+        self.seed = int(seed)
+
+    def fit(self, dataset: Dataset, train: pd.DataFrame) -> RandomScorer:
+        self.n_items = dataset.n_items
+        return self
+
+    def score(self, users: np.ndarray, histories: Histories) -> np.ndarray:
+        rng = np.random.default_rng([self.seed, int(users[0]) if len(users) else 0])
+        return rng.random((len(users), self.n_items))
+
+    def get_params(self) -> dict:
+        return {"seed": self.seed}
+
+
+class TextNeighbours:
+    """Text-only nearest neighbours: mean cosine similarity of an item's text embedding to the user's
+    history items' embeddings. Needs no interactions with the item, so it can rank cold items."""
+
+    name = "TextKNN"
+
+    def __init__(self, embeddings: np.ndarray):
+        self.emb = np.asarray(embeddings, dtype=np.float32)
+
+    def fit(self, dataset: Dataset, train: pd.DataFrame) -> TextNeighbours:
+        return self
+
+    def score(self, users: np.ndarray, histories: Histories) -> np.ndarray:
+        x = histories.binary[users]
+        n = np.maximum(np.asarray(x.sum(axis=1)).ravel(), 1.0)
+        profile = np.asarray(x @ self.emb) / n[:, None]
+        return profile @ self.emb.T
+
+    def get_params(self) -> dict:
+        return {}

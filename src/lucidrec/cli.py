@@ -7,7 +7,6 @@ import os
 import sys
 from functools import wraps
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -142,12 +141,12 @@ def baselines(data: str = DataOpt, protocol: list[str] = typer.Option(["ratio", 
 @_friendly
 def train(data: str = DataOpt, protocol: str = ProtocolOpt, seed: int = SeedOpt,
           out_dir: Path = typer.Option(Path("models/ml100k"), "--out", help="Model folder to write."),
-          encoder: Optional[str] = typer.Option(None, "--encoder", help="Sentence-transformers folder (default: all-MiniLM-L6-v2, packaged)."),
-          epochs: int = typer.Option(40, "--epochs", min=1, max=1000),
-          dim: int = typer.Option(64, "--dim", min=4, max=1024),
-          mode: Optional[str] = typer.Option(None, "--mode", help="Training samples: set, seq or mixed (default: by protocol)."),
-          max_minutes: float = typer.Option(3.0, "--max-minutes", min=0.1),
-          log_dir: Optional[str] = typer.Option(None, "--tensorboard", help="Write TensorBoard logs here."),
+          encoder: str | None = typer.Option(None, "--encoder", help="Sentence-transformers folder (default: all-MiniLM-L6-v2, packaged)."),
+          epochs: int = typer.Option(30, "--epochs", min=1, max=1000),
+          dim: int = typer.Option(128, "--dim", min=4, max=1024),
+          mode: str | None = typer.Option(None, "--mode", help="Training samples: set, seq or mixed (default: by protocol)."),
+          max_minutes: float = typer.Option(4.0, "--max-minutes", min=0.1),
+          log_dir: str | None = typer.Option(None, "--tensorboard", help="Write TensorBoard logs here."),
           quiet: bool = typer.Option(False, "--quiet", help="No progress bars.")):
     """Train the language-model recommender on the protocol's train part (early stopping on valid) and save it."""
     from lucidrec.data import load_dataset
@@ -199,9 +198,9 @@ def _title_for(result: dict) -> str:
 @app.command()
 @_friendly
 def recommend(model: Path = typer.Option(..., "--model", help="Model folder written by 'lucidrec train'."),
-              user: Optional[str] = typer.Option(None, "--user", help="A known user id."),
-              history: Optional[str] = typer.Option(None, "--history", help="Inline history: ITEM[:RATING],..."),
-              query: Optional[str] = typer.Option(None, "--query", help="What the user asks for, in words."),
+              user: str | None = typer.Option(None, "--user", help="A known user id."),
+              history: str | None = typer.Option(None, "--history", help="Inline history: ITEM[:RATING],..."),
+              query: str | None = typer.Option(None, "--query", help="What the user asks for, in words."),
               k: int = typer.Option(10, "--k", min=1, max=1000),
               explain: bool = typer.Option(False, "--explain", help="Add reasons and evidence."),
               lang: str = typer.Option("en", "--lang", help="Language of reasons: en or zh."),
@@ -228,9 +227,9 @@ def demo(data: str = DataOpt, out_dir: Path = typer.Option(Path("models/ml100k")
          retrain: bool = typer.Option(False, "--retrain", help="Train even if a model folder exists.")):
     """The main job: baselines and the language-model recommender on ML-100K, then sample recommendations."""
     from lucidrec.api import run_baselines
+    from lucidrec.data import load_dataset
     from lucidrec.models.config import HybridConfig
     from lucidrec.recommender import Recommender, evaluate_saved_model
-    from lucidrec.data import load_dataset
     from lucidrec.splits import split
 
     ds = load_dataset(data)
@@ -253,3 +252,7 @@ def demo(data: str = DataOpt, out_dir: Path = typer.Option(Path("models/ml100k")
 def main():  # pragma: no cover - console entry point
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     sys.exit(app())
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

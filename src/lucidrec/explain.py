@@ -195,4 +195,4 @@ def _counterfactual(rec, entries, item: int, cited: list[int], masked_scores: np
             "rank_before": int((masked_scores > old).sum()) + 1, "rank_after": new_rank}
 
 
-__all__ = ["build_evidence", "render_reason", "explain_items", "top_k"]
+__all__ = ["build_evidence", "explain_items", "render_reason", "top_k"]

@@ -21,7 +21,7 @@ class Histories:
     timestamp: sp.csr_matrix
 
     @classmethod
-    def from_frame(cls, inter: pd.DataFrame, n_users: int, n_items: int) -> "Histories":
+    def from_frame(cls, inter: pd.DataFrame, n_users: int, n_items: int) -> Histories:
         inter = inter.sort_values(["uidx", "iidx", "timestamp"]).drop_duplicates(["uidx", "iidx"], keep="last")
         rows, cols = inter["uidx"].to_numpy(), inter["iidx"].to_numpy()
 
@@ -37,5 +37,5 @@ class Histories:
     def n_users(self) -> int:
         return self.binary.shape[0]
 
-    def rows(self, users: np.ndarray) -> "Histories":
+    def rows(self, users: np.ndarray) -> Histories:
         return Histories(self.binary[users], self.rating[users], self.timestamp[users])

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
-
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -87,7 +86,7 @@ class Recommender:
 
     # ================================================================== training
     def fit(self, dataset: Dataset, train: pd.DataFrame | None = None, valid: pd.DataFrame | None = None,
-            progress: bool = True, refit_item_item: bool = True, log_dir: str | None = None) -> "Recommender":
+            progress: bool = True, refit_item_item: bool = True, log_dir: str | None = None) -> Recommender:
         """Train on ``train`` (default: all interactions), early-stopping on ``valid`` (default: a random 5%
         of ``train`` per user is held out). The closed-form item-item block is refit on train+valid at the
         end so the served model knows every interaction it was given."""
@@ -95,15 +94,14 @@ class Recommender:
 
         from lucidrec.baselines import EASE, ease_weights
         from lucidrec.data.text import ItemTextBuilder
-        from lucidrec.metrics import RankingAccumulator
         from lucidrec.encoders import CachedEncoder, SentenceTransformerEncoder
         from lucidrec.evaluate import evaluate_scorer
+        from lucidrec.metrics import RankingAccumulator
         from lucidrec.models.features import FeatureSpace
         from lucidrec.models.hybrid import HybridNet, Sequences, _require_torch, pad_histories, train_hybrid
         from lucidrec.splits import Split
 
         _require_torch()
-        import torch
 
         t0 = time.perf_counter()
         cfg = self.config
@@ -144,15 +142,6 @@ class Recommender:
         has_id[np.unique(train["iidx"].to_numpy())] = 1.0
         net = HybridNet(dataset.n_items, T, G, B, has_id, cfg)
         seqs = Sequences.from_frame(train, dataset.n_users)
-        if cfg.item_item and cfg.folds > 1:
-            import scipy.sparse as sp
-            seqs.assign_folds(cfg.folds, cfg.seed)
-            blocks = []
-            for f in range(cfg.folds):
-                us, its = seqs.frame_without_fold(f)
-                x = sp.csr_matrix((np.ones(len(us), np.float32), (us, its)), shape=(dataset.n_users, dataset.n_items))
-                blocks.append(ease_weights(x, self.ease_reg).astype(np.float32))
-            net.set_fold_blocks(np.stack(blocks))
         valid_users = np.unique(valid["uidx"].to_numpy())
         valid_rel = dataset.matrix(valid)
         train_hist = dataset.matrix(train)
@@ -167,6 +156,8 @@ class Recommender:
             return acc.result()["ndcg@10"]
 
         report = train_hybrid(net, seqs, cfg, validate, progress=progress, log_dir=log_dir)
+        if B is not None:
+            report["item_item"] = self._blend_on_validation(net, seqs, valid_users, valid_rel, train_hist)
         weights = net.export()
         if cfg.item_item and refit_item_item:
             B = ease_weights(dataset.matrix(pd.concat([train, valid])), self.ease_reg).astype(np.float32)
@@ -180,6 +171,55 @@ class Recommender:
         report["ease_reg"] = self.ease_reg
         self.train_report = report
         return self
+
+    def _blend_on_validation(self, net, seqs, valid_users, valid_rel, train_hist) -> dict:
+        """Blend the trained towers with the closed-form item-item block: score = c * item_item + towers,
+        with the block's recency decay and weight c chosen on validation NDCG@10 (c = 0 keeps the towers
+        alone). The towers are trained without the block, so they learn a signal of their own and the
+        blend is an honest two-model ensemble rather than a correction fit to the block's own errors."""
+        import torch
+
+        from lucidrec.metrics import RankingAccumulator
+        from lucidrec.models.features import N_POSITION_BUCKETS, N_RATING_BINS
+        from lucidrec.models.hybrid import pad_histories
+
+        chunks = []
+        for s in range(0, len(valid_users), 256):
+            us = valid_users[s:s + 256]
+            chunks.append((us, pad_histories([seqs.items[u] for u in us], [seqs.ratings[u] for u in us])))
+        with torch.no_grad():
+            towers = [net(*batch).numpy() for _, batch in chunks]
+
+        def ndcg(c: float, decay: float, item_item_cache: dict) -> float:
+            acc = RankingAccumulator(len(self.item_ids), ks=(10,), auc=False)
+            for k, (us, (hist, rb, pb, mask)) in enumerate(chunks):
+                if (decay, k) not in item_item_cache:
+                    with torch.no_grad():
+                        item_item_cache[(decay, k)] = net.item_item_scores(hist, pb, mask, decay).numpy()
+                acc.add(c * item_item_cache[(decay, k)] + towers[k], valid_rel[us], train_hist[us])
+            return acc.result()["ndcg@10"]
+
+        cache: dict = {}
+        # Scale c relative to the spread of each part so the grid means the same on any dataset.
+        spread_t = float(np.median([np.std(t, axis=1).mean() for t in towers])) or 1.0
+        with torch.no_grad():
+            e0 = net.item_item_scores(*[chunks[0][1][i] for i in (0, 2, 3)], 1.0).numpy()
+        spread_e = float(np.std(e0, axis=1).mean()) or 1.0
+        unit = spread_t / spread_e
+        grid = []
+        for decay in (1.0, 0.9, 0.75, 0.5):
+            for c in (0.0, 0.5, 1, 2, 4, 8, 16, 64, 1e4):
+                if c == 0.0 and decay != 1.0:
+                    continue
+                grid.append((ndcg(c * unit, decay, cache), c * unit, decay))
+        best = max(grid, key=lambda g: g[0])
+        _, c, decay = best
+        pi = c * decay ** np.arange(N_POSITION_BUCKETS, dtype=np.float64)
+        net.set_item_item_weights(np.ones(N_RATING_BINS, np.float32), pi.astype(np.float32))
+        towers_only = next(g[0] for g in grid if g[1] == 0.0)
+        item_item_only = max(g[0] for g in grid if g[1] >= 1e4 * unit * 0.999)
+        return {"weight": c, "decay": decay, "valid_ndcg@10": best[0], "towers_only_valid_ndcg@10": towers_only,
+                "item_item_only_valid_ndcg@10": item_item_only}
 
     def _calibrate_query(self, T: np.ndarray):
         """Scale the query terms so a query moves scores about as much as a typical user's history does:
@@ -213,7 +253,7 @@ class Recommender:
         self.categories = [sorted(c) for c in item_categories(dataset)]
         self.years = item_years(dataset)
 
-    def _set_known(self, known: "pd.DataFrame"):
+    def _set_known(self, known: pd.DataFrame):
         """Index the stored histories as flat arrays sorted by (user, time): a user's rows are one slice."""
         known = known.sort_values(["user", "timestamp", "iidx"], kind="stable")
         known = known.drop_duplicates(["user", "iidx"], keep="last")
@@ -376,7 +416,7 @@ class Recommender:
         return out
 
     @classmethod
-    def load(cls, model_dir: str | Path, load_encoder: bool = True) -> "Recommender":
+    def load(cls, model_dir: str | Path, load_encoder: bool = True) -> Recommender:
         from safetensors.numpy import load_file
 
         from lucidrec.models.config import HybridConfig
@@ -448,7 +488,7 @@ class _SavedModelScorer:
     def get_params(self) -> dict:
         return {"ease_reg": self.rec.ease_reg, "dim": self.rec.config.dim}
 
-    def score(self, users: np.ndarray, histories: "Histories") -> np.ndarray:
+    def score(self, users: np.ndarray, histories: Histories) -> np.ndarray:
         rows = histories.rows(users)
         out = np.zeros((len(users), len(self.map)), dtype=np.float32)
         for k in range(len(users)):
@@ -460,7 +500,7 @@ class _SavedModelScorer:
         return out
 
 
-def _holdout(inter: "pd.DataFrame", seed: int, fraction: float = 0.05):
+def _holdout(inter: pd.DataFrame, seed: int, fraction: float = 0.05):
     rng = np.random.default_rng(seed)
     mask = rng.random(len(inter)) < fraction
     counts = inter.groupby("uidx")["uidx"].transform("size").to_numpy()

@@ -1,8 +1,14 @@
 """Data layer: validated datasets, loaders and the item-text builder."""
 
 from lucidrec.data.dataset import Dataset, ItemSchema
-from lucidrec.data.loaders import (from_dataframes, load_atomic, load_dataset, load_files,
-                                   load_movielens_100k, movielens_100k_folder)
+from lucidrec.data.loaders import (
+                                   from_dataframes,
+                                   load_atomic,
+                                   load_dataset,
+                                   load_files,
+                                   load_movielens_100k,
+                                   movielens_100k_folder,
+)
 from lucidrec.data.text import ItemTextBuilder, item_categories, item_years
 
 __all__ = ["Dataset", "ItemSchema", "ItemTextBuilder", "from_dataframes", "item_categories", "item_years",

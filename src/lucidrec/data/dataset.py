@@ -39,7 +39,7 @@ class ItemSchema:
                 "numeric": list(self.numeric), "year": self.year}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ItemSchema":
+    def from_dict(cls, d: dict) -> ItemSchema:
         return cls(**d)
 
 
@@ -156,7 +156,7 @@ class Dataset:
             m.data[:] = 1.0  # duplicates summed by scipy collapse back to 1
         return m
 
-    def subset(self, interactions: pd.DataFrame, name: str | None = None) -> "Dataset":
+    def subset(self, interactions: pd.DataFrame, name: str | None = None) -> Dataset:
         """A dataset with the same catalog and users but only the given interactions."""
         ds = Dataset.__new__(Dataset)
         ds.__dict__.update(self.__dict__)

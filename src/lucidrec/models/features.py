@@ -40,7 +40,7 @@ class FeatureSpace:
     numeric_std: list[float]
 
     @classmethod
-    def fit(cls, dataset: Dataset, min_count: int = 2) -> "FeatureSpace":
+    def fit(cls, dataset: Dataset, min_count: int = 2) -> FeatureSpace:
         from lucidrec.data.text import item_categories
 
         counts: dict[str, int] = {}

@@ -55,13 +55,16 @@ class HybridNet(torch.nn.Module if torch is not None else object):
         self.register_buffer("G", torch.as_tensor(feats, dtype=torch.float32))
         self.register_buffer("B", torch.as_tensor(item_item, dtype=torch.float32) if item_item is not None
                              else torch.zeros(0))
-        # Training-time item-item blocks, one per fold, each fit without that fold's interactions: the
-        # loss then never sees a block that was fit on its own targets (see set_fold_blocks).
-        self.register_buffer("B_folds", torch.zeros(0))
+        # The item-item block is not trained by SGD: its history weights (per rating bin and position
+        # bucket) are chosen on validation after the towers are trained (see set_item_item_weights).
+        self.register_buffer("rho_E", torch.zeros(N_RATING_BINS))
+        self.register_buffer("pi_E", torch.zeros(N_POSITION_BUCKETS))
+        self.use_B = False
         self.register_buffer("has_id", torch.as_tensor(has_id, dtype=torch.float32))
-        self.use_B = item_item is not None
-        # History-side parts start at zero so the untrained model is exactly the item-item block; the
-        # target side starts small and random so gradients can flow into both.
+        self.use_id = cfg.id_embeddings
+        self.use_cross = cfg.cross
+        # History-side parts start at zero and the target side small and random: gradients reach both,
+        # and the untrained towers score every item alike.
         self.E_t, self.E_h = rnd(n_items, d), rnd(n_items, d, scale=0.0)
         self.Wc, self.Wa = rnd(td, d, scale=0.05), rnd(td, d, scale=0.0)
         self.Gt, self.Gh = rnd(fd, d), rnd(fd, d, scale=0.0)
@@ -69,8 +72,6 @@ class HybridNet(torch.nn.Module if torch is not None else object):
         self.v = torch.nn.Parameter(torch.zeros(td))
         self.vg = torch.nn.Parameter(torch.zeros(fd))
         one = _inv_softplus(1.0)
-        self.rho_E = torch.nn.Parameter(torch.full((N_RATING_BINS,), one))
-        self.pi_E = torch.nn.Parameter(torch.full((N_POSITION_BUCKETS,), one))
         self.rho_L = torch.nn.Parameter(torch.full((N_RATING_BINS,), one))
         self.pi_L = torch.nn.Parameter(torch.full((N_POSITION_BUCKETS,), one))
         self.alpha = torch.nn.Parameter(torch.tensor(0.0))
@@ -86,22 +87,31 @@ class HybridNet(torch.nn.Module if torch is not None else object):
     def items(self, id_keep: torch.Tensor | None = None):
         """Target-side F, history-side H and bias b for every item; ``id_keep`` zeroes ID parts (cold)."""
         keep = self.has_id if id_keep is None else self.has_id * id_keep
-        F = keep[:, None] * self.E_t + self.T @ self.Wc + self.G @ self.Gt
-        H = self.has_id[:, None] * self.E_h + self.T @ self.Wa + self.G @ self.Gh
+        use = 1.0 if self.use_id else 0.0
+        F = use * keep[:, None] * self.E_t + self.T @ self.Wc + self.G @ self.Gt
+        H = use * self.has_id[:, None] * self.E_h + self.T @ self.Wa + self.G @ self.Gh
         b = keep * self.b_id + self.T @ self.v + self.G @ self.vg
         return F, H, b, keep
 
-    def set_fold_blocks(self, blocks: np.ndarray):
-        self.B_folds = torch.as_tensor(blocks, dtype=torch.float32)
+    def set_item_item_weights(self, rho: np.ndarray, pi: np.ndarray):
+        """Switch the item-item block on with history weights rho[rating bin] * pi[position bucket]."""
+        self.rho_E = torch.as_tensor(rho, dtype=torch.float32)
+        self.pi_E = torch.as_tensor(pi, dtype=torch.float32)
+        self.use_B = self.B.numel() > 0
+
+    def item_item_scores(self, hist, pbin, mask, decay: float) -> torch.Tensor:
+        """Item-item block scores with position weights decay**bucket (for the validation search)."""
+        w = (decay ** pbin.float()) * mask.float()
+        x = torch.zeros(hist.shape[0], self.T.shape[0]).scatter_add_(1, hist, w)
+        return x @ self.B
 
     def forward(self, hist: torch.Tensor, rbin: torch.Tensor, pbin: torch.Tensor, mask: torch.Tensor,
-                id_keep: torch.Tensor | None = None, fold: int | None = None) -> torch.Tensor:
+                id_keep: torch.Tensor | None = None) -> torch.Tensor:
         """Scores (B, n_items) for padded histories ``hist`` (B, L) with rating/position bins and a mask."""
         n_items = self.T.shape[0]
         F, H, b, keep = self.items(id_keep)
         m = mask.float()
         length = m.sum(1, keepdim=True).clamp(min=1.0)
-        base_e = F_.softplus(self.rho_E)[rbin] * F_.softplus(self.pi_E)[pbin] * m
         base_l = F_.softplus(self.rho_L)[rbin] * F_.softplus(self.pi_L)[pbin] * m
         wL = base_l / length.sqrt()
         wT = self.alpha * base_l / length
@@ -114,9 +124,9 @@ class HybridNet(torch.nn.Module if torch is not None else object):
         pT = scatter(wT) @ self.T
         scores = pL @ F.T + (pT @ self.T.T) + b
         if self.use_B:
-            B = self.B if fold is None else self.B_folds[fold]
-            scores = scores + (scatter(base_e) @ B) * keep
-        return scores + self.cross(pL, F)
+            base_e = self.rho_E[rbin] * self.pi_E[pbin] * m
+            scores = scores + (scatter(base_e) @ self.B) * keep
+        return scores + self.cross(pL, F) if self.use_cross else scores
 
     def cross(self, pL: torch.Tensor, F: torch.Tensor) -> torch.Tensor:
         d = F.shape[1]
@@ -129,8 +139,8 @@ class HybridNet(torch.nn.Module if torch is not None else object):
         with torch.no_grad():
             F, H, b, _ = self.items()
             sp = F_.softplus
-            out = {"F": F, "H": H, "bias": b, "T": self.T, "Wa": self.Wa, "rho_E": sp(self.rho_E),
-                   "pi_E": sp(self.pi_E) if self.use_B else torch.zeros_like(self.pi_E),
+            out = {"F": F, "H": H, "bias": b, "T": self.T, "Wa": self.Wa, "rho_E": self.rho_E,
+                   "pi_E": self.pi_E if self.use_B else torch.zeros_like(self.pi_E),
                    "rho_L": sp(self.rho_L), "pi_L": sp(self.pi_L), "alpha": self.alpha.reshape(1),
                    "W1": self.W1, "b1": self.b1, "w2": self.w2, "b2": self.b2.reshape(1)}
             return {k: v.detach().cpu().numpy().astype(np.float32) for k, v in out.items()}
@@ -142,21 +152,8 @@ class Sequences:
 
     items: list[np.ndarray]
     ratings: list[np.ndarray]
-    folds: list[np.ndarray] | None = None
-
-    def assign_folds(self, k: int, seed: int) -> None:
-        """Give every interaction a random fold in 0..k-1 (seeded)."""
-        rng = np.random.default_rng(seed + 7)
-        self.folds = [rng.integers(0, k, size=len(i)) for i in self.items]
-
-    def frame_without_fold(self, f: int) -> tuple[np.ndarray, np.ndarray]:
-        """(user, item) index arrays of every interaction outside fold ``f``."""
-        us = [np.full(int((fo != f).sum()), u) for u, fo in enumerate(self.folds)]
-        its = [i[fo != f] for i, fo in zip(self.items, self.folds)]
-        return np.concatenate(us), np.concatenate(its)
-
     @classmethod
-    def from_frame(cls, inter: pd.DataFrame, n_users: int) -> "Sequences":
+    def from_frame(cls, inter: pd.DataFrame, n_users: int) -> Sequences:
         inter = inter.sort_values(["uidx", "timestamp", "iidx"]).drop_duplicates(["uidx", "iidx"], keep="last")
         items = [np.zeros(0, np.int64) for _ in range(n_users)]
         ratings = [np.zeros(0, np.float64) for _ in range(n_users)]
@@ -188,28 +185,14 @@ def pad_histories(hists: list[np.ndarray], ratings: list[np.ndarray]):
     return tuple(torch.as_tensor(a) for a in (hist, rb, pb, mask))
 
 
-def _sample(seqs: "Sequences", users, rng, mode, fold: int | None):
-    """Cut each user's history into (input history, targets). With ``fold``, targets come only from that
-    fold and the input history excludes it, matching the item-item block fit without the fold."""
+def _sample(seqs: Sequences, users, rng, mode):
+    """Cut each user's history into (input history, targets): "seq" predicts the item after a random
+    cut from the items before it; "set" drops a random 10-50% of the history and predicts it."""
     hists, rats, targets = [], [], []
     for u in users:
         it, r = seqs.items[u], seqs.ratings[u]
-        in_fold = seqs.folds[u] == fold if fold is not None else None
         n = len(it)
         m = mode if mode != "mixed" else ("seq" if rng.random() < 0.5 else "set")
-        if in_fold is not None:
-            cand = np.flatnonzero(in_fold)
-            if m == "seq":
-                cand = cand[cand >= 1]
-            if len(cand) == 0:
-                continue
-            if m == "seq":
-                t = int(rng.choice(cand))
-                keep = ~in_fold[:t]
-                hists.append(it[:t][keep]); rats.append(r[:t][keep]); targets.append(it[t:t + 1])
-            else:
-                hists.append(it[~in_fold]); rats.append(r[~in_fold]); targets.append(it[in_fold])
-            continue
         if m == "seq":
             t = int(rng.integers(1, n))
             hists.append(it[:t]); rats.append(r[:t]); targets.append(it[t:t + 1])
@@ -221,7 +204,7 @@ def _sample(seqs: "Sequences", users, rng, mode, fold: int | None):
     return hists, rats, targets
 
 
-def train_hybrid(net: "HybridNet", train_seqs: Sequences, cfg: HybridConfig, validate, progress=True,
+def train_hybrid(net: HybridNet, train_seqs: Sequences, cfg: HybridConfig, validate, progress=True,
                  log_dir: str | None = None) -> dict:
     """Train ``net`` in place; ``validate(net) -> ndcg@10`` drives early stopping. Returns a history dict."""
     _require_torch()
@@ -246,7 +229,7 @@ def train_hybrid(net: "HybridNet", train_seqs: Sequences, cfg: HybridConfig, val
     n_items = net.T.shape[0]
     net.eval()
     with torch.no_grad():
-        best = float(validate(net))  # the untrained model (item-item block only) is the bar to beat
+        best = float(validate(net))  # the untrained towers are the bar to beat
     best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
     bad, history = 0, [{"epoch": 0, "valid_ndcg@10": best}]
     if progress:
@@ -262,13 +245,12 @@ def train_hybrid(net: "HybridNet", train_seqs: Sequences, cfg: HybridConfig, val
                    disable=not progress)
         for s in bar:
             batch = order[s:s + cfg.batch_size]
-            fold = int(rng.integers(len(net.B_folds))) if len(net.B_folds) else None
-            hists, rats, targets = _sample(train_seqs, batch, rng, cfg.mode, fold)
+            hists, rats, targets = _sample(train_seqs, batch, rng, cfg.mode)
             if not targets:
                 continue
             hist, rb, pb, mask = pad_histories(hists, rats)
             id_keep = torch.as_tensor((rng.random(n_items) >= cfg.id_dropout).astype(np.float32))
-            scores = net(hist, rb, pb, mask, id_keep, fold)
+            scores = net(hist, rb, pb, mask, id_keep)
             seen = torch.zeros_like(scores).scatter_add_(1, hist, mask.float()) > 0
             scores = scores.masked_fill(seen, -1e9)
             logp = F_.log_softmax(scores * net.logit_scale.exp(), dim=1)
