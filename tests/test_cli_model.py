@@ -10,9 +10,9 @@ import json
 import os
 
 import pytest
+from conftest import make_tiny_frames
 from typer.testing import CliRunner
 
-from conftest import make_tiny_frames
 from lucidrec.cli import app
 
 pytest.importorskip("torch")

@@ -12,11 +12,11 @@ import re
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import make_tiny_frames
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import lucidrec.data
-from conftest import make_tiny_frames
 from lucidrec.models.config import HybridConfig
 from lucidrec.recommender import Recommender
 
@@ -74,7 +74,7 @@ def test_evidence_contributions_sum_to_score(rec, data):
     query = data.draw(st.one_of(st.none(), st.sampled_from(QUERIES)), label="query")
     k = data.draw(st.integers(1, 10), label="k")
     exclude_seen = data.draw(st.booleans(), label="exclude_seen")
-    history = [(i, r if keep else None) for i, r, keep in zip(hist_ids, ratings, rated)]
+    history = [(i, r if keep else None) for i, r, keep in zip(hist_ids, ratings, rated, strict=True)]
     res = rec.recommend(history=history or None, query=query, k=k, explain=True, exclude_seen=exclude_seen)
     assert res["items"], res
     n_hist = len(hist_ids)

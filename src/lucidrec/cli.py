@@ -206,15 +206,26 @@ def recommend(model: Path = typer.Option(..., "--model", help="Model folder writ
               lang: str = typer.Option("en", "--lang", help="Language of reasons: en or zh."),
               counterfactual: bool = typer.Option(False, "--counterfactual", help="Report the effect of removing the top cited item."),
               include_seen: bool = typer.Option(False, "--include-seen", help="Allow items already in the history."),
+              llm: bool = typer.Option(False, "--llm", help="Rephrase reasons with the OpenAI-compatible endpoint in "
+                                       "LUCIDREC_LLM_BASE_URL / LUCIDREC_LLM_MODEL (checked; template on failure)."),
               as_json: bool = typer.Option(False, "--json", help="Print JSON.")):
     """Recommend for a known user, an inline history and/or a query (serves with onnxruntime, no torch)."""
     from lucidrec.recommender import Recommender
 
     if user is None and history is None and not query:
         raise ConfigError("nothing to recommend for. Fix: pass --user ID, --history ITEM[:RATING],... or --query TEXT.")
+    rewriter = None
+    if llm:
+        from lucidrec.rewriter import LLMRewriter
+
+        rewriter = LLMRewriter.from_env()
+        if rewriter is None:
+            raise ConfigError("--llm needs LUCIDREC_LLM_BASE_URL and LUCIDREC_LLM_MODEL in the environment "
+                              "(and LUCIDREC_LLM_API_KEY if the endpoint wants one).")
     rec = Recommender.load(model, load_encoder=bool(query))
     result = rec.recommend(user=user, history=history, query=query, k=k, exclude_seen=not include_seen,
-                           explain=explain or counterfactual, lang=lang, counterfactual=counterfactual)
+                           explain=explain or counterfactual or llm, lang=lang, counterfactual=counterfactual,
+                           rewriter=rewriter)
     if as_json:
         sys.stdout.write(json.dumps(result, ensure_ascii=False) + "\n")
     else:

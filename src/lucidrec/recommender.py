@@ -330,7 +330,7 @@ class Recommender:
 
     def recommend(self, user=None, history=None, query: str | None = None, k: int = 10,
                   exclude_seen: bool = True, explain: bool = False, lang: str = "en",
-                  counterfactual: bool = False, exclude: Iterable | None = None) -> dict[str, Any]:
+                  counterfactual: bool = False, exclude: Iterable | None = None, rewriter=None) -> dict[str, Any]:
         """Top-``k`` items for a known ``user``, an inline ``history`` (ids or (id, rating)), a ``query``,
         or any mix. Returns ``{"items": [{"item_id", "title", "score", "rank", ...}], ...}``."""
         self._check_ready()
@@ -363,6 +363,15 @@ class Recommender:
         if explain and items:
             from lucidrec.explain import explain_items
             explain_items(self, state, entries, top, masked, result, lang, counterfactual)
+            if rewriter is not None:
+                # The LLM may rephrase; its text is kept only if every title and number is in the evidence.
+                if not rewriter._catalog_patterns:
+                    rewriter.set_catalog(list(self.titles))
+                for it in result["items"]:
+                    rr = rewriter.rewrite(it["title"], it["evidence"], it["reason"], lang)
+                    it["reason"], it["reason_source"] = rr.text, rr.source
+                    if rr.detail:
+                        it["reason_fallback"] = rr.detail
         return result
 
     def score_items(self, user=None, history=None, query=None, items: Iterable | None = None) -> np.ndarray:
