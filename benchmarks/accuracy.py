@@ -48,7 +48,7 @@ def run_model(ds, s, protocol, seeds, epochs, max_minutes):
         m["train_seconds"] = time.perf_counter() - t0
         runs.append(m)
         log(f"  LucidRec seed {seed}: ndcg@10 {m['ndcg@10']:.4f} recall@10 {m['recall@10']:.4f} "
-            f"({m['train_seconds']:.0f} s, {len(rec.train_report['epochs']) - 1} epochs)")
+            f"({m['train_seconds']:.0f} s, {len(rec.train_report['epochs'])} epochs)")
     keys = [k for k in runs[0] if isinstance(runs[0][k], float)]
     mean = {k: float(np.mean([r[k] for r in runs])) for k in keys}
     std = {k: float(np.std([r[k] for r in runs])) for k in keys}

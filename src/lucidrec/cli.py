@@ -164,7 +164,7 @@ def train(data: str = DataOpt, protocol: str = ProtocolOpt, seed: int = SeedOpt,
     rec.save(out_dir)
     rep = rec.train_report
     console.print(f"saved to {out_dir} (best valid NDCG@10 {rep['best_valid_ndcg@10']:.4f}, "
-                  f"{len(rep['epochs']) - 1} epochs, {rep['seconds']} s)")
+                  f"{len(rep['epochs'])} epochs, {rep['seconds']} s)")
 
 
 def _print_recs(result: dict, explain: bool):

@@ -62,12 +62,22 @@ def parse_history(spec: str | Iterable | None) -> list[tuple[str, float | None]]
         if isinstance(e, dict):
             if "item" not in e and "item_id" not in e:
                 raise ConfigError(f"history entry {e!r}: no 'item'. Fix: give {{'item': ID, 'rating': R}}.")
-            out.append((str(e.get("item", e.get("item_id"))), None if e.get("rating") is None else float(e["rating"])))
+            out.append((str(e.get("item", e.get("item_id"))), _rating(e.get("rating"), e)))
         elif isinstance(e, (tuple, list)):
-            out.append((str(e[0]), None if len(e) < 2 or e[1] is None else float(e[1])))
+            out.append((str(e[0]), _rating(e[1] if len(e) > 1 else None, e)))
         else:
             out.append((str(e), None))
     return out
+
+
+def _rating(value, entry) -> float | None:
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"history entry {entry!r}: rating {value!r} is not a number. Fix: give a number, "
+                          "e.g. ('181', 5).") from None
 
 
 class Recommender:
@@ -133,7 +143,8 @@ class Recommender:
                     if m > best:
                         best, reg = m, r
             self.ease_reg = float(reg)
-            B = ease_weights(dataset.matrix(train), reg).astype(np.float32)
+            B = impute_cold_item_item(ease_weights(dataset.matrix(train), reg).astype(np.float32), T,
+                                      _seen_items(train, dataset.n_items))
         else:
             self.ease_reg, B = None, None
 
@@ -160,7 +171,9 @@ class Recommender:
             report["item_item"] = self._blend_on_validation(net, seqs, valid_users, valid_rel, train_hist)
         weights = net.export()
         if cfg.item_item and refit_item_item:
-            B = ease_weights(dataset.matrix(pd.concat([train, valid])), self.ease_reg).astype(np.float32)
+            known_frame = pd.concat([train, valid])
+            B = impute_cold_item_item(ease_weights(dataset.matrix(known_frame), self.ease_reg).astype(np.float32), T,
+                                      _seen_items(known_frame, dataset.n_items))
         self.scorer = HybridScorer({**weights, "query_latent": np.ones(1, np.float32),
                                     "query_text": np.ones(1, np.float32)}, B)
         self._torch_net = net
@@ -207,8 +220,9 @@ class Recommender:
         spread_e = float(np.std(e0, axis=1).mean()) or 1.0
         unit = spread_t / spread_e
         grid = []
+        towers_flat = all(float(np.ptp(t, axis=1).max()) < 1e-9 for t in towers)
         for decay in (1.0, 0.9, 0.75, 0.5):
-            for c in (0.0, 0.5, 1, 2, 4, 8, 16, 64, 1e4):
+            for c in ((0.0,) if not towers_flat else ()) + (0.5, 1, 2, 4, 8, 16, 64, 1e4):
                 if c == 0.0 and decay != 1.0:
                     continue
                 grid.append((ndcg(c * unit, decay, cache), c * unit, decay))
@@ -216,7 +230,7 @@ class Recommender:
         _, c, decay = best
         pi = c * decay ** np.arange(N_POSITION_BUCKETS, dtype=np.float64)
         net.set_item_item_weights(np.ones(N_RATING_BINS, np.float32), pi.astype(np.float32))
-        towers_only = next(g[0] for g in grid if g[1] == 0.0)
+        towers_only = next((g[0] for g in grid if g[1] == 0.0), None)
         item_item_only = max(g[0] for g in grid if g[1] >= 1e4 * unit * 0.999)
         return {"weight": c, "decay": decay, "valid_ndcg@10": best[0], "towers_only_valid_ndcg@10": towers_only,
                 "item_item_only_valid_ndcg@10": item_item_only}
@@ -377,7 +391,8 @@ class Recommender:
     def score_items(self, user=None, history=None, query=None, items: Iterable | None = None) -> np.ndarray:
         """Raw scores (no exclusion) for the given item ids, or the whole catalog."""
         entries, _ = self.resolve_history(user, history)
-        state = self._state_for(entries, self.encode_query(_clean_query(query)) if query else None)
+        query = _clean_query(query) if query is not None else None
+        state = self._state_for(entries, self.encode_query(query) if query else None)
         idx = None if items is None else np.array([self.item_idx(i) for i in items])
         return self.scorer.score(state, idx)
 
@@ -435,9 +450,11 @@ class Recommender:
             raise ModelError(f"{d}: not a lucidrec model folder (no config.json). Fix: pass the folder written by "
                              "'lucidrec train --out DIR'.")
         try:
-            meta = json.loads((d / "config.json").read_text())
-        except json.JSONDecodeError as e:
+            meta = json.loads((d / "config.json").read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise ModelError(f"{d / 'config.json'}: not valid JSON ({e}). Fix: retrain the model.") from None
+        if not isinstance(meta, dict) or not isinstance(meta.get("config"), dict):
+            raise ModelError(f"{d / 'config.json'}: no 'config' object. Fix: retrain the model or restore the file.")
         if meta.get("format_version") != FORMAT_VERSION:
             raise ModelError(f"{d}: model format {meta.get('format_version')} is not supported by this version "
                              f"(expects {FORMAT_VERSION}). Fix: retrain with this version of lucidrec.")
@@ -445,7 +462,10 @@ class Recommender:
             if not (d / f).exists():
                 raise ModelError(f"{d}: missing {f}. Fix: retrain the model or copy the whole folder.")
         rec = cls.__new__(cls)
-        rec.config = HybridConfig(**meta["config"])
+        try:
+            rec.config = HybridConfig(**meta["config"])
+        except TypeError as e:
+            raise ModelError(f"{d / 'config.json'}: config does not match this version ({e}). Fix: retrain the model.") from None
         rec.encoder_name = None
         rec.cache_dir = None
         rec.dataset_name = meta.get("dataset")
@@ -507,6 +527,35 @@ class _SavedModelScorer:
             state = self.rec.scorer.user_state(self.map[items[order]], rows.rating.data[lo:hi][order])
             out[k] = self.rec.scorer.score(state)[self.map]
         return out
+
+
+def _seen_items(frame, n_items: int) -> np.ndarray:
+    seen = np.zeros(n_items, bool)
+    seen[np.unique(frame["iidx"].to_numpy())] = True
+    return seen
+
+
+def impute_cold_item_item(B: np.ndarray, text: np.ndarray, seen: np.ndarray, k: int = 10) -> np.ndarray:
+    """Give items without interactions an item-item row and column borrowed from their ``k`` nearest
+    warm items by text (weights = cosine similarity, normalised to sum to one). The closed form leaves
+    them at zero, which would rank a new item below every warm one whatever its text says; borrowed
+    columns keep the score linear in the history, so explanations stay exact."""
+    cold = np.flatnonzero(~seen)
+    warm = np.flatnonzero(seen)
+    if len(cold) == 0 or len(warm) == 0:
+        return B
+    k = min(k, len(warm))
+    sims = text[cold] @ text[warm].T
+    nn = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+    w = np.clip(np.take_along_axis(sims, nn, axis=1), 0.0, None)
+    w = w / np.clip(w.sum(axis=1, keepdims=True), 1e-12, None)
+    B = B.copy()
+    for row, i in enumerate(cold):
+        nbrs = warm[nn[row]]
+        B[:, i] = w[row] @ B[:, nbrs].T
+        B[i, :] = w[row] @ B[nbrs, :]
+        B[i, i] = 0.0
+    return B
 
 
 def _holdout(inter: pd.DataFrame, seed: int, fraction: float = 0.05):

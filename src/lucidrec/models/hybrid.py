@@ -227,13 +227,9 @@ def train_hybrid(net: HybridNet, train_seqs: Sequences, cfg: HybridConfig, valid
         except Exception:  # tensorboard not installed: logging is optional
             writer = None
     n_items = net.T.shape[0]
-    net.eval()
-    with torch.no_grad():
-        best = float(validate(net))  # the untrained towers are the bar to beat
-    best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
-    bad, history = 0, [{"epoch": 0, "valid_ndcg@10": best}]
-    if progress:
-        tqdm.write(f"epoch 0: valid NDCG@10 {best:.4f}")
+    # No "epoch 0" baseline: untrained towers score every item alike, and a tie broken by item order
+    # can look deceptively good on validation. At least one trained epoch is always kept.
+    best, best_state, bad, history = -1.0, None, 0, []
     start = time.perf_counter()
     step = 0
     for epoch in range(cfg.epochs):
