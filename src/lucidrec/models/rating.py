@@ -21,7 +21,7 @@ import numpy as np
 class RatingConfig:
     dim: int = 32
     epochs: int = 60
-    lr: float = 5e-3
+    lr: float = 2e-3
     weight_decay: float = 0.0
     l2: float = 0.02
     shrink_user: float = 5.0
