@@ -51,11 +51,13 @@ def build_evidence(rec, state, entries, item: int, query: str | None) -> tuple[l
         order = np.argsort(-hist_contrib, kind="stable")
         cited = [j for j in order[:MAX_CITED] if hist_contrib[j] > 0]
         sims = item_similarity(rec, item, np.array([entries[j].item for j in cited], dtype=np.int64)) if cited else []
+        target_cats = set(rec.categories[item])
         for j, sim in zip(cited, sims):
             e = entries[j]
             evidence.append({"kind": "history", "item_id": str(rec.item_ids[e.item]), "title": str(rec.titles[e.item]),
                              "action": _action(e), "rating": None if e.rating is None else float(e.rating),
-                             "similarity": round(float(sim), 4), "contribution": float(hist_contrib[j])})
+                             "similarity": round(float(sim), 4), "contribution": float(hist_contrib[j]),
+                             "shared": sorted(target_cats & set(rec.categories[e.item]))})
         info["cited"] = cited
         rest = float(hist_contrib.sum() - hist_contrib[cited].sum()) if cited else float(hist_contrib.sum())
         n_rest = len(entries) - len(cited)
@@ -92,10 +94,9 @@ def render_reason(title: str, evidence: list[dict], lang: str = "en") -> str:
     """A sentence naming the top one to three pieces of evidence, in English or Chinese."""
     hist, query = _significant(evidence)
     pop = next((e for e in evidence if e["kind"] == "popularity"), None)
-    attr = next((e for e in evidence if e["kind"] == "attribute"), None)
-    if attr and hist:
-        # Only genres shared with the items the reason actually names.
-        attr = dict(attr)
+    # Only genres shared with the history items the reason actually names.
+    named_shared = sorted(set().union(*[set(h.get("shared", [])) for h in hist])) if hist else []
+    attr = {"kind": "attribute", "name": "genre", "shared": named_shared} if named_shared else None
     query_first = query is not None and (not hist or query["contribution"] >= hist[0]["contribution"])
     if lang == "zh":
         return _render_zh(title, hist, query, pop, attr if hist else None, query_first)
