@@ -155,8 +155,8 @@ def test_recommend_is_deterministic(tiny):
 # ============================================================== save / load round trip
 def test_save_writes_the_documented_layout(saved):
     out, _ = saved
-    for f in ("config.json", "weights.safetensors", "item_item.safetensors", "items.parquet",
-              "interactions.parquet", "encoder/model.onnx", "encoder/tokenizer.json"):
+    for f in ("config.json", "weights.safetensors", "item_item.safetensors", "items.json",
+              "interactions.npz", "encoder/model.onnx", "encoder/tokenizer.json"):
         assert (out / f).exists(), f
     meta = json.loads((out / "config.json").read_text())
     assert meta["format_version"] == 1
@@ -522,7 +522,7 @@ def test_load_wrong_format_version(saved, tmp_path):
         Recommender.load(d)
 
 
-@pytest.mark.parametrize("missing", ["weights.safetensors", "items.parquet", "interactions.parquet"])
+@pytest.mark.parametrize("missing", ["weights.safetensors", "items.json", "interactions.npz"])
 def test_load_missing_part(saved, tmp_path, missing):
     d = _copy_model(saved, tmp_path / "m")
     (d / missing).unlink()

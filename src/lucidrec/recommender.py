@@ -2,7 +2,7 @@
 
 Training needs torch (``lucidrec[train]``); a saved model folder serves with numpy + onnxruntime only.
 Folder layout: ``config.json`` (config, catalog metadata), ``weights.safetensors`` (towers),
-``item_item.safetensors`` (closed-form block), ``items.parquet`` (catalog), ``interactions.parquet``
+``item_item.safetensors`` (closed-form block), ``items.json`` (catalog), ``interactions.npz``
 (the known histories), ``encoder/`` (ONNX text encoder + tokenizer).
 """
 
@@ -278,11 +278,17 @@ class Recommender:
                                self.known["event"].to_numpy(dtype=str))
 
     def _set_known_arrays(self, users, items, ratings, times, events):
-        self._k_items = np.array([self.item_index.get(i, -1) for i in items], dtype=np.int64)
+        # Vectorised id -> index mapping (a Python loop over 100k rows dominated serving start-up).
+        order = np.argsort(self.item_ids.astype(str))
+        sorted_ids = self.item_ids.astype(str)[order]
+        pos = np.clip(np.searchsorted(sorted_ids, items), 0, len(sorted_ids) - 1)
+        found = sorted_ids[pos] == items
+        self._k_items = np.where(found, order[pos], -1).astype(np.int64)
         self._k_ratings, self._k_times, self._k_events = ratings, times, events
         starts = np.r_[0, np.flatnonzero(users[1:] != users[:-1]) + 1] if len(users) else np.array([], int)
         ends = np.r_[starts[1:], len(users)] if len(users) else np.array([], int)
         self._user_slices = {str(users[s]): (int(s), int(e)) for s, e in zip(starts, ends)}
+        self._k_users = np.asarray(users)
 
     def _known_users_with_history(self):
         return list(self._user_slices.keys())
@@ -419,14 +425,14 @@ class Recommender:
             save_file({"B": np.ascontiguousarray(self.scorer.B)}, str(out / "item_item.safetensors"))
         elif (out / "item_item.safetensors").exists():
             (out / "item_item.safetensors").unlink()
-        pd.DataFrame({"item": self.item_ids.astype(str), "title": self.titles.astype(str),
-                      "categories": [list(c) for c in self.categories], "year": self.years}).to_parquet(
-            out / "items.parquet", index=False)
-        if self.known is not None:
-            self.known.to_parquet(out / "interactions.parquet", index=False)
-        else:
-            import pyarrow.parquet as pq
-            pq.write_table(self._known_table, out / "interactions.parquet")
+        # Plain JSON and npz rather than parquet: reading them needs no pyarrow/pandas import, which
+        # was most of a fresh `lucidrec recommend` process's start-up time.
+        catalog = {"item": [str(i) for i in self.item_ids], "title": [str(t) for t in self.titles],
+                   "categories": [list(c) for c in self.categories],
+                   "year": [None if not np.isfinite(y) else float(y) for y in self.years]}
+        (out / "items.json").write_text(json.dumps(catalog, ensure_ascii=False))
+        np.savez(out / "interactions.npz", user=self._k_users.astype(str), item=self.item_ids[self._k_items].astype(str),
+                 rating=self._k_ratings, timestamp=self._k_times, event=self._k_events.astype(str))
         if export_encoder:
             if self._st_encoder is not None:
                 self._st_encoder.export_onnx(out / "encoder")
@@ -458,7 +464,7 @@ class Recommender:
         if meta.get("format_version") != FORMAT_VERSION:
             raise ModelError(f"{d}: model format {meta.get('format_version')} is not supported by this version "
                              f"(expects {FORMAT_VERSION}). Fix: retrain with this version of lucidrec.")
-        for f in ("weights.safetensors", "items.parquet", "interactions.parquet"):
+        for f in ("weights.safetensors", "items.json", "interactions.npz"):
             if not (d / f).exists():
                 raise ModelError(f"{d}: missing {f}. Fix: retrain the model or copy the whole folder.")
         rec = cls.__new__(cls)
@@ -474,22 +480,16 @@ class Recommender:
         weights = load_file(str(d / "weights.safetensors"))
         B = load_file(str(d / "item_item.safetensors"))["B"] if (d / "item_item.safetensors").exists() else None
         rec.scorer = HybridScorer(weights, B)
-        import pyarrow.parquet as pq  # lighter than pandas: serving start-up matters
-
-        items = pq.read_table(d / "items.parquet").to_pydict()
-        rec.item_ids = np.asarray([str(i) for i in items["item"]], dtype=object)
+        items = json.loads((d / "items.json").read_text(encoding="utf-8"))
+        rec.item_ids = np.asarray(items["item"], dtype=object)
         rec.item_index = {iid: i for i, iid in enumerate(rec.item_ids)}
-        rec.titles = np.asarray([str(t) for t in items["title"]], dtype=object)
+        rec.titles = np.asarray(items["title"], dtype=object)
         rec.categories = [list(c or []) for c in items["categories"]]
         rec.years = np.asarray([np.nan if y is None else y for y in items["year"]], dtype=np.float64)
-        known = pq.read_table(d / "interactions.parquet")
-        rec.known = None  # loaded models keep the flat arrays only
-        col = known.column
-        rec._set_known_arrays(np.asarray(col("user").to_pylist(), dtype=str),
-                              np.asarray(col("item").to_pylist(), dtype=str),
-                              col("rating").to_numpy().astype(np.float64), col("timestamp").to_numpy().astype(np.float64),
-                              np.asarray(col("event").to_pylist(), dtype=str))
-        rec._known_table = known
+        with np.load(d / "interactions.npz") as z:
+            rec.known = None  # loaded models keep the flat arrays only
+            rec._set_known_arrays(z["user"], z["item"], z["rating"].astype(np.float64),
+                                  z["timestamp"].astype(np.float64), z["event"])
         rec._st_encoder = None
         rec._query_encoder = None
         if load_encoder and (d / "encoder" / "model.onnx").exists():
