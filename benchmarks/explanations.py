@@ -47,10 +47,13 @@ def main(argv=None):
     rec = Recommender.load(args.model, load_encoder=False)
     T = rec.scorer.w["T"]
     rng = np.random.default_rng(2026)
-    users = rng.choice([u for u in rec._known_users_with_history()], size=min(args.users, len(rec._user_slices)),
-                       replace=False)
-    stats = {name: {"lowered": [], "spearman": [], "left_topk": [], "claimed_vs_drop_abs_err": []}
-             for name in ("lucidrec", "naive")}
+    users = rng.choice(
+        [u for u in rec._known_users_with_history()], size=min(args.users, len(rec._user_slices)), replace=False
+    )
+    stats = {
+        name: {"lowered": [], "spearman": [], "left_topk": [], "claimed_vs_drop_abs_err": []}
+        for name in ("lucidrec", "naive")
+    }
     n_items = 0
     for uid in users:
         entries = rec._known_history(uid)
@@ -66,7 +69,9 @@ def main(argv=None):
         for i in top:
             n_items += 1
             evidence, info = build_evidence(rec, state, entries, int(i), None)
-            ours = [(j, e["contribution"]) for j, e in zip(info["cited"], [e for e in evidence if e["kind"] == "history"])]
+            ours = [
+                (j, e["contribution"]) for j, e in zip(info["cited"], [e for e in evidence if e["kind"] == "history"])
+            ]
             sims = T[hist_items] @ T[i]
             naive_order = np.argsort(-sims, kind="stable")[:5]
             naive = [(int(j), float(sims[j])) for j in naive_order]
@@ -99,22 +104,34 @@ def main(argv=None):
             "spearman_claim_vs_drop": float(np.mean(st["spearman"])) if st["spearman"] else None,
             "necessity_left_top10": float(np.mean(st["left_topk"])),
         }
-    summary["lucidrec"]["median_abs_error_claim_vs_drop"] = float(np.median(stats["lucidrec"]["claimed_vs_drop_abs_err"]))
+    summary["lucidrec"]["median_abs_error_claim_vs_drop"] = float(
+        np.median(stats["lucidrec"]["claimed_vs_drop_abs_err"])
+    )
     summary["meta"] = {"users": int(len(users)), "items_explained": n_items, "k": args.k}
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "explanations.json").write_text(json.dumps(summary, indent=2))
-    lines = ["# Explanation fidelity on ML-100K (ratio protocol, train+valid histories)", "",
-             f"{summary['meta']['users']} users, {n_items} recommended items (top-{args.k}). "
-             "Targets (issue 4): (a) >= 0.95, (b) >= 0.8.", "",
-             "| explainer | (a) deleting top cited item lowers score | (b) Spearman claim vs drop | "
-             "(c) leaves top-10 when all cited removed |", "|---|---|---|---|"]
-    for name, label in (("lucidrec", "LucidRec evidence (contributions)"), ("naive", "naive: most similar history items")):
+    lines = [
+        "# Explanation fidelity on ML-100K (ratio protocol, train+valid histories)",
+        "",
+        f"{summary['meta']['users']} users, {n_items} recommended items (top-{args.k}). "
+        "Targets (issue 4): (a) >= 0.95, (b) >= 0.8.",
+        "",
+        "| explainer | (a) deleting top cited item lowers score | (b) Spearman claim vs drop | "
+        "(c) leaves top-10 when all cited removed |",
+        "|---|---|---|---|",
+    ]
+    for name, label in (
+        ("lucidrec", "LucidRec evidence (contributions)"),
+        ("naive", "naive: most similar history items"),
+    ):
         m = summary[name]
         sp = "-" if m["spearman_claim_vs_drop"] is None else f"{m['spearman_claim_vs_drop']:.3f}"
         lines.append(f"| {label} | {m['deletion_lowers_score']:.3f} | {sp} | {m['necessity_left_top10']:.3f} |")
     lines.append("")
-    lines.append(f"Median |claimed contribution - actual drop| for LucidRec: "
-                 f"{summary['lucidrec']['median_abs_error_claim_vs_drop']:.4f} (score units).")
+    lines.append(
+        f"Median |claimed contribution - actual drop| for LucidRec: "
+        f"{summary['lucidrec']['median_abs_error_claim_vs_drop']:.4f} (score units)."
+    )
     (RESULTS / "explanations.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -24,12 +24,28 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np
 
 RESULTS = Path(__file__).parent / "results"
-QUERIES = ["a funny animated film for kids", "dark crime thriller", "romantic comedy from the nineties",
-           "space adventure with aliens", "a scary horror movie", "war drama based on a true story",
-           "musical with songs and dancing", "a western with gunfights", "mystery detective story",
-           "documentary about music", "heist movie", "film noir classic", "feel-good family film",
-           "epic fantasy quest", "political thriller", "teen comedy", "martial arts action",
-           "psychological drama", "animated musical", "sci-fi about robots"]
+QUERIES = [
+    "a funny animated film for kids",
+    "dark crime thriller",
+    "romantic comedy from the nineties",
+    "space adventure with aliens",
+    "a scary horror movie",
+    "war drama based on a true story",
+    "musical with songs and dancing",
+    "a western with gunfights",
+    "mystery detective story",
+    "documentary about music",
+    "heist movie",
+    "film noir classic",
+    "feel-good family film",
+    "epic fantasy quest",
+    "political thriller",
+    "teen comedy",
+    "martial arts action",
+    "psychological drama",
+    "animated musical",
+    "sci-fi about robots",
+]
 
 
 def median_ms(fn, args_list, repeat=1):
@@ -69,7 +85,8 @@ def main(argv=None):
     out["recommend_user_ms_p50"], out["recommend_user_ms_p99"] = median_ms(lambda u: rec.recommend(user=u, k=10), users)
     rec.recommend(query="warm up")
     out["recommend_query_ms_p50"], out["recommend_query_ms_p99"] = median_ms(
-        lambda q: rec.recommend(user="196", query=q, k=10), QUERIES)
+        lambda q: rec.recommend(user="196", query=q, k=10), QUERIES
+    )
     out["encode_query_ms_p50"], _ = median_ms(rec.encode_query, QUERIES)
     with_expl, _ = median_ms(lambda u: rec.recommend(user=u, k=10, explain=True), users)
     out["recommend_explain_ms_p50"] = with_expl
@@ -82,14 +99,18 @@ def main(argv=None):
     def ease_one(u):
         sc = ease.score(np.array([u]), hist)[0]
         np.argpartition(-sc, 10)[:10]
+
     out["ease_user_ms_p50"], _ = median_ms(ease_one, uidx)
     out["recommend_vs_ease_ratio"] = out["recommend_user_ms_p50"] / out["ease_user_ms_p50"]
     # A fresh process, as a user runs it.
     walls = []
     for _ in range(5):
         t0 = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "lucidrec.cli", "recommend", "--model", str(args.model), "--user", "196",
-                        "--json"], check=True, capture_output=True)
+        subprocess.run(
+            [sys.executable, "-m", "lucidrec.cli", "recommend", "--model", str(args.model), "--user", "196", "--json"],
+            check=True,
+            capture_output=True,
+        )
         walls.append(time.perf_counter() - t0)
     out["fresh_process_recommend_s_median"] = statistics.median(walls)
     RESULTS.mkdir(parents=True, exist_ok=True)

@@ -72,12 +72,19 @@ def main(argv=None):
         m["seconds"] = time.perf_counter() - t0
         rows["LucidRec rating head"].append(m)
         print(f"fold {k}: head RMSE {m['rmse']:.4f}, biases {rows['Biases'][-1]['rmse']:.4f}", file=sys.stderr)
-    summary = {name: {key: float(np.mean([f[key] for f in folds])) for key in ("mae", "mse", "rmse")}
-               | {"rmse_std": float(np.std([f["rmse"] for f in folds]))} for name, folds in rows.items()}
+    summary = {
+        name: {key: float(np.mean([f[key] for f in folds])) for key in ("mae", "mse", "rmse")}
+        | {"rmse_std": float(np.std([f["rmse"] for f in folds]))}
+        for name, folds in rows.items()
+    }
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "ratings.json").write_text(json.dumps({"summary": summary, "folds": rows}, indent=2))
-    lines = ["# Rating prediction on ML-100K (5-fold CV, same folds for every model)", "",
-             "| model | MAE | MSE | RMSE (± std over folds) |", "|---|---|---|---|"]
+    lines = [
+        "# Rating prediction on ML-100K (5-fold CV, same folds for every model)",
+        "",
+        "| model | MAE | MSE | RMSE (± std over folds) |",
+        "|---|---|---|---|",
+    ]
     for name, m in summary.items():
         lines.append(f"| {name} | {m['mae']:.4f} | {m['mse']:.4f} | {m['rmse']:.4f} ± {m['rmse_std']:.4f} |")
     lines.append("| SVD++ (Surprise, published) | 0.722 | - | 0.920 |")

@@ -48,18 +48,27 @@ def make_tiny_frames(seed: int = 7) -> tuple[pd.DataFrame, pd.DataFrame]:
         n = 1 if u == 0 else 2 if u == 1 else int(rng.integers(3, 16))
         items = rng.choice(item_ids, size=n, replace=False)
         for it in items:
-            rows.append({"user": f"u{u}", "item": int(it), "rating": int(rng.integers(1, 6)),
-                         # a coarse clock so that some timestamps tie
-                         "timestamp": int(rng.integers(0, 50)) * 1000})
+            rows.append(
+                {
+                    "user": f"u{u}",
+                    "item": int(it),
+                    "rating": int(rng.integers(1, 6)),
+                    # a coarse clock so that some timestamps tie
+                    "timestamp": int(rng.integers(0, 50)) * 1000,
+                }
+            )
     interactions = pd.DataFrame(rows)
-    items = pd.DataFrame({
-        "item": item_ids,
-        "title": [f"Item {i}" for i in item_ids],
-        "genres": ["|".join(rng.choice(GENRES, size=int(rng.integers(1, 4)), replace=False).tolist())
-                   for _ in item_ids],
-        "year": rng.integers(1970, 2020, size=TINY_ITEMS),
-        "description": [f"Description of item {i}" for i in item_ids],
-    })
+    items = pd.DataFrame(
+        {
+            "item": item_ids,
+            "title": [f"Item {i}" for i in item_ids],
+            "genres": [
+                "|".join(rng.choice(GENRES, size=int(rng.integers(1, 4)), replace=False).tolist()) for _ in item_ids
+            ],
+            "year": rng.integers(1970, 2020, size=TINY_ITEMS),
+            "description": [f"Description of item {i}" for i in item_ids],
+        }
+    )
     return interactions, items
 
 

@@ -15,9 +15,15 @@ FACTORIES = [
     pytest.param(MostPopular, {}, id="mostpop"),
     pytest.param(ItemKNN, {"k": 5}, id="itemknn"),
     pytest.param(EASE, {"reg": 10.0}, id="ease"),
-    pytest.param(ALS, {"factors": 8, "iterations": 3}, id="als",
-                 marks=[pytest.mark.skipif(not ALS.available(), reason="implicit is not installed"),
-                        pytest.mark.filterwarnings("ignore:OpenBLAS is configured:RuntimeWarning")]),
+    pytest.param(
+        ALS,
+        {"factors": 8, "iterations": 3},
+        id="als",
+        marks=[
+            pytest.mark.skipif(not ALS.available(), reason="implicit is not installed"),
+            pytest.mark.filterwarnings("ignore:OpenBLAS is configured:RuntimeWarning"),
+        ],
+    ),
 ]
 
 
@@ -109,7 +115,7 @@ def test_invalid_hyperparameters():
 
 def test_baseline_registry():
     assert set(BASELINES) == {"mostpop", "itemknn", "ease", "als"}
-    for cls, grid in BASELINES.values():
+    for _cls, grid in BASELINES.values():
         assert grid and all(isinstance(g, dict) for g in grid)
 
 
@@ -117,8 +123,11 @@ def test_baseline_registry():
 @pytest.fixture(scope="module")
 def ratio_results(ml100k_ratio):
     out = {}
-    for name, factory, params in (("ease", EASE, {"reg": 300}), ("itemknn", ItemKNN, {"k": 400}),
-                                  ("mostpop", MostPopular, {})):
+    for name, factory, params in (
+        ("ease", EASE, {"reg": 300}),
+        ("itemknn", ItemKNN, {"k": 400}),
+        ("mostpop", MostPopular, {}),
+    ):
         _, metrics, _ = fit_and_evaluate(factory, params, ml100k_ratio, "test")
         out[name] = metrics
     return out

@@ -77,8 +77,14 @@ def test_split_command_loo(tmp_path, ml100k):
     assert [tuple(line.split("\t")[:2]) for line in test_lines] == list(zip(want["user"], want["item"]))
 
 
-@pytest.mark.parametrize("command", [["evaluate", "--param", "reg=300"], ["split", "--out", "ignored"],
-                                     ["export-run", "--out", "ignored.tsv", "--param", "reg=300"]])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["evaluate", "--param", "reg=300"],
+        ["split", "--out", "ignored"],
+        ["export-run", "--out", "ignored.tsv", "--param", "reg=300"],
+    ],
+)
 def test_bad_data_path(tmp_path, command):
     bad = tmp_path / "does-not-exist.csv"
     res = invoke(*command, "--data", str(bad))

@@ -51,8 +51,24 @@ def data_dir(tmp_path_factory):
 def trained(data_dir, env, tmp_path_factory):
     folder, _ = data_dir
     model = tmp_path_factory.mktemp("models") / "tiny-model"
-    res = runner.invoke(app, ["train", "--data", str(folder), "--protocol", "ratio", "--epochs", "2", "--dim", "8",
-                              "--out", str(model), "--quiet"], env=env)
+    res = runner.invoke(
+        app,
+        [
+            "train",
+            "--data",
+            str(folder),
+            "--protocol",
+            "ratio",
+            "--epochs",
+            "2",
+            "--dim",
+            "8",
+            "--out",
+            str(model),
+            "--quiet",
+        ],
+        env=env,
+    )
     assert res.exit_code == 0, res.output
     return model, res
 
@@ -82,16 +98,30 @@ def test_train_writes_a_model_folder(trained, env):
 
 def test_train_bad_mode(data_dir, env, tmp_path):
     folder, _ = data_dir
-    res = invoke(env, "train", "--data", folder, "--epochs", "1", "--dim", "8", "--mode", "nope",
-                 "--out", tmp_path / "m", "--quiet")
+    res = invoke(
+        env,
+        "train",
+        "--data",
+        folder,
+        "--epochs",
+        "1",
+        "--dim",
+        "8",
+        "--mode",
+        "nope",
+        "--out",
+        tmp_path / "m",
+        "--quiet",
+    )
     assert res.exit_code == 2
     assert "error:" in res.output and "Traceback" not in res.output
     assert not (tmp_path / "m").exists()
 
 
 def test_train_missing_data(env, tmp_path):
-    res = invoke(env, "train", "--data", tmp_path / "nothing-here.csv", "--epochs", "1", "--out", tmp_path / "m",
-                 "--quiet")
+    res = invoke(
+        env, "train", "--data", tmp_path / "nothing-here.csv", "--epochs", "1", "--out", tmp_path / "m", "--quiet"
+    )
     assert res.exit_code == 2
     assert "error:" in res.output and "Traceback" not in res.output
 
@@ -118,8 +148,9 @@ def test_recommend_json(trained, env, data_dir):
     assert payload["history_size"] == len(seen)
     assert not seen & {it["item_id"] for it in items}
     # --include-seen may bring them back; the ranking covers the whole catalog then
-    every = _json(invoke(env, "recommend", "--model", model, "--user", HISTORY_USER, "--k", 40, "--include-seen",
-                         "--json"))
+    every = _json(
+        invoke(env, "recommend", "--model", model, "--user", HISTORY_USER, "--k", 40, "--include-seen", "--json")
+    )
     assert len(every["items"]) == 40 and seen <= {it["item_id"] for it in every["items"]}
 
 
@@ -134,8 +165,7 @@ def test_recommend_matches_python_api(trained, env):
 
 def test_recommend_explain_json(trained, env):
     model, _ = trained
-    payload = _json(invoke(env, "recommend", "--model", model, "--user", HISTORY_USER, "--k", 3, "--explain",
-                           "--json"))
+    payload = _json(invoke(env, "recommend", "--model", model, "--user", HISTORY_USER, "--k", 3, "--explain", "--json"))
     for it in payload["items"]:
         assert isinstance(it["reason"], str) and it["reason"].startswith("Recommended")
         assert isinstance(it["evidence"], list) and it["evidence"]
@@ -145,8 +175,9 @@ def test_recommend_explain_json(trained, env):
 
 def test_recommend_counterfactual_json(trained, env):
     model, _ = trained
-    payload = _json(invoke(env, "recommend", "--model", model, "--user", HISTORY_USER, "--k", 3,
-                           "--counterfactual", "--json"))
+    payload = _json(
+        invoke(env, "recommend", "--model", model, "--user", HISTORY_USER, "--k", 3, "--counterfactual", "--json")
+    )
     for it in payload["items"]:
         assert "evidence" in it and "counterfactual" in it
         cf = it["counterfactual"]
@@ -160,8 +191,11 @@ def test_recommend_explain_table_and_chinese(trained, env):
     assert res.exit_code == 0, res.output
     assert "推荐《" in res.stdout
     assert "Traceback" not in res.output
-    zh = _json(invoke(env, "recommend", "--model", model, "--user", HISTORY_USER, "--k", 2, "--explain", "--lang",
-                      "zh", "--json"))
+    zh = _json(
+        invoke(
+            env, "recommend", "--model", model, "--user", HISTORY_USER, "--k", 2, "--explain", "--lang", "zh", "--json"
+        )
+    )
     assert all(it["reason"].startswith("推荐《") for it in zh["items"])
     table = invoke(env, "recommend", "--model", model, "--user", HISTORY_USER, "--k", 3)
     assert table.exit_code == 0 and f"user {HISTORY_USER}" in table.stdout
@@ -214,8 +248,9 @@ def test_recommend_missing_model(env):
     assert "error:" in res.output and "Traceback" not in res.output
 
 
-@pytest.mark.parametrize("args", [["--k", "0"], ["--k", "1001"], ["--lang", "fr"], ["--query", "x" * 5000],
-                                  ["--history", "101:abc"]])
+@pytest.mark.parametrize(
+    "args", [["--k", "0"], ["--k", "1001"], ["--lang", "fr"], ["--query", "x" * 5000], ["--history", "101:abc"]]
+)
 def test_recommend_bad_options(trained, env, args):
     model, _ = trained
     res = invoke(env, "recommend", "--model", model, "--user", HISTORY_USER, *args)

@@ -225,8 +225,7 @@ def test_unsupported_file_type(tmp_path):
 
 # ----------------------------------------------------------------------------- loaders that work
 def test_csv_with_column_mapping(tmp_path):
-    inter = write(tmp_path / "ratings.csv",
-                  "userId,movieId,rating,timestamp\n1,10,4,100\n1,11,3.5,200\n2,10,5,150\n")
+    inter = write(tmp_path / "ratings.csv", "userId,movieId,rating,timestamp\n1,10,4,100\n1,11,3.5,200\n2,10,5,150\n")
     items = write(tmp_path / "movies.csv", "movieId,title,genres\n10,Alpha,Comedy|Drama\n11,Beta,Horror\n12,Gamma,\n")
     ds = load_files(inter, items=items, columns={"user": "userId", "item": "movieId"})
     assert (ds.n_users, ds.n_items, len(ds)) == (2, 3, 3)
@@ -267,18 +266,23 @@ def test_load_dataset_dispatches_csv_and_parquet(tmp_path, tiny_frames):
 
 
 def test_recbole_atomic_folder(tmp_path):
-    write(tmp_path / "mini.inter",
-          "user_id:token\titem_id:token\trating:float\ttimestamp:float\n"
-          "1\t10\t4\t100\n1\t11\t2\t101\n2\t11\t5\t99\n3\t12\t1\t50\n")
-    write(tmp_path / "mini.item",
-          "item_id:token\tmovie_title:token_seq\trelease_year:token\tclass:token_seq\n"
-          "10\tThe Alpha\t1999\tComedy Drama\n11\tBeta\t\tHorror\n12\tGamma Ray\t2001\t\n")
+    write(
+        tmp_path / "mini.inter",
+        "user_id:token\titem_id:token\trating:float\ttimestamp:float\n"
+        "1\t10\t4\t100\n1\t11\t2\t101\n2\t11\t5\t99\n3\t12\t1\t50\n",
+    )
+    write(
+        tmp_path / "mini.item",
+        "item_id:token\tmovie_title:token_seq\trelease_year:token\tclass:token_seq\n"
+        "10\tThe Alpha\t1999\tComedy Drama\n11\tBeta\t\tHorror\n12\tGamma Ray\t2001\t\n",
+    )
     write(tmp_path / "mini.user", "user_id:token\tage:float\n1\t20\n2\t30\n3\t40\n4\t50\n")
     for ds in (load_atomic(tmp_path), load_dataset(str(tmp_path))):
         assert ds.name == "mini"
         assert (ds.n_users, ds.n_items, len(ds)) == (4, 3, 4)  # user 4 comes from the user table only
-        assert ds.schema == ItemSchema(title="movie_title", categorical=["class"], numeric=["release_year"],
-                                       year="release_year")
+        assert ds.schema == ItemSchema(
+            title="movie_title", categorical=["class"], numeric=["release_year"], year="release_year"
+        )
         assert list(ds.titles()) == ["The Alpha (1999)", "Beta", "Gamma Ray (2001)"]
         assert ds.items["class"].tolist() == [["Comedy", "Drama"], ["Horror"], []]
         assert ds.interactions["rating"].tolist() == [4.0, 2.0, 5.0, 1.0]

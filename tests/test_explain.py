@@ -22,8 +22,13 @@ from lucidrec.recommender import Recommender
 
 pytest.importorskip("torch")
 
-QUERIES = ["a scary horror film with monsters", "funny romantic comedy", "space adventure with robots",
-           "Item 120", "a sad drama about family"]
+QUERIES = [
+    "a scary horror film with monsters",
+    "funny romantic comedy",
+    "space adventure with robots",
+    "Item 120",
+    "a sad drama about family",
+]
 EVIDENCE_KINDS = {"history", "history_other", "query", "popularity", "interaction", "attribute"}
 #: Values of the user table: none may ever appear in a reason or in the evidence.
 USER_ATTRIBUTE_VALUES = ["lighthouse keeper", "Zorbania", "90210", "Xenon"]
@@ -186,8 +191,15 @@ def test_counterfactual_fields(rec):
                 assert cf is None
                 continue
             checked += 1
-            assert {"score_before", "score_after", "rank_before", "rank_after", "score_drop",
-                    "removed_item_id", "removed_title"} <= set(cf)
+            assert {
+                "score_before",
+                "score_after",
+                "rank_before",
+                "rank_after",
+                "score_drop",
+                "removed_item_id",
+                "removed_title",
+            } <= set(cf)
             assert cf["score_before"] - cf["score_after"] == pytest.approx(cf["score_drop"], abs=1e-9)
             assert cf["score_before"] == pytest.approx(item["score"], abs=1e-6)
             assert cf["rank_before"] == item["rank"]

@@ -28,29 +28,51 @@ def csr(rows, n_items=6):
 #   A: history {0}; relevant {2, 4}; after excluding 0 the ranking is 1, 2, 3, 4, 5.
 #   B: history {3}; relevant {5, 2}; items 1 and 2 tie at 0.3 (lower index first): 5, 1, 2, 4, 0.
 #   C: no relevant items, so not counted at all.
-SCORES = np.array([
-    [0.9, 0.8, 0.7, 0.6, 0.5, 0.4],
-    [0.1, 0.3, 0.3, 0.9, 0.2, 0.8],
-    [0.5, 0.4, 0.3, 0.2, 0.1, 0.0],
-])
+SCORES = np.array(
+    [
+        [0.9, 0.8, 0.7, 0.6, 0.5, 0.4],
+        [0.1, 0.3, 0.3, 0.9, 0.2, 0.8],
+        [0.5, 0.4, 0.3, 0.2, 0.1, 0.0],
+    ]
+)
 HISTORY = csr([{0}, {3}, set()])
 RELEVANT = csr([{2, 4}, {5, 2}, set()])
 
 
 def hand_metrics():
     a = {  # top-2 [1, 2], hits [0, 1]; top-3 [1, 2, 3], hits [0, 1, 0]
-        "precision@2": 1 / 2, "recall@2": 1 / 2, "f1@2": 1 / 2,
-        "ndcg@2": L3 / (1 + L3), "hr@2": 1.0, "mrr@2": 1 / 2, "map@2": (1 / 2) / 2,
-        "precision@3": 1 / 3, "recall@3": 1 / 2, "f1@3": 2 * (1 / 3) * (1 / 2) / (1 / 3 + 1 / 2),
-        "ndcg@3": L3 / (1 + L3), "hr@3": 1.0, "mrr@3": 1 / 2, "map@3": (1 / 2) / 2,
+        "precision@2": 1 / 2,
+        "recall@2": 1 / 2,
+        "f1@2": 1 / 2,
+        "ndcg@2": L3 / (1 + L3),
+        "hr@2": 1.0,
+        "mrr@2": 1 / 2,
+        "map@2": (1 / 2) / 2,
+        "precision@3": 1 / 3,
+        "recall@3": 1 / 2,
+        "f1@3": 2 * (1 / 3) * (1 / 2) / (1 / 3 + 1 / 2),
+        "ndcg@3": L3 / (1 + L3),
+        "hr@3": 1.0,
+        "mrr@3": 1 / 2,
+        "map@3": (1 / 2) / 2,
         # pos {2: .7, 4: .5} vs neg {1: .8, 3: .6, 5: .4}: 2>3, 2>5, 4>5 -> 3 of 6 pairs
         "auc": 3 / 6,
     }
     b = {  # top-2 [5, 1], hits [1, 0]; top-3 [5, 1, 2], hits [1, 0, 1]
-        "precision@2": 1 / 2, "recall@2": 1 / 2, "f1@2": 1 / 2,
-        "ndcg@2": 1 / (1 + L3), "hr@2": 1.0, "mrr@2": 1.0, "map@2": 1 / 2,
-        "precision@3": 2 / 3, "recall@3": 1.0, "f1@3": 2 * (2 / 3) * 1 / (2 / 3 + 1),
-        "ndcg@3": (1 + L4) / (1 + L3), "hr@3": 1.0, "mrr@3": 1.0, "map@3": (1 + 2 / 3) / 2,
+        "precision@2": 1 / 2,
+        "recall@2": 1 / 2,
+        "f1@2": 1 / 2,
+        "ndcg@2": 1 / (1 + L3),
+        "hr@2": 1.0,
+        "mrr@2": 1.0,
+        "map@2": 1 / 2,
+        "precision@3": 2 / 3,
+        "recall@3": 1.0,
+        "f1@3": 2 * (2 / 3) * 1 / (2 / 3 + 1),
+        "ndcg@3": (1 + L4) / (1 + L3),
+        "hr@3": 1.0,
+        "mrr@3": 1.0,
+        "map@3": (1 + 2 / 3) / 2,
         # pos {5: .8, 2: .3} vs neg {0: .1, 1: .3, 4: .2}: 5 beats 3; 2 beats 0 and 4, ties 1 -> 5.5 of 6
         "auc": 5.5 / 6,
     }
@@ -75,7 +97,7 @@ def test_hand_computed_metrics_in_batches():
     """Adding users one at a time gives the same averages."""
     acc = RankingAccumulator(6, ks=(2, 3))
     for u in range(3):
-        acc.add(SCORES[u:u + 1], RELEVANT[u:u + 1], HISTORY[u:u + 1])
+        acc.add(SCORES[u : u + 1], RELEVANT[u : u + 1], HISTORY[u : u + 1])
     got, want = acc.result(), hand_metrics()
     for k, v in want.items():
         assert got[k] == pytest.approx(v, abs=1e-12), k
@@ -166,8 +188,15 @@ def test_metrics_agree_with_ranx(ease_run):
         qrels[uid] = {str(ds.item_ids[i]): 1 for i in relevant[row].indices}
         # strictly decreasing pseudo-scores so ranx ranks exactly as lucidrec does
         run[uid] = {str(ds.item_ids[i]): float(20 - rank) for rank, i in enumerate(top[row])}
-    names = {"ndcg": "ndcg", "recall": "recall", "precision": "precision", "f1": "f1", "hr": "hit_rate",
-             "mrr": "mrr", "map": "map"}
+    names = {
+        "ndcg": "ndcg",
+        "recall": "recall",
+        "precision": "precision",
+        "f1": "f1",
+        "hr": "hit_rate",
+        "mrr": "mrr",
+        "map": "map",
+    }
     ranx_metrics = [f"{v}@{k}" for v in names.values() for k in (10, 20)]
     expected = ranx.evaluate(ranx.Qrels(qrels), ranx.Run(run), ranx_metrics)
     got = evaluate_scorer(model, s, "test", ks=(10, 20))
@@ -197,7 +226,7 @@ def test_auc_matches_pairwise_count(ease_run):
     # a few single users, fed to the accumulator one at a time
     for row in (0, 1, 17, 500, len(users) - 1):
         acc = RankingAccumulator(s.dataset.n_items, ks=(10,))
-        acc.add(scores[row:row + 1], relevant[row:row + 1])
+        acc.add(scores[row : row + 1], relevant[row : row + 1])
         assert acc.result()["auc"] == pytest.approx(_brute_force_auc(scores[row], relevant[row].indices), abs=1e-12)
     # and the mean over every test user, through evaluate_scorer
     brute = np.mean([_brute_force_auc(scores[r], relevant[r].indices) for r in range(len(users))])
@@ -207,13 +236,15 @@ def test_auc_matches_pairwise_count(ease_run):
 def test_auc_with_ties_brute_force():
     rng = np.random.default_rng(0)
     scores = rng.integers(0, 4, size=(20, 12)).astype(float)  # many ties
-    rel = (rng.random((20, 12)) < 0.3)
+    rel = rng.random((20, 12)) < 0.3
     rel[:, 0] = True
     hist = (rng.random((20, 12)) < 0.2) & ~rel
     acc_vals = []
     for u in range(20):
         acc = RankingAccumulator(12, ks=(5,))
-        acc.add(scores[u:u + 1], sp.csr_matrix(rel[u:u + 1].astype(float)), sp.csr_matrix(hist[u:u + 1].astype(float)))
+        acc.add(
+            scores[u : u + 1], sp.csr_matrix(rel[u : u + 1].astype(float)), sp.csr_matrix(hist[u : u + 1].astype(float))
+        )
         acc_vals.append(acc.result()["auc"])
         s = scores[u].copy()
         s[hist[u]] = -np.inf

@@ -57,8 +57,7 @@ def saved(tiny, tmp_path_factory):
 @pytest.fixture(scope="module")
 def tiny_no_refit(cache_dir):
     ds = _tiny_dataset()
-    rec = Recommender(HybridConfig(epochs=2, dim=8), cache_dir=cache_dir).fit(ds, progress=False,
-                                                                              refit_item_item=False)
+    rec = Recommender(HybridConfig(epochs=2, dim=8), cache_dir=cache_dir).fit(ds, progress=False, refit_item_item=False)
     return ds, rec
 
 
@@ -87,7 +86,8 @@ def test_fit_produces_a_non_constant_model(tiny):
         assert np.ptp(rec.score_items(user=user)) > 1e-4, (
             f"every item scores the same for user {user}: a constant model. Likely cause: validation NDCG of "
             f"all-tied scores (ties broken by item index) beat the trained epochs / the item-item blend. "
-            f"train report: {rec.train_report}")
+            f"train report: {rec.train_report}"
+        )
     assert np.ptp(rec.score_items(query=QUERY)) > 1e-4, rec.train_report
     assert float(rec.scorer.w["query_text"][0]) > 0 or float(rec.scorer.w["query_latent"][0]) > 0
 
@@ -155,8 +155,15 @@ def test_recommend_is_deterministic(tiny):
 # ============================================================== save / load round trip
 def test_save_writes_the_documented_layout(saved):
     out, _ = saved
-    for f in ("config.json", "weights.safetensors", "item_item.safetensors", "items.json",
-              "interactions.npz", "encoder/model.onnx", "encoder/tokenizer.json"):
+    for f in (
+        "config.json",
+        "weights.safetensors",
+        "item_item.safetensors",
+        "items.json",
+        "interactions.npz",
+        "encoder/model.onnx",
+        "encoder/tokenizer.json",
+    ):
         assert (out / f).exists(), f
     meta = json.loads((out / "config.json").read_text())
     assert meta["format_version"] == 1
@@ -176,8 +183,7 @@ def test_load_round_trip_user_scores(tiny, saved):
 def test_load_round_trip_inline_history(tiny, saved):
     _, rec = tiny
     _, loaded = saved
-    np.testing.assert_allclose(loaded.score_items(history="101:5,105"), rec.score_items(history="101:5,105"),
-                               atol=1e-6)
+    np.testing.assert_allclose(loaded.score_items(history="101:5,105"), rec.score_items(history="101:5,105"), atol=1e-6)
 
 
 @pytest.mark.parametrize("query", [QUERY, "funny romantic comedy", "Item 120"])
@@ -187,8 +193,9 @@ def test_load_round_trip_query_onnx_matches_sentence_transformers(tiny, saved, q
     assert type(loaded._query_encoder).__name__ == "OnnxEncoder"
     np.testing.assert_allclose(loaded.score_items(query=query), rec.score_items(query=query), atol=1e-5)
     user = _users_with_history(rec)[0]
-    np.testing.assert_allclose(loaded.score_items(user=user, query=query), rec.score_items(user=user, query=query),
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        loaded.score_items(user=user, query=query), rec.score_items(user=user, query=query), atol=1e-5
+    )
 
 
 def test_load_without_encoder_serves_histories_but_not_queries(tiny, saved):
@@ -268,16 +275,18 @@ def test_inline_history_string_and_tuples_agree(tiny):
     res3 = rec.recommend(history=[(101, 5.0), 105], k=5)
     res4 = rec.recommend(history=[{"item": "101", "rating": 5}, {"item_id": 105}], k=5)
     assert res2["items"] == res["items"] == res3["items"] == res4["items"]
-    np.testing.assert_array_equal(rec.score_items(history="101:5,105"),
-                                  rec.score_items(history=[("101", 5.0), ("105", None)]))
+    np.testing.assert_array_equal(
+        rec.score_items(history="101:5,105"), rec.score_items(history=[("101", 5.0), ("105", None)])
+    )
 
 
 def test_inline_history_for_an_unknown_user(tiny):
     _, rec = tiny
     res = rec.recommend(user="brand-new-user", history="101:5,105", k=3)
     assert res["user"] == "brand-new-user" and res["history_source"] == "inline"
-    np.testing.assert_array_equal(rec.score_items(user="brand-new-user", history="101:5,105"),
-                                  rec.score_items(history="101:5,105"))
+    np.testing.assert_array_equal(
+        rec.score_items(user="brand-new-user", history="101:5,105"), rec.score_items(history="101:5,105")
+    )
 
 
 def test_inline_history_reproduces_stored_history(tiny):
@@ -302,7 +311,11 @@ def test_parse_history_forms():
     assert parse_history(None) == []
     assert parse_history("101:5, 105 ,,") == [("101", 5.0), ("105", None)]
     assert parse_history([101, ("102", 4), ["103"], {"item": 104, "rating": 2}]) == [
-        ("101", None), ("102", 4.0), ("103", None), ("104", 2.0)]
+        ("101", None),
+        ("102", 4.0),
+        ("103", None),
+        ("104", 2.0),
+    ]
     with pytest.raises(ConfigError, match="Fix"):
         parse_history("101:five")
     with pytest.raises(ConfigError, match="Fix"):
@@ -401,8 +414,15 @@ def tiny_cold(cache_dir):
     interactions, items = make_tiny_frames()
     popular = interactions["item"].value_counts().index[0]
     src = items.loc[items["item"] == popular].iloc[0]
-    new = pd.DataFrame({"item": [999], "title": ["Brand New Item"], "genres": [src["genres"]],
-                        "year": [src["year"]], "description": [f"Genres: {src['genres'].replace('|', ', ')}"]})
+    new = pd.DataFrame(
+        {
+            "item": [999],
+            "title": ["Brand New Item"],
+            "genres": [src["genres"]],
+            "year": [src["year"]],
+            "description": [f"Genres: {src['genres'].replace('|', ', ')}"],
+        }
+    )
     ds = _tiny_dataset(new)
     rec = Recommender(HybridConfig(epochs=2, dim=8), cache_dir=cache_dir).fit(ds, progress=False)
     return ds, rec, str(popular)
@@ -452,22 +472,30 @@ def test_ml100k_new_comedy_ranks_high_for_a_comedy_fan(ml100k, tmp_path_factory)
     """A brand-new comedy (no interactions) ranks in the top third of the catalog for the user whose
     history is most comedy-heavy, and higher for that user than for the user with the fewest comedies.
     (Measured: about rank 490 of 1,683, top 29%.) ~40 s on 2 CPU cores (encoding + one epoch)."""
-    items = pd.concat([ml100k.items, pd.DataFrame([{"item": "99999", "movie_title": "Comedy Night",
-                                                    "release_year": 1996.0, "genres": ["Comedy"]}])],
-                      ignore_index=True)
+    items = pd.concat(
+        [
+            ml100k.items,
+            pd.DataFrame(
+                [{"item": "99999", "movie_title": "Comedy Night", "release_year": 1996.0, "genres": ["Comedy"]}]
+            ),
+        ],
+        ignore_index=True,
+    )
     inter = ml100k.interactions[["user", "item", "rating", "timestamp", "event"]]
     ds = lucidrec.data.Dataset(inter, items, schema=ml100k.schema, name="ml-100k-new-item")
     assert ds.titles()[-1] == "Comedy Night (1996)"
     user, share = _comedy_fan(ds)
     assert share > 0.5
     rec = Recommender(HybridConfig(epochs=1), cache_dir=str(tmp_path_factory.mktemp("cache-ml"))).fit(
-        ds, progress=False)
+        ds, progress=False
+    )
     s = rec.score_items(user=user)
     i = rec.item_idx("99999")
     assert np.isfinite(s[i])
     rank = int((s > s[i]).sum()) + 1
-    assert rank <= len(s) / 3, (f"new comedy ranks {rank} of {len(s)} for comedy fan {user} "
-                                f"(score {s[i]:.4f}; train report {rec.train_report})")
+    assert rank <= len(s) / 3, (
+        f"new comedy ranks {rank} of {len(s)} for comedy fan {user} (score {s[i]:.4f}; train report {rec.train_report})"
+    )
     genres = ds.items["genres"].to_numpy()
     is_comedy = np.array(["Comedy" in g for g in genres])
     inter = ds.interactions
@@ -493,8 +521,9 @@ def _copy_model(saved, dest):
     return dest
 
 
-@pytest.mark.parametrize("content", [b"{not json", b"", lambda full: full[: len(full) // 2]],
-                         ids=["garbage", "empty", "truncated"])
+@pytest.mark.parametrize(
+    "content", [b"{not json", b"", lambda full: full[: len(full) // 2]], ids=["garbage", "empty", "truncated"]
+)
 def test_load_corrupted_config(saved, tmp_path, content):
     d = _copy_model(saved, tmp_path / "m")
     full = (d / "config.json").read_bytes()
@@ -503,9 +532,17 @@ def test_load_corrupted_config(saved, tmp_path, content):
         Recommender.load(d)
 
 
-@pytest.mark.parametrize("content", [bytes(range(256)), b"[]", b"null", b'{"format_version": 1}',
-                                     b'{"format_version": 1, "config": {"no_such_option": 1}}'],
-                         ids=["binary", "list", "null", "no-config", "unknown-option"])
+@pytest.mark.parametrize(
+    "content",
+    [
+        bytes(range(256)),
+        b"[]",
+        b"null",
+        b'{"format_version": 1}',
+        b'{"format_version": 1, "config": {"no_such_option": 1}}',
+    ],
+    ids=["binary", "list", "null", "no-config", "unknown-option"],
+)
 def test_load_corrupted_config_other_forms(saved, tmp_path, content):
     d = _copy_model(saved, tmp_path / "m")
     (d / "config.json").write_bytes(content)

@@ -12,8 +12,15 @@ import pytest
 from lucidrec.rewriter import LLMRewriter
 
 EVIDENCE = [
-    {"kind": "history", "item_id": "12", "title": "Usual Suspects, The (1995)", "action": "rated 5", "rating": 5.0,
-     "similarity": 0.85, "contribution": 1.93},
+    {
+        "kind": "history",
+        "item_id": "12",
+        "title": "Usual Suspects, The (1995)",
+        "action": "rated 5",
+        "rating": 5.0,
+        "similarity": 0.85,
+        "contribution": 1.93,
+    },
     {"kind": "query", "text": "dark crime thriller", "contribution": 1.4},
     {"kind": "popularity", "contribution": 0.21},
     {"kind": "attribute", "name": "genre", "shared": ["Crime", "Thriller"]},
@@ -44,7 +51,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         texts = {
             "good": "Since you gave The Usual Suspects 5 stars, L.A. Confidential (1997) is a natural next "
-                    "pick: the two are 0.85 similar and both are crime thrillers.",
+            "pick: the two are 0.85 similar and both are crime thrillers.",
             "invented_number": "You rated The Usual Suspects 5 stars; the films are 97% alike.",
             "invented_title": "Fans of Heat and The Usual Suspects love L.A. Confidential.",
             "slow": "too late",

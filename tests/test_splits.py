@@ -88,8 +88,13 @@ def test_different_seed_different_cold_items(ml100k):
 # ----------------------------------------------------------------------------- leave-one-out
 def _latest(frame: pd.DataFrame) -> pd.DataFrame:
     """Each user's latest interaction: max timestamp, ties broken by the larger item index."""
-    return (frame.sort_values(["uidx", "timestamp", "iidx"]).groupby("uidx").tail(1)
-            [["uidx", "iidx"]].sort_values("uidx").reset_index(drop=True))
+    return (
+        frame.sort_values(["uidx", "timestamp", "iidx"])
+        .groupby("uidx")
+        .tail(1)[["uidx", "iidx"]]
+        .sort_values("uidx")
+        .reset_index(drop=True)
+    )
 
 
 def test_loo_test_is_latest_interaction_ml100k(ml100k, ml100k_loo):
@@ -117,7 +122,7 @@ def test_loo_tie_example():
     inter = pd.DataFrame({"user": [1, 1, 1, 1], "item": ["c", "a", "b", "d"], "timestamp": [5, 9, 9, 1]})
     items = pd.DataFrame({"item": ["a", "b", "c", "d"], "title": list("ABCD")})
     s = split(from_dataframes(inter, items), "loo")
-    assert s.test["item"].tolist() == ["b"]   # timestamp 9 ties; 'b' comes after 'a' in the item table
+    assert s.test["item"].tolist() == ["b"]  # timestamp 9 ties; 'b' comes after 'a' in the item table
     assert s.valid["item"].tolist() == ["a"]
     assert sorted(s.train["item"]) == ["c", "d"]
 

@@ -10,14 +10,27 @@ import importlib
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "Recommender": "lucidrec.recommender", "HybridConfig": "lucidrec.models.config",
-    "ALS": "lucidrec.baselines", "EASE": "lucidrec.baselines", "ItemKNN": "lucidrec.baselines",
+    "Recommender": "lucidrec.recommender",
+    "HybridConfig": "lucidrec.models.config",
+    "ALS": "lucidrec.baselines",
+    "EASE": "lucidrec.baselines",
+    "ItemKNN": "lucidrec.baselines",
     "MostPopular": "lucidrec.baselines",
-    "Dataset": "lucidrec.data", "ItemSchema": "lucidrec.data", "ItemTextBuilder": "lucidrec.data",
-    "from_dataframes": "lucidrec.data", "load_dataset": "lucidrec.data", "load_movielens_100k": "lucidrec.data",
-    "Split": "lucidrec.splits", "kfold": "lucidrec.splits", "split": "lucidrec.splits",
-    "ConfigError": "lucidrec.errors", "DataError": "lucidrec.errors", "DependencyError": "lucidrec.errors",
-    "LucidrecError": "lucidrec.errors", "ModelError": "lucidrec.errors", "UnknownIdError": "lucidrec.errors",
+    "Dataset": "lucidrec.data",
+    "ItemSchema": "lucidrec.data",
+    "ItemTextBuilder": "lucidrec.data",
+    "from_dataframes": "lucidrec.data",
+    "load_dataset": "lucidrec.data",
+    "load_movielens_100k": "lucidrec.data",
+    "Split": "lucidrec.splits",
+    "kfold": "lucidrec.splits",
+    "split": "lucidrec.splits",
+    "ConfigError": "lucidrec.errors",
+    "DataError": "lucidrec.errors",
+    "DependencyError": "lucidrec.errors",
+    "LucidrecError": "lucidrec.errors",
+    "ModelError": "lucidrec.errors",
+    "UnknownIdError": "lucidrec.errors",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -15,8 +15,10 @@ from lucidrec.splits import split as make_split
 def _baseline(name: str):
     key = name.lower()
     if key not in BASELINES:
-        raise ConfigError(f"--model '{name}': not a baseline name nor a model folder. Fix: use one of "
-                          f"{', '.join(BASELINES)} or the folder written by 'lucidrec train'.")
+        raise ConfigError(
+            f"--model '{name}': not a baseline name nor a model folder. Fix: use one of "
+            f"{', '.join(BASELINES)} or the folder written by 'lucidrec train'."
+        )
     return BASELINES[key]
 
 
@@ -24,12 +26,19 @@ def _is_model_dir(model: str) -> bool:
     return Path(model).is_dir()
 
 
-def evaluate_model(model: str, data="ml-100k", protocol="ratio", seed=2026, params: dict | None = None,
-                   progress: Callable | None = None) -> dict:
+def evaluate_model(
+    model: str,
+    data="ml-100k",
+    protocol="ratio",
+    seed=2026,
+    params: dict | None = None,
+    progress: Callable | None = None,
+) -> dict:
     ds = load_dataset(data)
     s = make_split(ds, protocol, seed)
     if _is_model_dir(model):
         from lucidrec.recommender import evaluate_saved_model
+
         return evaluate_saved_model(model, s).to_dict()
     cls, grid = _baseline(model)
     if params:
@@ -38,12 +47,21 @@ def evaluate_model(model: str, data="ml-100k", protocol="ratio", seed=2026, para
     return tune_and_test(cls, grid, s, progress=progress).to_dict()
 
 
-def export_model_run(model: str, out: str | Path, data="ml-100k", protocol="ratio", seed=2026, depth=100,
-                     params: dict | None = None, progress: Callable | None = None) -> int:
+def export_model_run(
+    model: str,
+    out: str | Path,
+    data="ml-100k",
+    protocol="ratio",
+    seed=2026,
+    depth=100,
+    params: dict | None = None,
+    progress: Callable | None = None,
+) -> int:
     ds = load_dataset(data)
     s = make_split(ds, protocol, seed)
     if _is_model_dir(model):
         from lucidrec.recommender import load_scorer_for_split
+
         scorer, known = load_scorer_for_split(model, s)
         return write_run(scorer, s, out, depth=depth, known=known)
     cls, grid = _baseline(model)
@@ -54,12 +72,13 @@ def export_model_run(model: str, out: str | Path, data="ml-100k", protocol="rati
     return write_run(scorer, s, out, depth=depth)
 
 
-def run_baselines(data="ml-100k", protocol="ratio", seed=2026, progress: Callable | None = None,
-                  include_als: bool = True) -> list[dict]:
+def run_baselines(
+    data="ml-100k", protocol="ratio", seed=2026, progress: Callable | None = None, include_als: bool = True
+) -> list[dict]:
     ds = load_dataset(data)
     s = make_split(ds, protocol, seed)
     results = []
-    for name, (cls, grid) in BASELINES.items():
+    for cls, grid in BASELINES.values():
         if cls is ALS and not (include_als and ALS.available()):
             continue
         results.append(tune_and_test(cls, grid, s, progress=progress).to_dict())

@@ -93,8 +93,14 @@ class ALS:
 
     name = "ALS"
 
-    def __init__(self, factors: int = 64, regularization: float = 0.05, alpha: float = 2.0,
-                 iterations: int = 15, seed: int = 2026):
+    def __init__(
+        self,
+        factors: int = 64,
+        regularization: float = 0.05,
+        alpha: float = 2.0,
+        iterations: int = 15,
+        seed: int = 2026,
+    ):
         self.factors, self.regularization, self.alpha = int(factors), float(regularization), float(alpha)
         self.iterations, self.seed = int(iterations), int(seed)
 
@@ -110,14 +116,20 @@ class ALS:
         try:
             from implicit.cpu.als import AlternatingLeastSquares
         except Exception as e:
-            raise DependencyError(f"ALS needs the 'implicit' package ({e}). Fix: pip install 'lucidrec[als]'.") from None
+            raise DependencyError(
+                f"ALS needs the 'implicit' package ({e}). Fix: pip install 'lucidrec[als]'."
+            ) from None
         from threadpoolctl import threadpool_limits
 
         x = dataset.matrix(train).astype(np.float32) * self.alpha
         with threadpool_limits(1, "blas"):  # implicit is slow with multithreaded BLAS
-            model = AlternatingLeastSquares(factors=self.factors, regularization=self.regularization,
-                                            iterations=self.iterations, random_state=self.seed,
-                                            calculate_training_loss=False)
+            model = AlternatingLeastSquares(
+                factors=self.factors,
+                regularization=self.regularization,
+                iterations=self.iterations,
+                random_state=self.seed,
+                calculate_training_loss=False,
+            )
             model.fit(x.tocsr(), show_progress=False)
         self.user_factors = np.asarray(model.user_factors)
         self.item_factors = np.asarray(model.item_factors)
@@ -127,8 +139,12 @@ class ALS:
         return self.user_factors[users] @ self.item_factors.T
 
     def get_params(self) -> dict:
-        return {"factors": self.factors, "regularization": self.regularization, "alpha": self.alpha,
-                "iterations": self.iterations}
+        return {
+            "factors": self.factors,
+            "regularization": self.regularization,
+            "alpha": self.alpha,
+            "iterations": self.iterations,
+        }
 
 
 #: Baselines and the hyperparameter grids searched on the validation part.

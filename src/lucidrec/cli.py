@@ -14,8 +14,7 @@ from rich.table import Table
 
 from lucidrec.errors import ConfigError, LucidrecError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="lucidrec: recommendations that explain themselves.")
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="lucidrec: recommendations that explain themselves.")
 console = Console(stderr=True)
 # Pipes get 80 columns by default, too narrow for metric tables.
 out = Console(width=None if sys.stdout.isatty() else 150)
@@ -66,22 +65,35 @@ def _metric_table(results: list[dict], title: str, ks=(10, 20)) -> Table:
         for k in ks:
             if f"ndcg@{k}" not in m:
                 continue
-            table.add_row(r["model"], str(k), *[f"{m[f'{n}@{k}']:.4f}" for n in names],
-                          f"{m['auc']:.4f}" if "auc" in m else "-")
+            table.add_row(
+                r["model"], str(k), *[f"{m[f'{n}@{k}']:.4f}" for n in names], f"{m['auc']:.4f}" if "auc" in m else "-"
+            )
     return table
 
 
 @app.command()
 @_friendly
-def evaluate(model: str = typer.Option("ease", "--model", help="Baseline name (mostpop, itemknn, ease, als) or a trained model folder."),
-             data: str = DataOpt, protocol: str = ProtocolOpt, seed: int = SeedOpt,
-             param: list[str] = typer.Option(None, "--param", help="Fix a hyperparameter, NAME=VALUE (skips tuning)."),
-             as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")):
+def evaluate(
+    model: str = typer.Option(
+        "ease", "--model", help="Baseline name (mostpop, itemknn, ease, als) or a trained model folder."
+    ),
+    data: str = DataOpt,
+    protocol: str = ProtocolOpt,
+    seed: int = SeedOpt,
+    param: list[str] = typer.Option(None, "--param", help="Fix a hyperparameter, NAME=VALUE (skips tuning)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+):
     """Evaluate a baseline (tuned on validation, retrained on train+valid) or a trained model on the test part."""
     from lucidrec.api import evaluate_model
 
-    result = evaluate_model(model, data=data, protocol=protocol, seed=seed, params=_parse_params(param),
-                            progress=None if as_json else lambda m: console.print(f"[dim]{m}[/]"))
+    result = evaluate_model(
+        model,
+        data=data,
+        protocol=protocol,
+        seed=seed,
+        params=_parse_params(param),
+        progress=None if as_json else lambda m: console.print(f"[dim]{m}[/]"),
+    )
     if as_json:
         out.print_json(json.dumps(result))
     else:
@@ -92,23 +104,39 @@ def evaluate(model: str = typer.Option("ease", "--model", help="Baseline name (m
 
 @app.command("export-run")
 @_friendly
-def export_run(model: str = typer.Option("ease", "--model", help="Baseline name or trained model folder."),
-               out_path: Path = typer.Option(..., "--out", help="TSV file to write (user, item, score)."),
-               data: str = DataOpt, protocol: str = ProtocolOpt, seed: int = SeedOpt,
-               depth: int = typer.Option(100, "--depth", min=1, max=10000, help="Rows per user."),
-               param: list[str] = typer.Option(None, "--param", help="Fix a hyperparameter, NAME=VALUE.")):
+def export_run(
+    model: str = typer.Option("ease", "--model", help="Baseline name or trained model folder."),
+    out_path: Path = typer.Option(..., "--out", help="TSV file to write (user, item, score)."),
+    data: str = DataOpt,
+    protocol: str = ProtocolOpt,
+    seed: int = SeedOpt,
+    depth: int = typer.Option(100, "--depth", min=1, max=10000, help="Rows per user."),
+    param: list[str] = typer.Option(None, "--param", help="Fix a hyperparameter, NAME=VALUE."),
+):
     """Write a TSV run file for the test part: user<TAB>item<TAB>score, best first, up to --depth per user."""
     from lucidrec.api import export_model_run
 
-    n = export_model_run(model, out_path, data=data, protocol=protocol, seed=seed, depth=depth,
-                         params=_parse_params(param), progress=lambda m: console.print(f"[dim]{m}[/]"))
+    n = export_model_run(
+        model,
+        out_path,
+        data=data,
+        protocol=protocol,
+        seed=seed,
+        depth=depth,
+        params=_parse_params(param),
+        progress=lambda m: console.print(f"[dim]{m}[/]"),
+    )
     console.print(f"wrote {n} rows to {out_path}")
 
 
 @app.command("split")
 @_friendly
-def split_cmd(out_dir: Path = typer.Option(..., "--out", help="Folder for train.tsv, valid.tsv, test.tsv."),
-              data: str = DataOpt, protocol: str = ProtocolOpt, seed: int = SeedOpt):
+def split_cmd(
+    out_dir: Path = typer.Option(..., "--out", help="Folder for train.tsv, valid.tsv, test.tsv."),
+    data: str = DataOpt,
+    protocol: str = ProtocolOpt,
+    seed: int = SeedOpt,
+):
     """Write the split itself (user<TAB>item<TAB>rating<TAB>timestamp, the dataset's own ids)."""
     from lucidrec.data import load_dataset
     from lucidrec.splits import split
@@ -122,8 +150,12 @@ def split_cmd(out_dir: Path = typer.Option(..., "--out", help="Folder for train.
 
 @app.command()
 @_friendly
-def baselines(data: str = DataOpt, protocol: list[str] = typer.Option(["ratio", "loo"], "--protocol"),
-              seed: int = SeedOpt, as_json: bool = typer.Option(False, "--json")):
+def baselines(
+    data: str = DataOpt,
+    protocol: list[str] = typer.Option(["ratio", "loo"], "--protocol"),
+    seed: int = SeedOpt,
+    as_json: bool = typer.Option(False, "--json"),
+):
     """Tune and evaluate every baseline on the given protocols and print their table."""
     from lucidrec.api import run_baselines
 
@@ -139,15 +171,21 @@ def baselines(data: str = DataOpt, protocol: list[str] = typer.Option(["ratio", 
 
 @app.command()
 @_friendly
-def train(data: str = DataOpt, protocol: str = ProtocolOpt, seed: int = SeedOpt,
-          out_dir: Path = typer.Option(Path("models/ml100k"), "--out", help="Model folder to write."),
-          encoder: str | None = typer.Option(None, "--encoder", help="Sentence-transformers folder (default: all-MiniLM-L6-v2, packaged)."),
-          epochs: int = typer.Option(30, "--epochs", min=1, max=1000),
-          dim: int = typer.Option(128, "--dim", min=4, max=1024),
-          mode: str | None = typer.Option(None, "--mode", help="Training samples: set, seq or mixed (default: by protocol)."),
-          max_minutes: float = typer.Option(4.0, "--max-minutes", min=0.1),
-          log_dir: str | None = typer.Option(None, "--tensorboard", help="Write TensorBoard logs here."),
-          quiet: bool = typer.Option(False, "--quiet", help="No progress bars.")):
+def train(
+    data: str = DataOpt,
+    protocol: str = ProtocolOpt,
+    seed: int = SeedOpt,
+    out_dir: Path = typer.Option(Path("models/ml100k"), "--out", help="Model folder to write."),
+    encoder: str | None = typer.Option(
+        None, "--encoder", help="Sentence-transformers folder (default: all-MiniLM-L6-v2, packaged)."
+    ),
+    epochs: int = typer.Option(30, "--epochs", min=1, max=1000),
+    dim: int = typer.Option(128, "--dim", min=4, max=1024),
+    mode: str | None = typer.Option(None, "--mode", help="Training samples: set, seq or mixed (default: by protocol)."),
+    max_minutes: float = typer.Option(4.0, "--max-minutes", min=0.1),
+    log_dir: str | None = typer.Option(None, "--tensorboard", help="Write TensorBoard logs here."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
+):
     """Train the language-model recommender on the protocol's train part (early stopping on valid) and save it."""
     from lucidrec.data import load_dataset
     from lucidrec.models.config import HybridConfig
@@ -158,13 +196,20 @@ def train(data: str = DataOpt, protocol: str = ProtocolOpt, seed: int = SeedOpt,
     s = split(ds, protocol, seed)
     if mode is not None and mode not in ("set", "seq", "mixed"):
         raise ConfigError(f"--mode '{mode}': use set, seq or mixed.")
-    cfg = HybridConfig(dim=dim, epochs=epochs, seed=seed, max_minutes=max_minutes,
-                       mode=mode or {"loo": "seq", "ratio": "set", "cold": "set"}.get(protocol, "mixed"))
+    cfg = HybridConfig(
+        dim=dim,
+        epochs=epochs,
+        seed=seed,
+        max_minutes=max_minutes,
+        mode=mode or {"loo": "seq", "ratio": "set", "cold": "set"}.get(protocol, "mixed"),
+    )
     rec = Recommender(cfg, encoder=encoder).fit(ds, s.train, s.valid, progress=not quiet, log_dir=log_dir)
     rec.save(out_dir)
     rep = rec.train_report
-    console.print(f"saved to {out_dir} (best valid NDCG@10 {rep['best_valid_ndcg@10']:.4f}, "
-                  f"{len(rep['epochs'])} epochs, {rep['seconds']} s)")
+    console.print(
+        f"saved to {out_dir} (best valid NDCG@10 {rep['best_valid_ndcg@10']:.4f}, "
+        f"{len(rep['epochs'])} epochs, {rep['seconds']} s)"
+    )
 
 
 def _print_recs(result: dict, explain: bool):
@@ -184,31 +229,44 @@ def _print_recs(result: dict, explain: bool):
 
 
 def _ev_short(e: dict) -> str:
-    name = {"history": e.get("title", ""), "history_other": f"{e.get('count', 0)} other items",
-            "query": "query", "popularity": "popularity", "interaction": "interaction"}.get(e["kind"], e["kind"])
+    name = {
+        "history": e.get("title", ""),
+        "history_other": f"{e.get('count', 0)} other items",
+        "query": "query",
+        "popularity": "popularity",
+        "interaction": "interaction",
+    }.get(e["kind"], e["kind"])
     return f"{name} {e['contribution']:+.2f}"
 
 
 def _title_for(result: dict) -> str:
     who = f"user {result['user']}" if result.get("user") else "you"
-    q = f" asking \"{result['query']}\"" if result.get("query") else ""
+    q = f' asking "{result["query"]}"' if result.get("query") else ""
     return f"Top {len(result['items'])} for {who}{q} ({result['history_size']} history items)"
 
 
 @app.command()
 @_friendly
-def recommend(model: Path = typer.Option(..., "--model", help="Model folder written by 'lucidrec train'."),
-              user: str | None = typer.Option(None, "--user", help="A known user id."),
-              history: str | None = typer.Option(None, "--history", help="Inline history: ITEM[:RATING],..."),
-              query: str | None = typer.Option(None, "--query", help="What the user asks for, in words."),
-              k: int = typer.Option(10, "--k", min=1, max=1000),
-              explain: bool = typer.Option(False, "--explain", help="Add reasons and evidence."),
-              lang: str = typer.Option("en", "--lang", help="Language of reasons: en or zh."),
-              counterfactual: bool = typer.Option(False, "--counterfactual", help="Report the effect of removing the top cited item."),
-              include_seen: bool = typer.Option(False, "--include-seen", help="Allow items already in the history."),
-              llm: bool = typer.Option(False, "--llm", help="Rephrase reasons with the OpenAI-compatible endpoint in "
-                                       "LUCIDREC_LLM_BASE_URL / LUCIDREC_LLM_MODEL (checked; template on failure)."),
-              as_json: bool = typer.Option(False, "--json", help="Print JSON.")):
+def recommend(
+    model: Path = typer.Option(..., "--model", help="Model folder written by 'lucidrec train'."),
+    user: str | None = typer.Option(None, "--user", help="A known user id."),
+    history: str | None = typer.Option(None, "--history", help="Inline history: ITEM[:RATING],..."),
+    query: str | None = typer.Option(None, "--query", help="What the user asks for, in words."),
+    k: int = typer.Option(10, "--k", min=1, max=1000),
+    explain: bool = typer.Option(False, "--explain", help="Add reasons and evidence."),
+    lang: str = typer.Option("en", "--lang", help="Language of reasons: en or zh."),
+    counterfactual: bool = typer.Option(
+        False, "--counterfactual", help="Report the effect of removing the top cited item."
+    ),
+    include_seen: bool = typer.Option(False, "--include-seen", help="Allow items already in the history."),
+    llm: bool = typer.Option(
+        False,
+        "--llm",
+        help="Rephrase reasons with the OpenAI-compatible endpoint in "
+        "LUCIDREC_LLM_BASE_URL / LUCIDREC_LLM_MODEL (checked; template on failure).",
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+):
     """Recommend for a known user, an inline history and/or a query (serves with onnxruntime, no torch)."""
     from lucidrec.recommender import Recommender
 
@@ -220,12 +278,22 @@ def recommend(model: Path = typer.Option(..., "--model", help="Model folder writ
 
         rewriter = LLMRewriter.from_env()
         if rewriter is None:
-            raise ConfigError("--llm needs LUCIDREC_LLM_BASE_URL and LUCIDREC_LLM_MODEL in the environment "
-                              "(and LUCIDREC_LLM_API_KEY if the endpoint wants one).")
+            raise ConfigError(
+                "--llm needs LUCIDREC_LLM_BASE_URL and LUCIDREC_LLM_MODEL in the environment "
+                "(and LUCIDREC_LLM_API_KEY if the endpoint wants one)."
+            )
     rec = Recommender.load(model, load_encoder=bool(query))
-    result = rec.recommend(user=user, history=history, query=query, k=k, exclude_seen=not include_seen,
-                           explain=explain or counterfactual or llm, lang=lang, counterfactual=counterfactual,
-                           rewriter=rewriter)
+    result = rec.recommend(
+        user=user,
+        history=history,
+        query=query,
+        k=k,
+        exclude_seen=not include_seen,
+        explain=explain or counterfactual or llm,
+        lang=lang,
+        counterfactual=counterfactual,
+        rewriter=rewriter,
+    )
     if as_json:
         sys.stdout.write(json.dumps(result, ensure_ascii=False) + "\n")
     else:
@@ -234,8 +302,11 @@ def recommend(model: Path = typer.Option(..., "--model", help="Model folder writ
 
 @app.command()
 @_friendly
-def demo(data: str = DataOpt, out_dir: Path = typer.Option(Path("models/ml100k"), "--out"),
-         retrain: bool = typer.Option(False, "--retrain", help="Train even if a model folder exists.")):
+def demo(
+    data: str = DataOpt,
+    out_dir: Path = typer.Option(Path("models/ml100k"), "--out"),
+    retrain: bool = typer.Option(False, "--retrain", help="Train even if a model folder exists."),
+):
     """The main job: baselines and the language-model recommender on ML-100K, then sample recommendations."""
     from lucidrec.api import run_baselines
     from lucidrec.data import load_dataset

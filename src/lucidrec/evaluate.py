@@ -24,8 +24,14 @@ class EvalResult:
     seconds: float = 0.0
 
     def to_dict(self) -> dict:
-        return {"model": self.model, "protocol": self.protocol, "part": self.part, "params": self.params,
-                "metrics": self.metrics, "seconds": round(self.seconds, 3)}
+        return {
+            "model": self.model,
+            "protocol": self.protocol,
+            "part": self.part,
+            "params": self.params,
+            "metrics": self.metrics,
+            "seconds": round(self.seconds, 3),
+        }
 
 
 def parts_for(split: Split, part: str):
@@ -38,8 +44,9 @@ def parts_for(split: Split, part: str):
     raise ValueError(f"part must be 'valid' or 'test', got {part!r}")
 
 
-def evaluate_scorer(scorer, split: Split, part: str = "test", ks=(10, 20), batch_size: int = 1024,
-                    known=None) -> dict[str, float]:
+def evaluate_scorer(
+    scorer, split: Split, part: str = "test", ks=(10, 20), batch_size: int = 1024, known=None
+) -> dict[str, float]:
     """Metrics of an already-fitted ``scorer`` on ``part``; every item in the user's known history is
     excluded from the ranking (full ranking over all other items)."""
     ds = split.dataset
@@ -53,7 +60,7 @@ def evaluate_scorer(scorer, split: Split, part: str = "test", ks=(10, 20), batch
         candidates[split.cold_items] = True
     acc = RankingAccumulator(ds.n_items, ks, n_candidates=None if candidates is None else int(candidates.sum()))
     for start in range(0, len(users), batch_size):
-        batch = users[start:start + batch_size]
+        batch = users[start : start + batch_size]
         scores = scorer.score(batch, hist)
         acc.add(scores, relevant[batch], hist.binary[batch], candidates)
     return acc.result()
@@ -67,8 +74,14 @@ def fit_and_evaluate(factory: Callable, params: dict, split: Split, part: str, k
     return scorer, metrics, time.perf_counter() - t0
 
 
-def tune_and_test(factory: Callable, grid: list[dict], split: Split, metric: str = "ndcg@10", ks=(10, 20),
-                  progress: Callable[[str], None] | None = None) -> EvalResult:
+def tune_and_test(
+    factory: Callable,
+    grid: list[dict],
+    split: Split,
+    metric: str = "ndcg@10",
+    ks=(10, 20),
+    progress: Callable[[str], None] | None = None,
+) -> EvalResult:
     """Choose hyperparameters on the validation part, retrain on train+valid, score the test part."""
     best, best_params = -np.inf, grid[0]
     if len(grid) > 1:
@@ -82,8 +95,9 @@ def tune_and_test(factory: Callable, grid: list[dict], split: Split, metric: str
     return EvalResult(scorer.name, split.protocol, "test", metrics, scorer.get_params(), secs)
 
 
-def write_run(scorer, split: Split, path: str | Path, part: str = "test", depth: int = 100,
-              batch_size: int = 1024, known=None) -> int:
+def write_run(
+    scorer, split: Split, path: str | Path, part: str = "test", depth: int = 100, batch_size: int = 1024, known=None
+) -> int:
     """Write a TSV run ``user<TAB>item<TAB>score`` (dataset ids), up to ``depth`` rows per user, never an
     item from the user's known history. Returns the number of rows written."""
     ds = split.dataset
@@ -100,7 +114,7 @@ def write_run(scorer, split: Split, path: str | Path, part: str = "test", depth:
         allowed[split.cold_items] = True
     with path.open("w", encoding="utf-8") as f:
         for start in range(0, len(users), batch_size):
-            batch = users[start:start + batch_size]
+            batch = users[start : start + batch_size]
             scores = np.array(scorer.score(batch, hist), dtype=np.float64)
             r, c = hist.binary[batch].nonzero()
             scores[r, c] = -np.inf

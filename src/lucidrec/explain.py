@@ -14,10 +14,26 @@ from lucidrec.metrics import top_k
 #: History items listed one by one; the rest are summed into one "history_other" term.
 MAX_CITED = 5
 
-_ZH_GENRES = {"Action": "动作", "Adventure": "冒险", "Animation": "动画", "Children's": "儿童", "Comedy": "喜剧",
-              "Crime": "犯罪", "Documentary": "纪录", "Drama": "剧情", "Fantasy": "奇幻", "Film-Noir": "黑色电影",
-              "Horror": "恐怖", "Musical": "歌舞", "Mystery": "悬疑", "Romance": "爱情", "Sci-Fi": "科幻",
-              "Thriller": "惊悚", "War": "战争", "Western": "西部"}
+_ZH_GENRES = {
+    "Action": "动作",
+    "Adventure": "冒险",
+    "Animation": "动画",
+    "Children's": "儿童",
+    "Comedy": "喜剧",
+    "Crime": "犯罪",
+    "Documentary": "纪录",
+    "Drama": "剧情",
+    "Fantasy": "奇幻",
+    "Film-Noir": "黑色电影",
+    "Horror": "恐怖",
+    "Musical": "歌舞",
+    "Mystery": "悬疑",
+    "Romance": "爱情",
+    "Sci-Fi": "科幻",
+    "Thriller": "惊悚",
+    "War": "战争",
+    "Western": "西部",
+}
 _ZH_NUM = {1: "一", 2: "二", 3: "三", 4: "四", 5: "五"}
 
 
@@ -27,8 +43,15 @@ def _action(entry) -> str:
         return f"rated {r:g}"
     if entry.rating is not None and entry.event == "liked":
         return f"rated {float(entry.rating):g}"
-    return {"liked": "liked", "click": "clicked", "clicked": "clicked", "purchase": "purchased",
-            "purchased": "purchased", "view": "viewed", "viewed": "viewed"}.get(entry.event, entry.event or "liked")
+    return {
+        "liked": "liked",
+        "click": "clicked",
+        "clicked": "clicked",
+        "purchase": "purchased",
+        "purchased": "purchased",
+        "view": "viewed",
+        "viewed": "viewed",
+    }.get(entry.event, entry.event or "liked")
 
 
 def item_similarity(rec, a: int, b: np.ndarray) -> np.ndarray:
@@ -54,10 +77,18 @@ def build_evidence(rec, state, entries, item: int, query: str | None) -> tuple[l
         target_cats = set(rec.categories[item])
         for j, sim in zip(cited, sims):
             e = entries[j]
-            evidence.append({"kind": "history", "item_id": str(rec.item_ids[e.item]), "title": str(rec.titles[e.item]),
-                             "action": _action(e), "rating": None if e.rating is None else float(e.rating),
-                             "similarity": round(float(sim), 4), "contribution": float(hist_contrib[j]),
-                             "shared": sorted(target_cats & set(rec.categories[e.item]))})
+            evidence.append(
+                {
+                    "kind": "history",
+                    "item_id": str(rec.item_ids[e.item]),
+                    "title": str(rec.titles[e.item]),
+                    "action": _action(e),
+                    "rating": None if e.rating is None else float(e.rating),
+                    "similarity": round(float(sim), 4),
+                    "contribution": float(hist_contrib[j]),
+                    "shared": sorted(target_cats & set(rec.categories[e.item])),
+                }
+            )
         info["cited"] = cited
         rest = float(hist_contrib.sum() - hist_contrib[cited].sum()) if cited else float(hist_contrib.sum())
         n_rest = len(entries) - len(cited)
@@ -113,11 +144,13 @@ def render_reason(title: str, evidence: list[dict], lang: str = "en") -> str:
     if bits:
         clauses.append("you " + _join_en(bits))
     if query is not None:
-        q = f"it matches your request \"{query['text']}\""
+        q = f'it matches your request "{query["text"]}"'
         clauses.insert(0 if query_first else len(clauses), q)
     if not clauses:
         if pop is not None and pop["contribution"] > 0:
-            return f"Recommended {title}: it is popular with many people, and you have no history yet to personalise on."
+            return (
+                f"Recommended {title}: it is popular with many people, and you have no history yet to personalise on."
+            )
         return f"Recommended {title}: it scored highest among the remaining items."
     reason = f"Recommended {title} because " + "; and ".join(clauses) + "."
     if attr and hist:
@@ -167,8 +200,9 @@ def _render_zh(title, hist, query, pop, attr, query_first=False) -> str:
     return text
 
 
-def explain_items(rec, state, entries, top: np.ndarray, masked_scores: np.ndarray, result: dict, lang: str,
-                  counterfactual: bool):
+def explain_items(
+    rec, state, entries, top: np.ndarray, masked_scores: np.ndarray, result: dict, lang: str, counterfactual: bool
+):
     """Attach evidence, reason (and optionally a counterfactual) to each item of ``result``."""
     query = result.get("query")
     for item_out, i in zip(result["items"], top):
@@ -176,7 +210,9 @@ def explain_items(rec, state, entries, top: np.ndarray, masked_scores: np.ndarra
         item_out["evidence"] = evidence
         item_out["reason"] = render_reason(item_out["title"], evidence, lang)
         if counterfactual:
-            item_out["counterfactual"] = _counterfactual(rec, entries, int(i), info["cited"], masked_scores, query, state)
+            item_out["counterfactual"] = _counterfactual(
+                rec, entries, int(i), info["cited"], masked_scores, query, state
+            )
 
 
 def _counterfactual(rec, entries, item: int, cited: list[int], masked_scores: np.ndarray, query, state) -> dict | None:
@@ -191,9 +227,15 @@ def _counterfactual(rec, entries, item: int, cited: list[int], masked_scores: np
     new_score = float(scores[item])
     new_rank = int((scores > new_score).sum()) + 1
     old = float(masked_scores[item])
-    return {"removed_item_id": str(rec.item_ids[entries[j].item]), "removed_title": str(rec.titles[entries[j].item]),
-            "score_before": old, "score_after": new_score, "score_drop": old - new_score,
-            "rank_before": int((masked_scores > old).sum()) + 1, "rank_after": new_rank}
+    return {
+        "removed_item_id": str(rec.item_ids[entries[j].item]),
+        "removed_title": str(rec.titles[entries[j].item]),
+        "score_before": old,
+        "score_after": new_score,
+        "score_drop": old - new_score,
+        "rank_before": int((masked_scores > old).sum()) + 1,
+        "rank_after": new_rank,
+    }
 
 
 __all__ = ["build_evidence", "explain_items", "render_reason", "top_k"]

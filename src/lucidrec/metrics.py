@@ -46,8 +46,13 @@ class RankingAccumulator:
     def _add(self, name, v):
         self.values.setdefault(name, []).append(v)
 
-    def add(self, scores: np.ndarray, relevant: sp.csr_matrix, excluded: sp.csr_matrix | None = None,
-            candidates: np.ndarray | None = None):
+    def add(
+        self,
+        scores: np.ndarray,
+        relevant: sp.csr_matrix,
+        excluded: sp.csr_matrix | None = None,
+        candidates: np.ndarray | None = None,
+    ):
         """Add one batch. ``scores``: (B, n_items) float; ``relevant``: (B, n_items) binary test matrix;
         ``excluded``: (B, n_items) binary known-history matrix; ``candidates``: optional boolean mask of
         items allowed at all (the cold protocol). Users without relevant items are skipped."""
@@ -120,5 +125,5 @@ def _auc(scores: np.ndarray, rel: np.ndarray) -> np.ndarray:
 
 def rating_metrics(predicted: np.ndarray, actual: np.ndarray) -> dict[str, float]:
     err = np.asarray(predicted, dtype=np.float64) - np.asarray(actual, dtype=np.float64)
-    mse = float(np.mean(err ** 2))
+    mse = float(np.mean(err**2))
     return {"mae": float(np.mean(np.abs(err))), "mse": mse, "rmse": float(np.sqrt(mse))}

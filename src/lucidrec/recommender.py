@@ -54,8 +54,10 @@ def parse_history(spec: str | Iterable | None) -> list[tuple[str, float | None]]
                 try:
                     r = float(rating)
                 except ValueError:
-                    raise ConfigError(f"history entry '{p}': rating '{rating}' is not a number. Fix: write "
-                                      "ITEM or ITEM:RATING, e.g. 181:5.") from None
+                    raise ConfigError(
+                        f"history entry '{p}': rating '{rating}' is not a number. Fix: write "
+                        "ITEM or ITEM:RATING, e.g. 181:5."
+                    ) from None
             out.append((item.strip(), r))
         return out
     for e in spec:
@@ -76,8 +78,9 @@ def _rating(value, entry) -> float | None:
     try:
         return float(value)
     except (TypeError, ValueError):
-        raise ConfigError(f"history entry {entry!r}: rating {value!r} is not a number. Fix: give a number, "
-                          "e.g. ('181', 5).") from None
+        raise ConfigError(
+            f"history entry {entry!r}: rating {value!r} is not a number. Fix: give a number, e.g. ('181', 5)."
+        ) from None
 
 
 class Recommender:
@@ -95,8 +98,15 @@ class Recommender:
         self.train_report: dict = {}
 
     # ================================================================== training
-    def fit(self, dataset: Dataset, train: pd.DataFrame | None = None, valid: pd.DataFrame | None = None,
-            progress: bool = True, refit_item_item: bool = True, log_dir: str | None = None) -> Recommender:
+    def fit(
+        self,
+        dataset: Dataset,
+        train: pd.DataFrame | None = None,
+        valid: pd.DataFrame | None = None,
+        progress: bool = True,
+        refit_item_item: bool = True,
+        log_dir: str | None = None,
+    ) -> Recommender:
         """Train on ``train`` (default: all interactions), early-stopping on ``valid`` (default: a random 5%
         of ``train`` per user is held out). The closed-form item-item block is refit on train+valid at the
         end so the served model knows every interaction it was given."""
@@ -143,8 +153,9 @@ class Recommender:
                     if m > best:
                         best, reg = m, r
             self.ease_reg = float(reg)
-            B = impute_cold_item_item(ease_weights(dataset.matrix(train), reg).astype(np.float32), T,
-                                      _seen_items(train, dataset.n_items))
+            B = impute_cold_item_item(
+                ease_weights(dataset.matrix(train), reg).astype(np.float32), T, _seen_items(train, dataset.n_items)
+            )
         else:
             self.ease_reg, B = None, None
 
@@ -160,7 +171,7 @@ class Recommender:
         def validate(model) -> float:
             acc = RankingAccumulator(dataset.n_items, ks=(10,), auc=False)
             for s in range(0, len(valid_users), 256):
-                us = valid_users[s:s + 256]
+                us = valid_users[s : s + 256]
                 hist, rb, pb, mask = pad_histories([seqs.items[u] for u in us], [seqs.ratings[u] for u in us])
                 scores = model(hist, rb, pb, mask).numpy()
                 acc.add(scores, valid_rel[us], train_hist[us])
@@ -172,10 +183,14 @@ class Recommender:
         weights = net.export()
         if cfg.item_item and refit_item_item:
             known_frame = pd.concat([train, valid])
-            B = impute_cold_item_item(ease_weights(dataset.matrix(known_frame), self.ease_reg).astype(np.float32), T,
-                                      _seen_items(known_frame, dataset.n_items))
-        self.scorer = HybridScorer({**weights, "query_latent": np.ones(1, np.float32),
-                                    "query_text": np.ones(1, np.float32)}, B)
+            B = impute_cold_item_item(
+                ease_weights(dataset.matrix(known_frame), self.ease_reg).astype(np.float32),
+                T,
+                _seen_items(known_frame, dataset.n_items),
+            )
+        self.scorer = HybridScorer(
+            {**weights, "query_latent": np.ones(1, np.float32), "query_text": np.ones(1, np.float32)}, B
+        )
         self._torch_net = net
         known = pd.concat([train, valid], ignore_index=True)
         self._set_known(known)
@@ -198,14 +213,14 @@ class Recommender:
 
         chunks = []
         for s in range(0, len(valid_users), 256):
-            us = valid_users[s:s + 256]
+            us = valid_users[s : s + 256]
             chunks.append((us, pad_histories([seqs.items[u] for u in us], [seqs.ratings[u] for u in us])))
         with torch.no_grad():
             towers = [net(*batch).numpy() for _, batch in chunks]
 
         def ndcg(c: float, decay: float, item_item_cache: dict) -> float:
             acc = RankingAccumulator(len(self.item_ids), ks=(10,), auc=False)
-            for k, (us, (hist, rb, pb, mask)) in enumerate(chunks):
+            for k, (us, (hist, _rb, pb, mask)) in enumerate(chunks):
                 if (decay, k) not in item_item_cache:
                     with torch.no_grad():
                         item_item_cache[(decay, k)] = net.item_item_scores(hist, pb, mask, decay).numpy()
@@ -232,8 +247,13 @@ class Recommender:
         net.set_item_item_weights(np.ones(N_RATING_BINS, np.float32), pi.astype(np.float32))
         towers_only = next((g[0] for g in grid if g[1] == 0.0), None)
         item_item_only = max(g[0] for g in grid if g[1] >= 1e4 * unit * 0.999)
-        return {"weight": c, "decay": decay, "valid_ndcg@10": best[0], "towers_only_valid_ndcg@10": towers_only,
-                "item_item_only_valid_ndcg@10": item_item_only}
+        return {
+            "weight": c,
+            "decay": decay,
+            "valid_ndcg@10": best[0],
+            "towers_only_valid_ndcg@10": towers_only,
+            "item_item_only_valid_ndcg@10": item_item_only,
+        }
 
     def _calibrate_query(self, T: np.ndarray):
         """Scale the query terms so a query moves scores about as much as a typical user's history does:
@@ -272,10 +292,13 @@ class Recommender:
         known = known.sort_values(["user", "timestamp", "iidx"], kind="stable")
         known = known.drop_duplicates(["user", "iidx"], keep="last")
         self.known = known[["user", "item", "rating", "timestamp", "event"]].reset_index(drop=True)
-        self._set_known_arrays(self.known["user"].to_numpy(dtype=str), self.known["item"].to_numpy(dtype=str),
-                               self.known["rating"].to_numpy(dtype=np.float64),
-                               self.known["timestamp"].to_numpy(dtype=np.float64),
-                               self.known["event"].to_numpy(dtype=str))
+        self._set_known_arrays(
+            self.known["user"].to_numpy(dtype=str),
+            self.known["item"].to_numpy(dtype=str),
+            self.known["rating"].to_numpy(dtype=np.float64),
+            self.known["timestamp"].to_numpy(dtype=np.float64),
+            self.known["event"].to_numpy(dtype=str),
+        )
 
     def _set_known_arrays(self, users, items, ratings, times, events):
         # Vectorised id -> index mapping (a Python loop over 100k rows dominated serving start-up).
@@ -298,8 +321,11 @@ class Recommender:
         if sl is None:
             return []
         s, e = sl
-        return [HistoryEntry(int(i), float(r), float(t), str(ev)) for i, r, t, ev in
-                zip(self._k_items[s:e], self._k_ratings[s:e], self._k_times[s:e], self._k_events[s:e]) if i >= 0]
+        return [
+            HistoryEntry(int(i), float(r), float(t), str(ev))
+            for i, r, t, ev in zip(self._k_items[s:e], self._k_ratings[s:e], self._k_times[s:e], self._k_events[s:e])
+            if i >= 0
+        ]
 
     def known_user(self, user_id) -> bool:
         return str(user_id) in self._user_slices
@@ -308,8 +334,10 @@ class Recommender:
         try:
             return self.item_index[str(item_id)]
         except KeyError:
-            raise UnknownIdError(f"item '{item_id}' is not in this model's catalog ({len(self.item_ids)} items). "
-                                 "Fix: use an item id from the training data.") from None
+            raise UnknownIdError(
+                f"item '{item_id}' is not in this model's catalog ({len(self.item_ids)} items). "
+                "Fix: use an item id from the training data."
+            ) from None
 
     def _state_for(self, history: list[HistoryEntry], query_vec: np.ndarray | None) -> UserState:
         items = np.array([h.item for h in history], dtype=np.int64)
@@ -332,8 +360,10 @@ class Recommender:
                 entries = self._known_history(str(user))
                 source = "stored"
             elif history is None:
-                raise UnknownIdError(f"user '{user}' is unknown to this model. Fix: pass the user's history "
-                                     "inline (--history ITEM[:RATING],...) or a query, or omit --user.")
+                raise UnknownIdError(
+                    f"user '{user}' is unknown to this model. Fix: pass the user's history "
+                    "inline (--history ITEM[:RATING],...) or a query, or omit --user."
+                )
         if history is not None:
             seen = {h.item for h in entries}
             base_t = max([h.timestamp or 0 for h in entries], default=0.0)
@@ -348,9 +378,19 @@ class Recommender:
             source = "inline" if source == "none" else "stored+inline"
         return entries, source
 
-    def recommend(self, user=None, history=None, query: str | None = None, k: int = 10,
-                  exclude_seen: bool = True, explain: bool = False, lang: str = "en",
-                  counterfactual: bool = False, exclude: Iterable | None = None, rewriter=None) -> dict[str, Any]:
+    def recommend(
+        self,
+        user=None,
+        history=None,
+        query: str | None = None,
+        k: int = 10,
+        exclude_seen: bool = True,
+        explain: bool = False,
+        lang: str = "en",
+        counterfactual: bool = False,
+        exclude: Iterable | None = None,
+        rewriter=None,
+    ) -> dict[str, Any]:
         """Top-``k`` items for a known ``user``, an inline ``history`` (ids or (id, rating)), a ``query``,
         or any mix. Returns ``{"items": [{"item_id", "title", "score", "rank", ...}], ...}``."""
         self._check_ready()
@@ -376,12 +416,24 @@ class Recommender:
         top = top_k(masked[None, :], min(k, int(allowed.sum())))[0] if allowed.any() else np.array([], int)
         items = []
         for rank, i in enumerate(top, 1):
-            items.append({"item_id": str(self.item_ids[i]), "title": str(self.titles[i]),
-                          "score": round(float(scores[i]), 6), "rank": rank})
-        result = {"user": None if user is None else str(user), "query": query, "history_source": source,
-                  "history_size": len(entries), "items": items}
+            items.append(
+                {
+                    "item_id": str(self.item_ids[i]),
+                    "title": str(self.titles[i]),
+                    "score": round(float(scores[i]), 6),
+                    "rank": rank,
+                }
+            )
+        result = {
+            "user": None if user is None else str(user),
+            "query": query,
+            "history_source": source,
+            "history_size": len(entries),
+            "items": items,
+        }
         if explain and items:
             from lucidrec.explain import explain_items
+
             explain_items(self, state, entries, top, masked, result, lang, counterfactual)
             if rewriter is not None:
                 # The LLM may rephrase; its text is kept only if every title and number is in the evidence.
@@ -413,35 +465,50 @@ class Recommender:
 
     # ================================================================== persistence
     def save(self, out_dir: str | Path, export_encoder: bool = True) -> Path:
-        import pandas as pd
         from safetensors.numpy import save_file
 
         self._check_ready()
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        save_file({k: np.ascontiguousarray(v, dtype=np.float32) for k, v in self.scorer.w.items()},
-                  str(out / "weights.safetensors"))
+        save_file(
+            {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in self.scorer.w.items()},
+            str(out / "weights.safetensors"),
+        )
         if self.scorer.B is not None:
             save_file({"B": np.ascontiguousarray(self.scorer.B)}, str(out / "item_item.safetensors"))
         elif (out / "item_item.safetensors").exists():
             (out / "item_item.safetensors").unlink()
         # Plain JSON and npz rather than parquet: reading them needs no pyarrow/pandas import, which
         # was most of a fresh `lucidrec recommend` process's start-up time.
-        catalog = {"item": [str(i) for i in self.item_ids], "title": [str(t) for t in self.titles],
-                   "categories": [list(c) for c in self.categories],
-                   "year": [None if not np.isfinite(y) else float(y) for y in self.years]}
+        catalog = {
+            "item": [str(i) for i in self.item_ids],
+            "title": [str(t) for t in self.titles],
+            "categories": [list(c) for c in self.categories],
+            "year": [None if not np.isfinite(y) else float(y) for y in self.years],
+        }
         (out / "items.json").write_text(json.dumps(catalog, ensure_ascii=False))
-        np.savez(out / "interactions.npz", user=self._k_users.astype(str), item=self.item_ids[self._k_items].astype(str),
-                 rating=self._k_ratings, timestamp=self._k_times, event=self._k_events.astype(str))
+        np.savez(
+            out / "interactions.npz",
+            user=self._k_users.astype(str),
+            item=self.item_ids[self._k_items].astype(str),
+            rating=self._k_ratings,
+            timestamp=self._k_times,
+            event=self._k_events.astype(str),
+        )
         if export_encoder:
             if self._st_encoder is not None:
                 self._st_encoder.export_onnx(out / "encoder")
             elif not (out / "encoder" / "model.onnx").exists():
                 raise ModelError("no encoder to export: this model was loaded without one.")
-        meta = {"format_version": FORMAT_VERSION, "config": self.config.to_dict(), "dataset": self.dataset_name,
-                "ease_reg": self.ease_reg, "train_report": self.train_report,
-                "feature_space": self.feature_space.to_dict() if hasattr(self, "feature_space") else None,
-                "encoder": self._query_encoder.name if self._query_encoder is not None else None}
+        meta = {
+            "format_version": FORMAT_VERSION,
+            "config": self.config.to_dict(),
+            "dataset": self.dataset_name,
+            "ease_reg": self.ease_reg,
+            "train_report": self.train_report,
+            "feature_space": self.feature_space.to_dict() if hasattr(self, "feature_space") else None,
+            "encoder": self._query_encoder.name if self._query_encoder is not None else None,
+        }
         (out / "config.json").write_text(json.dumps(meta, indent=2))
         return out
 
@@ -453,8 +520,10 @@ class Recommender:
 
         d = Path(model_dir)
         if not (d / "config.json").exists():
-            raise ModelError(f"{d}: not a lucidrec model folder (no config.json). Fix: pass the folder written by "
-                             "'lucidrec train --out DIR'.")
+            raise ModelError(
+                f"{d}: not a lucidrec model folder (no config.json). Fix: pass the folder written by "
+                "'lucidrec train --out DIR'."
+            )
         try:
             meta = json.loads((d / "config.json").read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
@@ -462,8 +531,10 @@ class Recommender:
         if not isinstance(meta, dict) or not isinstance(meta.get("config"), dict):
             raise ModelError(f"{d / 'config.json'}: no 'config' object. Fix: retrain the model or restore the file.")
         if meta.get("format_version") != FORMAT_VERSION:
-            raise ModelError(f"{d}: model format {meta.get('format_version')} is not supported by this version "
-                             f"(expects {FORMAT_VERSION}). Fix: retrain with this version of lucidrec.")
+            raise ModelError(
+                f"{d}: model format {meta.get('format_version')} is not supported by this version "
+                f"(expects {FORMAT_VERSION}). Fix: retrain with this version of lucidrec."
+            )
         for f in ("weights.safetensors", "items.json", "interactions.npz"):
             if not (d / f).exists():
                 raise ModelError(f"{d}: missing {f}. Fix: retrain the model or copy the whole folder.")
@@ -471,7 +542,9 @@ class Recommender:
         try:
             rec.config = HybridConfig(**meta["config"])
         except TypeError as e:
-            raise ModelError(f"{d / 'config.json'}: config does not match this version ({e}). Fix: retrain the model.") from None
+            raise ModelError(
+                f"{d / 'config.json'}: config does not match this version ({e}). Fix: retrain the model."
+            ) from None
         rec.encoder_name = None
         rec.cache_dir = None
         rec.dataset_name = meta.get("dataset")
@@ -488,12 +561,14 @@ class Recommender:
         rec.years = np.asarray([np.nan if y is None else y for y in items["year"]], dtype=np.float64)
         with np.load(d / "interactions.npz") as z:
             rec.known = None  # loaded models keep the flat arrays only
-            rec._set_known_arrays(z["user"], z["item"], z["rating"].astype(np.float64),
-                                  z["timestamp"].astype(np.float64), z["event"])
+            rec._set_known_arrays(
+                z["user"], z["item"], z["rating"].astype(np.float64), z["timestamp"].astype(np.float64), z["event"]
+            )
         rec._st_encoder = None
         rec._query_encoder = None
         if load_encoder and (d / "encoder" / "model.onnx").exists():
             from lucidrec.encoders import OnnxEncoder
+
             rec._query_encoder = OnnxEncoder(d / "encoder")
         return rec
 
@@ -508,8 +583,10 @@ class _SavedModelScorer:
         self.map = np.array([rec.item_index.get(str(i), -1) for i in dataset.item_ids])
         if (self.map < 0).any():
             missing = dataset.item_ids[self.map < 0][:3]
-            raise ModelError(f"the dataset has items the model does not know (e.g. {', '.join(map(str, missing))}). "
-                             "Fix: evaluate on the data the model was trained on.")
+            raise ModelError(
+                f"the dataset has items the model does not know (e.g. {', '.join(map(str, missing))}). "
+                "Fix: evaluate on the data the model was trained on."
+            )
 
     def fit(self, dataset, train):
         return self
@@ -572,8 +649,10 @@ def _clean_query(query: str) -> str:
     cleaned = "".join(ch if ch.isprintable() else " " for ch in query)
     cleaned = " ".join(cleaned.split())
     if len(cleaned) > MAX_QUERY_CHARS:
-        raise ConfigError(f"query is {len(cleaned)} characters long; the limit is {MAX_QUERY_CHARS}. "
-                          "Fix: shorten it to the essentials (e.g. 'a funny 90s comedy').")
+        raise ConfigError(
+            f"query is {len(cleaned)} characters long; the limit is {MAX_QUERY_CHARS}. "
+            "Fix: shorten it to the essentials (e.g. 'a funny 90s comedy')."
+        )
     return cleaned
 
 

@@ -16,8 +16,8 @@ import os
 import re
 import urllib.error
 import urllib.request
-from decimal import ROUND_HALF_UP, Decimal
 from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal
 
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")
 _YEAR_SUFFIX = re.compile(r"\s*\(\d{4}\)\s*$")
@@ -37,13 +37,19 @@ def _title_variants(title: str) -> set[str]:
 @dataclass
 class RewriteResult:
     text: str
-    source: str          # "llm" or "template"
-    detail: str = ""     # why the template was used, when it was
+    source: str  # "llm" or "template"
+    detail: str = ""  # why the template was used, when it was
 
 
 class LLMRewriter:
-    def __init__(self, base_url: str, model: str, api_key: str | None = None, timeout: float = 8.0,
-                 catalog_titles: list[str] | None = None):
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        api_key: str | None = None,
+        timeout: float = 8.0,
+        catalog_titles: list[str] | None = None,
+    ):
         self.base_url = base_url.rstrip("/")
         self.model = model
         self.api_key = api_key
@@ -57,8 +63,13 @@ class LLMRewriter:
         url, model = os.environ.get("LUCIDREC_LLM_BASE_URL"), os.environ.get("LUCIDREC_LLM_MODEL")
         if not url or not model:
             return None
-        return cls(url, model, os.environ.get("LUCIDREC_LLM_API_KEY"),
-                   float(os.environ.get("LUCIDREC_LLM_TIMEOUT", "8")), catalog_titles)
+        return cls(
+            url,
+            model,
+            os.environ.get("LUCIDREC_LLM_API_KEY"),
+            float(os.environ.get("LUCIDREC_LLM_TIMEOUT", "8")),
+            catalog_titles,
+        )
 
     def set_catalog(self, titles: list[str]):
         pats = []
@@ -70,9 +81,15 @@ class LLMRewriter:
     # ------------------------------------------------------------------ the call
     def _chat(self, messages: list[dict]) -> str:
         body = json.dumps({"model": self.model, "messages": messages, "temperature": 0.2, "max_tokens": 200}).encode()
-        req = urllib.request.Request(f"{self.base_url}/chat/completions", data=body, method="POST",
-                                     headers={"Content-Type": "application/json",
-                                              **({"Authorization": f"Bearer {self.api_key}"} if self.api_key else {})})
+        req = urllib.request.Request(
+            f"{self.base_url}/chat/completions",
+            data=body,
+            method="POST",
+            headers={
+                "Content-Type": "application/json",
+                **({"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}),
+            },
+        )
         with urllib.request.urlopen(req, timeout=self.timeout) as resp:  # noqa: S310 - user-configured endpoint
             payload = json.loads(resp.read().decode("utf-8"))
         content = payload["choices"][0]["message"]["content"]
@@ -84,11 +101,17 @@ class LLMRewriter:
         facts = [e for e in evidence if e["kind"] in ("history", "query", "attribute")]
         language = "Chinese" if lang == "zh" else "English"
         messages = [
-            {"role": "system", "content": (
-                f"You write one or two short, friendly sentences in {language} explaining a recommendation. "
-                "Use only the facts given. Do not mention any other title, number, person or attribute.")},
-            {"role": "user", "content": json.dumps({"recommended": title, "facts": facts, "draft": template},
-                                                   ensure_ascii=False)},
+            {
+                "role": "system",
+                "content": (
+                    f"You write one or two short, friendly sentences in {language} explaining a recommendation. "
+                    "Use only the facts given. Do not mention any other title, number, person or attribute."
+                ),
+            },
+            {
+                "role": "user",
+                "content": json.dumps({"recommended": title, "facts": facts, "draft": template}, ensure_ascii=False),
+            },
         ]
         try:
             text = self._chat(messages)

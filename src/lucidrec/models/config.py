@@ -7,11 +7,11 @@ from dataclasses import asdict, dataclass
 
 @dataclass
 class HybridConfig:
-    dim: int = 128                # latent block size
-    cls_hidden: int = 32          # hidden units of the cross term
-    item_item: bool = True        # closed-form item-item block (EASE); off for huge catalogs
+    dim: int = 128  # latent block size
+    cls_hidden: int = 32  # hidden units of the cross term
+    item_item: bool = True  # closed-form item-item block (EASE); off for huge catalogs
     ease_reg: float | None = None  # None: chosen on validation from a small grid
-    mode: str = "mixed"           # "set", "seq" or "mixed" training samples
+    mode: str = "mixed"  # "set", "seq" or "mixed" training samples
     epochs: int = 30
     batch_size: int = 128
     samples_per_user: int = 4
@@ -24,8 +24,8 @@ class HybridConfig:
     seed: int = 2026
     query_strength: float = 1.0
     init_logit_scale: float = 10.0
-    id_embeddings: bool = True   # learned item-ID vectors in the latent block
-    cross: bool = True           # the CLS cross-interaction term
+    id_embeddings: bool = True  # learned item-ID vectors in the latent block
+    cross: bool = True  # the CLS cross-interaction term
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -69,11 +69,19 @@ class FeatureSpace:
                 if c in index:
                     x[i, index[c]] = 1.0
         for k, col in enumerate(self.numeric):
-            v = dataset.items[col].to_numpy(dtype=np.float64) if col in dataset.items else np.full(dataset.n_items, np.nan)
+            v = (
+                dataset.items[col].to_numpy(dtype=np.float64)
+                if col in dataset.items
+                else np.full(dataset.n_items, np.nan)
+            )
             z = (v - self.numeric_mean[k]) / self.numeric_std[k]
             x[:, len(self.categories) + k] = np.nan_to_num(np.clip(z, -5, 5), nan=0.0)
         return x
 
     def to_dict(self) -> dict:
-        return {"categories": self.categories, "numeric": self.numeric, "numeric_mean": self.numeric_mean,
-                "numeric_std": self.numeric_std}
+        return {
+            "categories": self.categories,
+            "numeric": self.numeric,
+            "numeric_mean": self.numeric_mean,
+            "numeric_std": self.numeric_std,
+        }

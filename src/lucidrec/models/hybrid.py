@@ -42,8 +42,15 @@ def _inv_softplus(y: float) -> float:
 
 
 class HybridNet(torch.nn.Module if torch is not None else object):
-    def __init__(self, n_items: int, text: np.ndarray, feats: np.ndarray, item_item: np.ndarray | None,
-                 has_id: np.ndarray, cfg: HybridConfig):
+    def __init__(
+        self,
+        n_items: int,
+        text: np.ndarray,
+        feats: np.ndarray,
+        item_item: np.ndarray | None,
+        has_id: np.ndarray,
+        cfg: HybridConfig,
+    ):
         super().__init__()
         d, td, fd = cfg.dim, text.shape[1], feats.shape[1]
         g = torch.Generator().manual_seed(cfg.seed)
@@ -53,8 +60,9 @@ class HybridNet(torch.nn.Module if torch is not None else object):
 
         self.register_buffer("T", torch.as_tensor(text, dtype=torch.float32))
         self.register_buffer("G", torch.as_tensor(feats, dtype=torch.float32))
-        self.register_buffer("B", torch.as_tensor(item_item, dtype=torch.float32) if item_item is not None
-                             else torch.zeros(0))
+        self.register_buffer(
+            "B", torch.as_tensor(item_item, dtype=torch.float32) if item_item is not None else torch.zeros(0)
+        )
         # The item-item block is not trained by SGD: its history weights (per rating bin and position
         # bucket) are chosen on validation after the towers are trained (see set_item_item_weights).
         self.register_buffer("rho_E", torch.zeros(N_RATING_BINS))
@@ -105,8 +113,14 @@ class HybridNet(torch.nn.Module if torch is not None else object):
         x = torch.zeros(hist.shape[0], self.T.shape[0]).scatter_add_(1, hist, w)
         return x @ self.B
 
-    def forward(self, hist: torch.Tensor, rbin: torch.Tensor, pbin: torch.Tensor, mask: torch.Tensor,
-                id_keep: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        hist: torch.Tensor,
+        rbin: torch.Tensor,
+        pbin: torch.Tensor,
+        mask: torch.Tensor,
+        id_keep: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Scores (B, n_items) for padded histories ``hist`` (B, L) with rating/position bins and a mask."""
         n_items = self.T.shape[0]
         F, H, b, keep = self.items(id_keep)
@@ -130,8 +144,12 @@ class HybridNet(torch.nn.Module if torch is not None else object):
 
     def cross(self, pL: torch.Tensor, F: torch.Tensor) -> torch.Tensor:
         d = F.shape[1]
-        h = (pL @ self.W1[:d])[:, None, :] + (F @ self.W1[d:2 * d])[None] \
-            + torch.einsum("bd,nd,dh->bnh", pL, F, self.W1[2 * d:]) + self.b1
+        h = (
+            (pL @ self.W1[:d])[:, None, :]
+            + (F @ self.W1[d : 2 * d])[None]
+            + torch.einsum("bd,nd,dh->bnh", pL, F, self.W1[2 * d :])
+            + self.b1
+        )
         return torch.relu(h) @ self.w2 + self.b2
 
     def export(self) -> dict[str, np.ndarray]:
@@ -139,10 +157,22 @@ class HybridNet(torch.nn.Module if torch is not None else object):
         with torch.no_grad():
             F, H, b, _ = self.items()
             sp = F_.softplus
-            out = {"F": F, "H": H, "bias": b, "T": self.T, "Wa": self.Wa, "rho_E": self.rho_E,
-                   "pi_E": self.pi_E if self.use_B else torch.zeros_like(self.pi_E),
-                   "rho_L": sp(self.rho_L), "pi_L": sp(self.pi_L), "alpha": self.alpha.reshape(1),
-                   "W1": self.W1, "b1": self.b1, "w2": self.w2, "b2": self.b2.reshape(1)}
+            out = {
+                "F": F,
+                "H": H,
+                "bias": b,
+                "T": self.T,
+                "Wa": self.Wa,
+                "rho_E": self.rho_E,
+                "pi_E": self.pi_E if self.use_B else torch.zeros_like(self.pi_E),
+                "rho_L": sp(self.rho_L),
+                "pi_L": sp(self.pi_L),
+                "alpha": self.alpha.reshape(1),
+                "W1": self.W1,
+                "b1": self.b1,
+                "w2": self.w2,
+                "b2": self.b2.reshape(1),
+            }
             return {k: v.detach().cpu().numpy().astype(np.float32) for k, v in out.items()}
 
 
@@ -152,6 +182,7 @@ class Sequences:
 
     items: list[np.ndarray]
     ratings: list[np.ndarray]
+
     @classmethod
     def from_frame(cls, inter: pd.DataFrame, n_users: int) -> Sequences:
         inter = inter.sort_values(["uidx", "timestamp", "iidx"]).drop_duplicates(["uidx", "iidx"], keep="last")
@@ -195,17 +226,22 @@ def _sample(seqs: Sequences, users, rng, mode):
         m = mode if mode != "mixed" else ("seq" if rng.random() < 0.5 else "set")
         if m == "seq":
             t = int(rng.integers(1, n))
-            hists.append(it[:t]); rats.append(r[:t]); targets.append(it[t:t + 1])
+            hists.append(it[:t])
+            rats.append(r[:t])
+            targets.append(it[t : t + 1])
         else:
             keep = rng.random(n) < rng.uniform(0.5, 0.9)
             if keep.all() or not keep.any():
                 keep[rng.integers(n)] = not keep.all()
-            hists.append(it[keep]); rats.append(r[keep]); targets.append(it[~keep])
+            hists.append(it[keep])
+            rats.append(r[keep])
+            targets.append(it[~keep])
     return hists, rats, targets
 
 
-def train_hybrid(net: HybridNet, train_seqs: Sequences, cfg: HybridConfig, validate, progress=True,
-                 log_dir: str | None = None) -> dict:
+def train_hybrid(
+    net: HybridNet, train_seqs: Sequences, cfg: HybridConfig, validate, progress=True, log_dir: str | None = None
+) -> dict:
     """Train ``net`` in place; ``validate(net) -> ndcg@10`` drives early stopping. Returns a history dict."""
     _require_torch()
     from tqdm.auto import tqdm
@@ -216,13 +252,19 @@ def train_hybrid(net: HybridNet, train_seqs: Sequences, cfg: HybridConfig, valid
     params_decay = [net.E_t, net.E_h]
     special = ("E_t", "E_h", "logit_scale")
     others = [p for n, p in net.named_parameters() if n not in special]
-    opt = torch.optim.AdamW([{"params": params_decay, "weight_decay": cfg.weight_decay * 10},
-                             {"params": others, "weight_decay": cfg.weight_decay},
-                             {"params": [net.logit_scale], "weight_decay": 0.0}], lr=cfg.lr)
+    opt = torch.optim.AdamW(
+        [
+            {"params": params_decay, "weight_decay": cfg.weight_decay * 10},
+            {"params": others, "weight_decay": cfg.weight_decay},
+            {"params": [net.logit_scale], "weight_decay": 0.0},
+        ],
+        lr=cfg.lr,
+    )
     writer = None
     if log_dir:
         try:
             from torch.utils.tensorboard import SummaryWriter
+
             writer = SummaryWriter(log_dir)
         except Exception:  # tensorboard not installed: logging is optional
             writer = None
@@ -237,10 +279,9 @@ def train_hybrid(net: HybridNet, train_seqs: Sequences, cfg: HybridConfig, valid
         order = np.tile(users, cfg.samples_per_user)
         rng.shuffle(order)
         losses = []
-        bar = tqdm(range(0, len(order), cfg.batch_size), desc=f"epoch {epoch + 1}", leave=False,
-                   disable=not progress)
+        bar = tqdm(range(0, len(order), cfg.batch_size), desc=f"epoch {epoch + 1}", leave=False, disable=not progress)
         for s in bar:
-            batch = order[s:s + cfg.batch_size]
+            batch = order[s : s + cfg.batch_size]
             hists, rats, targets = _sample(train_seqs, batch, rng, cfg.mode)
             if not targets:
                 continue
@@ -266,13 +307,20 @@ def train_hybrid(net: HybridNet, train_seqs: Sequences, cfg: HybridConfig, valid
         net.eval()
         with torch.no_grad():
             ndcg = float(validate(net))
-        history.append({"epoch": epoch + 1, "loss": float(np.mean(losses)), "valid_ndcg@10": ndcg,
-                        "seconds": round(time.perf_counter() - start, 1)})
+        history.append(
+            {
+                "epoch": epoch + 1,
+                "loss": float(np.mean(losses)),
+                "valid_ndcg@10": ndcg,
+                "seconds": round(time.perf_counter() - start, 1),
+            }
+        )
         if writer:
             writer.add_scalar("valid/ndcg@10", ndcg, epoch + 1)
         if progress:
-            tqdm.write(f"epoch {epoch + 1}: loss {np.mean(losses):.4f}  valid NDCG@10 {ndcg:.4f}"
-                       f"{'  *' if ndcg > best else ''}")
+            tqdm.write(
+                f"epoch {epoch + 1}: loss {np.mean(losses):.4f}  valid NDCG@10 {ndcg:.4f}{'  *' if ndcg > best else ''}"
+            )
         if ndcg > best:
             best, bad = ndcg, 0
             best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}

@@ -57,8 +57,9 @@ class RatingPredictor:
         return float(a["mu"][0]) + a["b"][targets] + bu + a["Q"][targets] @ z
 
 
-def fit_rating_model(train, valid, n_items: int, text: np.ndarray, cfg: RatingConfig | None = None,
-                     progress: bool = False) -> tuple[RatingPredictor, dict]:
+def fit_rating_model(
+    train, valid, n_items: int, text: np.ndarray, cfg: RatingConfig | None = None, progress: bool = False
+) -> tuple[RatingPredictor, dict]:
     """Train on the ``train`` frame (uidx, iidx, rating); early stopping on RMSE over ``valid``."""
     import torch
 
@@ -73,9 +74,12 @@ def fit_rating_model(train, valid, n_items: int, text: np.ndarray, cfg: RatingCo
     T = torch.as_tensor(text, dtype=torch.float32)
     mu = float(train["rating"].mean())
     P = {
-        "bID": torch.zeros(n_items), "v": torch.zeros(T.shape[1]),
-        "Qid": torch.randn(n_items, d, generator=g) * 0.01, "W": torch.randn(T.shape[1], d, generator=g) * 0.01,
-        "Y": torch.randn(n_items, d, generator=g) * 0.01, "X": torch.randn(n_items, d, generator=g) * 0.01,
+        "bID": torch.zeros(n_items),
+        "v": torch.zeros(T.shape[1]),
+        "Qid": torch.randn(n_items, d, generator=g) * 0.01,
+        "W": torch.randn(T.shape[1], d, generator=g) * 0.01,
+        "Y": torch.randn(n_items, d, generator=g) * 0.01,
+        "X": torch.randn(n_items, d, generator=g) * 0.01,
     }
     for p in P.values():
         p.requires_grad_(True)
@@ -100,8 +104,12 @@ def fit_rating_model(train, valid, n_items: int, text: np.ndarray, cfg: RatingCo
             mask = rng.random(len(items)) < 0.8
             if mask.all() or not mask.any():
                 mask[rng.integers(len(items))] = not mask.all()
-            hi.append(items[mask]); hr.append(ratings[mask]); hu.append(np.full(mask.sum(), k))
-            ti.append(items[~mask]); tr.append(ratings[~mask]); tu.append(np.full((~mask).sum(), k))
+            hi.append(items[mask])
+            hr.append(ratings[mask])
+            hu.append(np.full(mask.sum(), k))
+            ti.append(items[~mask])
+            tr.append(ratings[~mask])
+            tu.append(np.full((~mask).sum(), k))
         hi, hr, hu = (torch.as_tensor(np.concatenate(x)) for x in (hi, hr, hu))
         ti, tr, tu = (torch.as_tensor(np.concatenate(x)) for x in (ti, tr, tu))
         nb = len(batch)
@@ -111,15 +119,28 @@ def fit_rating_model(train, valid, n_items: int, text: np.ndarray, cfg: RatingCo
         contrib = P["Y"][hi] + (res - bu[hu])[:, None] * P["X"][hi]
         z = torch.zeros(nb, d).index_add_(0, hu, contrib) / n.sqrt()[:, None]
         pred = mu + b[ti] + bu[tu] + (Q[ti] * z[tu]).sum(1)
-        reg = cfg.l2 * (P["bID"][ti].pow(2).sum() + P["Qid"][ti].pow(2).sum() + P["Y"][hi].pow(2).sum()
-                        + P["X"][hi].pow(2).sum()) / len(ti)
+        reg = (
+            cfg.l2
+            * (
+                P["bID"][ti].pow(2).sum()
+                + P["Qid"][ti].pow(2).sum()
+                + P["Y"][hi].pow(2).sum()
+                + P["X"][hi].pow(2).sum()
+            )
+            / len(ti)
+        )
         return ((pred - tr) ** 2).mean() + reg
 
     def export():
         with torch.no_grad():
             b, Q = item_params()
-            arr = {"mu": np.array([mu], np.float32), "b": b.numpy(), "Q": Q.numpy(), "Y": P["Y"].detach().numpy(),
-                   "X": P["X"].detach().numpy()}
+            arr = {
+                "mu": np.array([mu], np.float32),
+                "b": b.numpy(),
+                "Q": Q.numpy(),
+                "Y": P["Y"].detach().numpy(),
+                "X": P["X"].detach().numpy(),
+            }
         return RatingPredictor({k: np.asarray(v, np.float32) for k, v in arr.items()}, cfg.shrink_user)
 
     def rmse(pred_model, frame):
@@ -129,14 +150,14 @@ def fit_rating_model(train, valid, n_items: int, text: np.ndarray, cfg: RatingCo
             p = np.clip(pred_model.predict(items, ratings, g_["iidx"].to_numpy()), 1.0, 5.0)
             errs.append(p - g_["rating"].to_numpy())
         e = np.concatenate(errs)
-        return float(np.sqrt(np.mean(e ** 2)))
+        return float(np.sqrt(np.mean(e**2)))
 
     best, best_model, bad, history = np.inf, export(), 0, []
     for epoch in range(cfg.epochs):
         order = users.copy()
         rng.shuffle(order)
         for s in range(0, len(order), cfg.batch_size):
-            loss = batch_loss(order[s:s + cfg.batch_size])
+            loss = batch_loss(order[s : s + cfg.batch_size])
             opt.zero_grad()
             loss.backward()
             opt.step()

@@ -19,8 +19,24 @@ import numpy as np
 from lucidrec.models.features import position_buckets, rating_bins
 
 #: Names of the arrays a trained model carries (saved as safetensors).
-WEIGHT_NAMES = ("F", "H", "bias", "T", "Wa", "rho_E", "pi_E", "rho_L", "pi_L", "alpha", "W1", "b1", "w2", "b2",
-                "query_latent", "query_text")
+WEIGHT_NAMES = (
+    "F",
+    "H",
+    "bias",
+    "T",
+    "Wa",
+    "rho_E",
+    "pi_E",
+    "rho_L",
+    "pi_L",
+    "alpha",
+    "W1",
+    "b1",
+    "w2",
+    "b2",
+    "query_latent",
+    "query_text",
+)
 
 
 def _s(x) -> float:
@@ -32,13 +48,13 @@ def _s(x) -> float:
 class UserState:
     """The user tower's output for one user: the three blocks of p_u plus the per-item weights."""
 
-    hist: np.ndarray        # item indices, oldest -> newest
-    wE: np.ndarray          # weight of each history item in the item-item block
-    wL: np.ndarray          # ... in the latent block
-    wT: np.ndarray          # ... in the text block
-    pE: np.ndarray          # item-item scores over the catalog (sum_j wE_j B[j, :])
-    pL: np.ndarray          # latent user vector
-    pT: np.ndarray          # text user vector
+    hist: np.ndarray  # item indices, oldest -> newest
+    wE: np.ndarray  # weight of each history item in the item-item block
+    wL: np.ndarray  # ... in the latent block
+    wT: np.ndarray  # ... in the text block
+    pE: np.ndarray  # item-item scores over the catalog (sum_j wE_j B[j, :])
+    pL: np.ndarray  # latent user vector
+    pT: np.ndarray  # text user vector
     query: np.ndarray | None  # query embedding (unit norm) or None
 
 
@@ -51,8 +67,9 @@ class HybridScorer:
         self.n_items = self.w["F"].shape[0]
 
     # ------------------------------------------------------------------ user tower
-    def user_state(self, hist: np.ndarray, ratings: np.ndarray | None = None,
-                   query: np.ndarray | None = None) -> UserState:
+    def user_state(
+        self, hist: np.ndarray, ratings: np.ndarray | None = None, query: np.ndarray | None = None
+    ) -> UserState:
         w = self.w
         hist = np.asarray(hist, dtype=np.int64)
         n = len(hist)
@@ -78,14 +95,19 @@ class HybridScorer:
         F = w["F"] if items is None else w["F"][items]
         d = F.shape[1]
         W1 = w["W1"]
-        h = (pL @ W1[:d]) + F @ W1[d:2 * d] + (F * pL) @ W1[2 * d:] + w["b1"]
+        h = (pL @ W1[:d]) + F @ W1[d : 2 * d] + (F * pL) @ W1[2 * d :] + w["b1"]
         return np.maximum(h, 0.0) @ w["w2"] + _s(w["b2"])
 
     def score(self, state: UserState, items: np.ndarray | None = None) -> np.ndarray:
         w = self.w
         sel = slice(None) if items is None else items
-        return (state.pE[sel] + w["F"][sel] @ state.pL + w["T"][sel] @ state.pT + w["bias"][sel]
-                + self.cross(state.pL, None if items is None else items))
+        return (
+            state.pE[sel]
+            + w["F"][sel] @ state.pL
+            + w["T"][sel] @ state.pT
+            + w["bias"][sel]
+            + self.cross(state.pL, None if items is None else items)
+        )
 
     def decompose(self, state: UserState, item: int) -> dict:
         """Exact parts of one item's score: per history item, query, bias, interaction."""
@@ -98,10 +120,16 @@ class HybridScorer:
         per_hist = item_item + latent + text
         query = 0.0
         if state.query is not None:
-            query = _s(w["query_latent"]) * float((state.query @ w["Wa"]) @ f) + _s(w["query_text"]) * float(state.query @ t)
+            query = _s(w["query_latent"]) * float((state.query @ w["Wa"]) @ f) + _s(w["query_text"]) * float(
+                state.query @ t
+            )
         interaction = float(self.cross(state.pL, np.array([item]))[0])
-        return {"history": per_hist.astype(np.float64), "query": query, "bias": float(w["bias"][item]),
-                "interaction": interaction}
+        return {
+            "history": per_hist.astype(np.float64),
+            "query": query,
+            "bias": float(w["bias"][item]),
+            "interaction": interaction,
+        }
 
 
 def batch_scores(scorer: HybridScorer, hist_matrix_rows, rating_rows, time_rows) -> np.ndarray:
