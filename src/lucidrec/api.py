@@ -8,7 +8,7 @@ from pathlib import Path
 from lucidrec.baselines import ALS, BASELINES
 from lucidrec.data import load_dataset
 from lucidrec.errors import ConfigError
-from lucidrec.evaluate import EvalResult, fit_and_evaluate, tune_and_test, write_run
+from lucidrec.evaluate import EvalResult, choose_on_validation, fit_and_evaluate, tune_and_test, write_run
 from lucidrec.splits import split as make_split
 
 
@@ -60,14 +60,12 @@ def export_model_run(
     ds = load_dataset(data)
     s = make_split(ds, protocol, seed)
     if _is_model_dir(model):
-        from lucidrec.recommender import load_scorer_for_split
+        from lucidrec.recommender import Recommender
 
-        scorer, known = load_scorer_for_split(model, s)
-        return write_run(scorer, s, out, depth=depth, known=known)
+        scorer = Recommender.load(model, load_encoder=False).as_scorer(ds)
+        return write_run(scorer, s, out, depth=depth)
     cls, grid = _baseline(model)
-    if not params:
-        best = tune_and_test(cls, grid, s, progress=progress)
-        params = best.params
+    params = params or choose_on_validation(cls, grid, s, progress=progress)
     scorer = cls(**params).fit(ds, s.train_valid())
     return write_run(scorer, s, out, depth=depth)
 

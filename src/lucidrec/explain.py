@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from lucidrec.metrics import top_k
-
 #: History items listed one by one; the rest are summed into one "history_other" term.
 MAX_CITED = 5
 
@@ -238,4 +236,4 @@ def _counterfactual(rec, entries, item: int, cited: list[int], masked_scores: np
     }
 
 
-__all__ = ["build_evidence", "explain_items", "render_reason", "top_k"]
+__all__ = ["build_evidence", "explain_items", "render_reason"]

@@ -115,7 +115,7 @@ class Recommender:
         from lucidrec.baselines import EASE, ease_weights
         from lucidrec.data.text import ItemTextBuilder
         from lucidrec.encoders import CachedEncoder, SentenceTransformerEncoder
-        from lucidrec.evaluate import evaluate_scorer
+        from lucidrec.evaluate import choose_on_validation
         from lucidrec.metrics import RankingAccumulator
         from lucidrec.models.features import FeatureSpace
         from lucidrec.models.hybrid import HybridNet, Sequences, _require_torch, pad_histories, train_hybrid
@@ -147,11 +147,8 @@ class Recommender:
         if cfg.item_item:
             reg = cfg.ease_reg
             if reg is None:
-                best = -1.0
-                for r in (100.0, 200.0, 300.0, 500.0, 1000.0):
-                    m = evaluate_scorer(EASE(r).fit(dataset, train), split, "valid", ks=(10,))["ndcg@10"]
-                    if m > best:
-                        best, reg = m, r
+                grid = [{"reg": r} for r in (100.0, 200.0, 300.0, 500.0, 1000.0)]
+                reg = choose_on_validation(EASE, grid, split, ks=(10,))["reg"]
             self.ease_reg = float(reg)
             B = impute_cold_item_item(
                 ease_weights(dataset.matrix(train), reg).astype(np.float32), T, _seen_items(train, dataset.n_items)
@@ -160,26 +157,27 @@ class Recommender:
             self.ease_reg, B = None, None
 
         # 3. the towers, trained with full softmax; early stopping on validation NDCG@10
-        has_id = np.zeros(dataset.n_items, np.float32)
-        has_id[np.unique(train["iidx"].to_numpy())] = 1.0
+        has_id = _seen_items(train, dataset.n_items).astype(np.float32)
         net = HybridNet(dataset.n_items, T, G, B, has_id, cfg)
         seqs = Sequences.from_frame(train, dataset.n_users)
+        # Validation users' padded train histories, built once: every epoch and the blend search reuse them.
         valid_users = np.unique(valid["uidx"].to_numpy())
+        chunks = [
+            (us, pad_histories([seqs.items[u] for u in us], [seqs.ratings[u] for u in us]))
+            for us in np.array_split(valid_users, max(1, -(-len(valid_users) // 256)))
+        ]
         valid_rel = dataset.matrix(valid)
         train_hist = dataset.matrix(train)
 
         def validate(model) -> float:
             acc = RankingAccumulator(dataset.n_items, ks=(10,), auc=False)
-            for s in range(0, len(valid_users), 256):
-                us = valid_users[s : s + 256]
-                hist, rb, pb, mask = pad_histories([seqs.items[u] for u in us], [seqs.ratings[u] for u in us])
-                scores = model(hist, rb, pb, mask).numpy()
-                acc.add(scores, valid_rel[us], train_hist[us])
+            for us, batch in chunks:
+                acc.add(model(*batch).numpy(), valid_rel[us], train_hist[us])
             return acc.result()["ndcg@10"]
 
         report = train_hybrid(net, seqs, cfg, validate, progress=progress, log_dir=log_dir)
         if B is not None:
-            report["item_item"] = self._blend_on_validation(net, seqs, valid_users, valid_rel, train_hist)
+            report["item_item"] = self._blend_on_validation(net, chunks, valid_rel, train_hist)
         weights = net.export()
         if cfg.item_item and refit_item_item:
             known_frame = pd.concat([train, valid])
@@ -192,15 +190,14 @@ class Recommender:
             {**weights, "query_latent": np.ones(1, np.float32), "query_text": np.ones(1, np.float32)}, B
         )
         self._torch_net = net
-        known = pd.concat([train, valid], ignore_index=True)
-        self._set_known(known)
+        self._set_known(pd.concat([train, valid], ignore_index=True))
         self._calibrate_query(T)
         report["seconds"] = round(time.perf_counter() - t0, 1)
         report["ease_reg"] = self.ease_reg
         self.train_report = report
         return self
 
-    def _blend_on_validation(self, net, seqs, valid_users, valid_rel, train_hist) -> dict:
+    def _blend_on_validation(self, net, chunks, valid_rel, train_hist) -> dict:
         """Blend the trained towers with the closed-form item-item block: score = c * item_item + towers,
         with the block's recency decay and weight c chosen on validation NDCG@10 (c = 0 keeps the towers
         alone). The towers are trained without the block, so they learn a signal of their own and the
@@ -209,12 +206,7 @@ class Recommender:
 
         from lucidrec.metrics import RankingAccumulator
         from lucidrec.models.features import N_POSITION_BUCKETS, N_RATING_BINS
-        from lucidrec.models.hybrid import pad_histories
 
-        chunks = []
-        for s in range(0, len(valid_users), 256):
-            us = valid_users[s : s + 256]
-            chunks.append((us, pad_histories([seqs.items[u] for u in us], [seqs.ratings[u] for u in us])))
         with torch.no_grad():
             towers = [net(*batch).numpy() for _, batch in chunks]
 
@@ -259,7 +251,7 @@ class Recommender:
         """Scale the query terms so a query moves scores about as much as a typical user's history does:
         the spread (p99 - p50) of history scores over the catalog, against that of query similarity."""
         rng = np.random.default_rng(self.config.seed)
-        users = [u for u in self._known_users_with_history()][:]
+        users = self._known_users_with_history()
         if not users:
             return
         sample = rng.choice(users, size=min(100, len(users)), replace=False)
@@ -291,13 +283,12 @@ class Recommender:
         """Index the stored histories as flat arrays sorted by (user, time): a user's rows are one slice."""
         known = known.sort_values(["user", "timestamp", "iidx"], kind="stable")
         known = known.drop_duplicates(["user", "iidx"], keep="last")
-        self.known = known[["user", "item", "rating", "timestamp", "event"]].reset_index(drop=True)
         self._set_known_arrays(
-            self.known["user"].to_numpy(dtype=str),
-            self.known["item"].to_numpy(dtype=str),
-            self.known["rating"].to_numpy(dtype=np.float64),
-            self.known["timestamp"].to_numpy(dtype=np.float64),
-            self.known["event"].to_numpy(dtype=str),
+            known["user"].to_numpy(dtype=str),
+            known["item"].to_numpy(dtype=str),
+            known["rating"].to_numpy(dtype=np.float64),
+            known["timestamp"].to_numpy(dtype=np.float64),
+            known["event"].to_numpy(dtype=str),
         )
 
     def _set_known_arrays(self, users, items, ratings, times, events):
@@ -401,8 +392,6 @@ class Recommender:
         if query is not None:
             query = _clean_query(query)
         entries, source = self.resolve_history(user, history)
-        if not entries and not query and user is None:
-            source = "none"
         qvec = self.encode_query(query) if query else None
         state = self._state_for(entries, qvec)
         scores = self.scorer.score(state).astype(np.float64)
@@ -437,8 +426,7 @@ class Recommender:
             explain_items(self, state, entries, top, masked, result, lang, counterfactual)
             if rewriter is not None:
                 # The LLM may rephrase; its text is kept only if every title and number is in the evidence.
-                if not rewriter._catalog_patterns:
-                    rewriter.set_catalog(list(self.titles))
+                rewriter.ensure_catalog(self.titles)
                 for it in result["items"]:
                     rr = rewriter.rewrite(it["title"], it["evidence"], it["reason"], lang)
                     it["reason"], it["reason_source"] = rr.text, rr.source
@@ -560,7 +548,6 @@ class Recommender:
         rec.categories = [list(c or []) for c in items["categories"]]
         rec.years = np.asarray([np.nan if y is None else y for y in items["year"]], dtype=np.float64)
         with np.load(d / "interactions.npz") as z:
-            rec.known = None  # loaded models keep the flat arrays only
             rec._set_known_arrays(
                 z["user"], z["item"], z["rating"].astype(np.float64), z["timestamp"].astype(np.float64), z["event"]
             )
@@ -665,8 +652,3 @@ def evaluate_saved_model(model_dir: str | Path, split):
     scorer = rec.as_scorer(split.dataset)
     metrics = evaluate_scorer(scorer, split, "test")
     return EvalResult("LucidRec", split.protocol, "test", metrics, scorer.get_params(), time.perf_counter() - t0)
-
-
-def load_scorer_for_split(model_dir: str | Path, split):
-    rec = Recommender.load(model_dir, load_encoder=False)
-    return rec.as_scorer(split.dataset), None

@@ -71,6 +71,11 @@ class LLMRewriter:
             catalog_titles,
         )
 
+    def ensure_catalog(self, titles) -> None:
+        """Use ``titles`` as the catalog to check against unless one was given already."""
+        if not self._catalog_patterns:
+            self.set_catalog(list(titles))
+
     def set_catalog(self, titles: list[str]):
         pats = []
         for t in titles:

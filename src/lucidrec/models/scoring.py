@@ -130,16 +130,3 @@ class HybridScorer:
             "bias": float(w["bias"][item]),
             "interaction": interaction,
         }
-
-
-def batch_scores(scorer: HybridScorer, hist_matrix_rows, rating_rows, time_rows) -> np.ndarray:
-    """Scores for many users given CSR rows of history (binary), ratings and timestamps."""
-    out = np.zeros((hist_matrix_rows.shape[0], scorer.n_items), dtype=np.float32)
-    for u in range(hist_matrix_rows.shape[0]):
-        lo, hi = hist_matrix_rows.indptr[u], hist_matrix_rows.indptr[u + 1]
-        items = hist_matrix_rows.indices[lo:hi]
-        ratings = rating_rows.data[lo:hi]
-        times = time_rows.data[lo:hi]
-        order = np.lexsort((items, times))
-        out[u] = scorer.score(scorer.user_state(items[order], ratings[order]))
-    return out
