@@ -331,6 +331,11 @@ def demo(
     _print_recs(rec.recommend(query="a funny animated film for kids", k=10, explain=True), True)
 
 
+# Commands that live in their own modules (one job each) register themselves here. Each module imports
+# its heavy dependencies inside the command body so `lucidrec --help` stays fast.
+# (service: serve; scale: batch; finetune: finetune-encoder)
+
+
 def main():  # pragma: no cover - console entry point
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     sys.exit(app())
