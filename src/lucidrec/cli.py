@@ -226,6 +226,27 @@ def _print_recs(result: dict, explain: bool):
             row += [it.get("reason", ""), ev]
         table.add_row(*row)
     out.print(table)
+    pq = result.get("parsed_query")
+    if pq is not None:
+        out.print(f"[dim]understood as: {_understood(pq)}[/]")
+        for note in pq.get("notes", []):
+            out.print(f"[yellow]note:[/] {note}")
+
+
+def _understood(pq: dict) -> str:
+    """One line saying how a query was parsed, e.g. 'genres Comedy; not Romance; years 1990-1999; text "dark"'."""
+    bits = []
+    if pq["genres"]:
+        bits.append("genres " + (" or " if pq["genre_mode"] == "any" else " and ").join(pq["genres"]))
+    if pq["exclude_genres"]:
+        bits.append("not " + ", ".join(pq["exclude_genres"]))
+    if pq["year"]:
+        bits.append(f"years {pq['year'][0]}-{pq['year'][1]}")
+    if pq["like_titles"]:
+        bits.append("like " + ", ".join(pq["like_titles"]))
+    if pq["text"]:
+        bits.append(f'text "{pq["text"]}"')
+    return "; ".join(bits) or "nothing usable (ranked without the query)"
 
 
 def _ev_short(e: dict) -> str:
@@ -334,6 +355,8 @@ def demo(
 # Commands that live in their own modules (one job each) register themselves here. Each module imports
 # its heavy dependencies inside the command body so `lucidrec --help` stays fast.
 # (service: serve; scale: batch; finetune: finetune-encoder)
+from lucidrec.service.cli import register as _reg_serve; _reg_serve(app)  # noqa: E402, I001 # fmt: skip
+from lucidrec.finetune import register as _reg_finetune; _reg_finetune(app)  # noqa: E402, I001 # fmt: skip
 
 
 def main():  # pragma: no cover - console entry point

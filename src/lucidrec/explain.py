@@ -33,9 +33,31 @@ _ZH_GENRES = {
     "Western": "西部",
 }
 _ZH_NUM = {1: "一", 2: "二", 3: "三", 4: "四", 5: "五"}
+#: The event of a pseudo-history item taken from the query ("something like Heat").
+QUERY_LIKE_EVENT = "query_like"
+
+
+def zh_genre(g: str) -> str:
+    return _ZH_GENRES.get(g, g)
+
+
+def constraint_label(c: dict, lang: str = "en") -> str:
+    """Human-readable form of one query constraint: 'Comedy', 'not Romance', '1990-1999', 'Comedy or Drama'."""
+    t, v = c["type"], c["value"]
+    if t == "year":
+        return f"{v[0]}-{v[1]}" if lang == "en" else f"{v[0]}-{v[1]}年"
+    if t == "exclude_genre":
+        return f"not {v}" if lang == "en" else f"非{zh_genre(v)}"
+    if t == "genre_any":
+        return " or ".join(v) if lang == "en" else "或".join(zh_genre(g) for g in v)
+    if t == "genre_mode":
+        return "any of the genres" if lang == "en" else "任一类型"
+    return v if lang == "en" else zh_genre(v)
 
 
 def _action(entry) -> str:
+    if entry.event == QUERY_LIKE_EVENT:
+        return "asked for something like"
     if entry.rating is not None and entry.event in ("rated", "rating"):
         r = float(entry.rating)
         return f"rated {r:g}"
@@ -63,7 +85,9 @@ def item_similarity(rec, a: int, b: np.ndarray) -> np.ndarray:
     return cache[b] @ cache[a]
 
 
-def build_evidence(rec, state, entries, item: int, query: str | None) -> tuple[list[dict], dict]:
+def build_evidence(
+    rec, state, entries, item: int, query: str | None, constraints: list | None = None
+) -> tuple[list[dict], dict]:
     parts = rec.scorer.decompose(state, item)
     evidence: list[dict] = []
     hist_contrib = parts["history"]
@@ -103,6 +127,11 @@ def build_evidence(rec, state, entries, item: int, query: str | None) -> tuple[l
     if shared:
         evidence.append({"kind": "attribute", "name": "genre", "shared": sorted(shared)})
     info["shared"] = sorted(shared)
+    if constraints:
+        # Which of the query's hard constraints this item meets (no contribution: they filter, not score).
+        met = [c for c, mask in constraints if mask[item]]
+        missed = [c for c, mask in constraints if not mask[item]]
+        evidence.append({"kind": "constraint", "met": met, "missed": missed})
     return evidence, info
 
 
@@ -127,8 +156,31 @@ def render_reason(title: str, evidence: list[dict], lang: str = "en") -> str:
     named_shared = sorted(set().union(*[set(h.get("shared", [])) for h in hist])) if hist else []
     attr = {"kind": "attribute", "name": "genre", "shared": named_shared} if named_shared else None
     query_first = query is not None and (not hist or query["contribution"] >= hist[0]["contribution"])
+    cons = next((e for e in evidence if e["kind"] == "constraint"), None)
     if lang == "zh":
-        return _render_zh(title, hist, query, pop, attr if hist else None, query_first)
+        return _render_zh(title, hist, query, pop, attr if hist else None, query_first) + _constraint_sentence(
+            cons, "zh"
+        )
+    return _render_en(title, hist, query, pop, attr, query_first) + _constraint_sentence(cons, "en")
+
+
+def _constraint_sentence(cons: dict | None, lang: str) -> str:
+    if not cons or not (cons["met"] or cons["missed"]):
+        return ""
+    met = [constraint_label(c, lang) for c in cons["met"]]
+    missed = [constraint_label(c, lang) for c in cons["missed"]]
+    if lang == "zh":
+        out = f"符合您的要求：{'、'.join(met)}。" if met else ""
+        if missed:
+            out += f"（符合全部条件的结果不足，此项未满足：{'、'.join(missed)}。）"
+        return out
+    out = f" It fits your request: {', '.join(met)}." if met else ""
+    if missed:
+        out += f" (Too few items met every constraint; this one does not meet: {', '.join(missed)}.)"
+    return out
+
+
+def _render_en(title, hist, query, pop, attr, query_first) -> str:
     bits = []
     for k, h in enumerate(hist):
         act = h["action"]
@@ -142,7 +194,7 @@ def render_reason(title: str, evidence: list[dict], lang: str = "en") -> str:
     if bits:
         clauses.append("you " + _join_en(bits))
     if query is not None:
-        q = f'it matches your request "{query["text"]}"'
+        q = f'it matches "{query["text"]}" in your request'
         clauses.insert(0 if query_first else len(clauses), q)
     if not clauses:
         if pop is not None and pop["contribution"] > 0:
@@ -174,6 +226,8 @@ def _render_zh(title, hist, query, pop, attr, query_first=False) -> str:
             except ValueError:
                 rating = "评价"
             bits.append(f"对《{h['title']}》的{rating}")
+        elif act == "asked for something like":
+            bits.append(f"想看类似《{h['title']}》的作品")
         else:
             verb = {"clicked": "点击", "purchased": "购买", "viewed": "观看", "liked": "喜欢"}.get(act, "喜欢")
             bits.append(f"{verb}过的《{h['title']}》")
@@ -199,12 +253,22 @@ def _render_zh(title, hist, query, pop, attr, query_first=False) -> str:
 
 
 def explain_items(
-    rec, state, entries, top: np.ndarray, masked_scores: np.ndarray, result: dict, lang: str, counterfactual: bool
+    rec,
+    state,
+    entries,
+    top: np.ndarray,
+    masked_scores: np.ndarray,
+    result: dict,
+    lang: str,
+    counterfactual: bool,
+    constraints: list | None = None,
 ):
     """Attach evidence, reason (and optionally a counterfactual) to each item of ``result``."""
-    query = result.get("query")
+    parsed = result.get("parsed_query")
+    # The query evidence names the text that was embedded (the residual after constraints were parsed out).
+    query = parsed["text"] if parsed is not None else result.get("query")
     for item_out, i in zip(result["items"], top):
-        evidence, info = build_evidence(rec, state, entries, int(i), query)
+        evidence, info = build_evidence(rec, state, entries, int(i), query or None, constraints)
         item_out["evidence"] = evidence
         item_out["reason"] = render_reason(item_out["title"], evidence, lang)
         if counterfactual:
@@ -236,4 +300,4 @@ def _counterfactual(rec, entries, item: int, cited: list[int], masked_scores: np
     }
 
 
-__all__ = ["build_evidence", "explain_items", "render_reason"]
+__all__ = ["build_evidence", "constraint_label", "explain_items", "render_reason", "zh_genre"]

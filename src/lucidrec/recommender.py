@@ -18,8 +18,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from lucidrec.errors import ConfigError, ModelError, UnknownIdError
+from lucidrec.explain import constraint_label
 from lucidrec.metrics import top_k
 from lucidrec.models.scoring import HybridScorer, UserState
+from lucidrec.query import relaxation_tiers
 
 if TYPE_CHECKING:  # heavy imports stay out of the serving start-up path
     import pandas as pd
@@ -275,6 +277,7 @@ class Recommender:
 
         self.item_ids = np.asarray(dataset.item_ids, dtype=object)
         self.item_index = {iid: i for i, iid in enumerate(self.item_ids)}
+        self._query_parser = None
         self.titles = np.asarray(dataset.titles(), dtype=object)
         self.categories = [sorted(c) for c in item_categories(dataset)]
         self.years = item_years(dataset)
@@ -331,9 +334,17 @@ class Recommender:
             ) from None
 
     def _state_for(self, history: list[HistoryEntry], query_vec: np.ndarray | None) -> UserState:
+        from lucidrec.explain import QUERY_LIKE_EVENT
+
         items = np.array([h.item for h in history], dtype=np.int64)
         ratings = np.array([5.0 if h.rating is None else h.rating for h in history], dtype=np.float64)
-        return self.scorer.user_state(items, ratings, query_vec)
+        named = np.array([h.event == QUERY_LIKE_EVENT for h in history], dtype=bool)
+        boost = None
+        if named.any() and (~named).any():
+            # Items the query names ("like Heat") are what the user asks for now: together they weigh as
+            # much as the rest of the history, however long it is.
+            boost = np.where(named, max(1.0, (~named).sum() / named.sum()), 1.0)
+        return self.scorer.user_state(items, ratings, query_vec, boost)
 
     def encode_query(self, text: str) -> np.ndarray:
         if self._query_encoder is None:
@@ -389,10 +400,12 @@ class Recommender:
             raise ConfigError(f"k={k!r}: must be an integer from 1 to {MAX_K}.")
         if lang not in ("en", "zh"):
             raise ConfigError(f"lang='{lang}': supported languages are 'en' and 'zh'.")
-        if query is not None:
-            query = _clean_query(query)
         entries, source = self.resolve_history(user, history)
-        qvec = self.encode_query(query) if query else None
+        parsed = self.parse_query(query) if query is not None else None
+        if parsed is not None:
+            query = parsed.raw
+            entries = self._with_references(entries, parsed)
+        qvec = self.encode_query(parsed.text) if parsed is not None and parsed.text else None
         state = self._state_for(entries, qvec)
         scores = self.scorer.score(state).astype(np.float64)
         allowed = np.ones(len(scores), bool)
@@ -401,8 +414,23 @@ class Recommender:
         if exclude:
             for iid in exclude:
                 allowed[self.item_idx(iid)] = False
+        constraints = []
+        if parsed is not None and parsed.has_constraints:
+            constraints = self.query_parser.constraint_masks(parsed)
+            top, relaxed = _top_by_tiers(scores, relaxation_tiers(constraints, allowed), k)
+            if relaxed:
+                strict = int(sum(1 for i in top if all(m[i] for _, m in constraints)))
+                parsed.notes.append(
+                    f"only {strict} item(s) meet every constraint; the rest relax, in this order: "
+                    + "; ".join(constraint_label(c) for c in relaxed)
+                )
+            if len(top) < k:
+                parsed.notes.append(f"only {len(top)} item(s) are left after the exclusions; a 'no' is never relaxed")
+        else:
+            top = top_k(np.where(allowed, scores, -np.inf)[None, :], min(k, int(allowed.sum())))[0]
+            if not allowed.any():
+                top = np.array([], int)
         masked = np.where(allowed, scores, -np.inf)
-        top = top_k(masked[None, :], min(k, int(allowed.sum())))[0] if allowed.any() else np.array([], int)
         items = []
         for rank, i in enumerate(top, 1):
             items.append(
@@ -413,6 +441,8 @@ class Recommender:
                     "rank": rank,
                 }
             )
+            if constraints:
+                items[-1]["constraints_met"] = [constraint_label(c) for c, m in constraints if m[i]]
         result = {
             "user": None if user is None else str(user),
             "query": query,
@@ -420,10 +450,12 @@ class Recommender:
             "history_size": len(entries),
             "items": items,
         }
+        if parsed is not None:
+            result["parsed_query"] = parsed.to_dict()
         if explain and items:
             from lucidrec.explain import explain_items
 
-            explain_items(self, state, entries, top, masked, result, lang, counterfactual)
+            explain_items(self, state, entries, top, masked, result, lang, counterfactual, constraints)
             if rewriter is not None:
                 # The LLM may rephrase; its text is kept only if every title and number is in the evidence.
                 rewriter.ensure_catalog(self.titles)
@@ -435,12 +467,59 @@ class Recommender:
         return result
 
     def score_items(self, user=None, history=None, query=None, items: Iterable | None = None) -> np.ndarray:
-        """Raw scores (no exclusion) for the given item ids, or the whole catalog."""
+        """Raw scores (no exclusion, no constraint filtering) for the given item ids, or the whole catalog.
+        A query contributes as in ``recommend``: its item references join the history and its residual
+        text is embedded."""
         entries, _ = self.resolve_history(user, history)
-        query = _clean_query(query) if query is not None else None
-        state = self._state_for(entries, self.encode_query(query) if query else None)
+        parsed = self.parse_query(query) if query is not None else None
+        if parsed is not None:
+            entries = self._with_references(entries, parsed)
+        state = self._state_for(entries, self.encode_query(parsed.text) if parsed is not None and parsed.text else None)
         idx = None if items is None else np.array([self.item_idx(i) for i in items])
         return self.scorer.score(state, idx)
+
+    # ================================================================== queries
+    @property
+    def query_parser(self):
+        """The parser for this catalog's vocabulary (built on first use; synonyms from the model folder's
+        ``query_synonyms.json`` are added to the built-in tables)."""
+        if getattr(self, "_query_parser", None) is None:
+            from lucidrec.query import QueryParser
+
+            popularity = np.bincount(self._k_items[self._k_items >= 0], minlength=len(self.item_ids))
+            self._query_parser = QueryParser(
+                self.categories,
+                self.titles,
+                self.item_ids,
+                self.years,
+                popularity=popularity,
+                synonyms=getattr(self, "query_synonyms", None),
+            )
+        return self._query_parser
+
+    def parse_query(self, query: str):
+        """Clean and parse a query into constraints + residual text (see :mod:`lucidrec.query`)."""
+        self._check_ready()
+        cleaned = _clean_query(query)
+        if not cleaned:
+            raise ConfigError(
+                "query is empty. Fix: describe what you want (e.g. 'a funny 90s comedy'), or leave the query "
+                "out to rank by the history alone."
+            )
+        return self.query_parser.parse(cleaned)
+
+    def _with_references(self, entries: list[HistoryEntry], parsed) -> list[HistoryEntry]:
+        """Items the query names ("like Heat") join the history as the newest, liked items."""
+        from lucidrec.explain import QUERY_LIKE_EVENT
+
+        have = {e.item for e in entries}
+        t = max([e.timestamp or 0.0 for e in entries], default=0.0)
+        extra = [
+            HistoryEntry(int(i), None, t + k + 1, QUERY_LIKE_EVENT)
+            for k, i in enumerate(parsed.like_idx)
+            if i not in have
+        ]
+        return entries + extra
 
     def _check_ready(self):
         if self.scorer is None:
@@ -553,6 +632,10 @@ class Recommender:
             )
         rec._st_encoder = None
         rec._query_encoder = None
+        rec._query_parser = None
+        rec.query_synonyms = None
+        if (d / "query_synonyms.json").exists():
+            rec.query_synonyms = _read_synonyms(d / "query_synonyms.json")
         if load_encoder and (d / "encoder" / "model.onnx").exists():
             from lucidrec.encoders import OnnxEncoder
 
@@ -628,6 +711,44 @@ def _holdout(inter: pd.DataFrame, seed: int, fraction: float = 0.05):
     counts = inter.groupby("uidx")["uidx"].transform("size").to_numpy()
     mask &= counts >= 5
     return inter[~mask].reset_index(drop=True), inter[mask].reset_index(drop=True)
+
+
+def _read_synonyms(path: Path) -> dict[str, dict[str, str]]:
+    try:
+        table = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ModelError(f"{path}: not valid JSON ({e}). Fix: correct the file or delete it.") from None
+    ok = isinstance(table, dict) and all(
+        isinstance(t, dict) and all(isinstance(a, str) and isinstance(b, str) for a, b in t.items())
+        for t in table.values()
+    )
+    if not ok:
+        raise ModelError(
+            f'{path}: must map a language to {{"phrase": "catalog value"}}, e.g. {{"en": {{"funny": "Comedy"}}}}. '
+            "Fix: correct the file or delete it."
+        )
+    return table
+
+
+def _top_by_tiers(scores: np.ndarray, tiers, k: int) -> tuple[np.ndarray, list[dict]]:
+    """Top-k filled tier by tier (strict constraints first, then each relaxation); returns the items and
+    the constraints relaxed to reach k (empty when the strict tier had enough)."""
+    chosen: list[int] = []
+    taken = np.zeros(len(scores), bool)
+    relaxed: list[dict] = []
+    for relax, mask in tiers:
+        avail = mask & ~taken
+        if not avail.any():
+            continue
+        need = k - len(chosen)
+        idx = top_k(np.where(avail, scores, -np.inf)[None, :], min(need, int(avail.sum())))[0]
+        if len(idx) and relax:
+            relaxed = relax
+        chosen.extend(int(i) for i in idx)
+        taken[idx] = True
+        if len(chosen) >= k:
+            break
+    return np.array(chosen, dtype=np.int64), relaxed
 
 
 def _clean_query(query: str) -> str:

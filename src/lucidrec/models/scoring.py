@@ -68,8 +68,14 @@ class HybridScorer:
 
     # ------------------------------------------------------------------ user tower
     def user_state(
-        self, hist: np.ndarray, ratings: np.ndarray | None = None, query: np.ndarray | None = None
+        self,
+        hist: np.ndarray,
+        ratings: np.ndarray | None = None,
+        query: np.ndarray | None = None,
+        boost: np.ndarray | None = None,
     ) -> UserState:
+        """``boost`` multiplies individual history items' weights (e.g. items a query names explicitly);
+        the score stays linear in the history, so the decomposition stays exact."""
         w = self.w
         hist = np.asarray(hist, dtype=np.int64)
         n = len(hist)
@@ -77,6 +83,9 @@ class HybridScorer:
         pb = position_buckets(n)
         base_e = w["rho_E"][r] * w["pi_E"][pb]
         base_l = w["rho_L"][r] * w["pi_L"][pb]
+        if boost is not None:
+            base_e = base_e * boost
+            base_l = base_l * boost
         wE = base_e.astype(np.float32)
         wL = (base_l / np.sqrt(max(n, 1))).astype(np.float32)
         wT = (_s(w["alpha"]) * base_l / max(n, 1)).astype(np.float32)
