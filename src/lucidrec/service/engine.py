@@ -1,0 +1,186 @@
+"""What the service does per request, apart from HTTP: histories from the feedback store, filters,
+the call into ``Recommender.recommend``, and the privacy guard on reasons.
+
+The store is the source of truth: a known user's history is read from it on every request and passed to
+the recommender as an inline history (oldest first), so feedback counts on the very next request and a
+forgotten user's rows are simply gone. The model's own copy of the training interactions is used only to
+seed the store on its first start.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lucidrec.errors import ConfigError, UnknownIdError
+from lucidrec.service.schemas import EVENT_DEFAULT_RATING, FeedbackRequest, RecommendRequest
+from lucidrec.service.store import FeedbackRow, FeedbackStore
+
+# User attributes that must never reach a reason, whatever a future model puts into its evidence.
+SENSITIVE_ATTRIBUTES = frozenset({"age", "gender", "sex", "occupation", "zip", "zip_code", "zipcode", "postcode"})
+QUERY_CACHE_SIZE = 4096
+
+
+class ModelHolder:
+    """Loads the model folder once per process, on first use (thread-safe), and caches query embeddings:
+    the same query text from many users costs one encoder call."""
+
+    def __init__(self, model_dir: str | Path):
+        self.model_dir = Path(model_dir)
+        self._rec = None
+        self._lock = threading.Lock()
+
+    @property
+    def loaded(self) -> bool:
+        return self._rec is not None
+
+    def get(self):
+        if self._rec is None:
+            with self._lock:
+                if self._rec is None:
+                    from lucidrec.recommender import Recommender
+
+                    rec = Recommender.load(self.model_dir)
+                    # An instance attribute shadows the method: recommend() calls self.encode_query(...).
+                    rec.encode_query = functools.lru_cache(maxsize=QUERY_CACHE_SIZE)(rec.encode_query)
+                    self._rec = rec
+        return self._rec
+
+    def seed_rows(self):
+        """The model's known interactions (interactions.npz) as store rows, catalog items only."""
+        rec = self.get()
+        with np.load(self.model_dir / "interactions.npz") as z:
+            users, items = z["user"].astype(str), z["item"].astype(str)
+            ratings, times, events = z["rating"].astype(np.float64), z["timestamp"].astype(np.float64), z["event"]
+            events = events.astype(str)
+        for u, i, r, t, e in zip(users, items, ratings, times, events):
+            if i in rec.item_index:
+                yield (str(u), str(i), str(e), float(r) if np.isfinite(r) else None, float(t))
+
+
+def row_rating(row: FeedbackRow) -> float | None:
+    return row.rating if row.rating is not None else EVENT_DEFAULT_RATING.get(row.event)
+
+
+def check_item(rec, item: str, field: str) -> None:
+    if item not in rec.item_index:
+        raise UnknownIdError(
+            f"{field}: item '{item}' is not in this model's catalog ({len(rec.item_ids)} items). "
+            "Fix: use an id from GET /items?search=..."
+        )
+
+
+def _filter_exclusions(rec, req: RecommendRequest) -> list[str]:
+    f = req.filters
+    for n, iid in enumerate(f.exclude):
+        check_item(rec, iid, f"filters.exclude[{n}]")
+    exclude = list(f.exclude)
+    if f.genres is not None:
+        known = {g.lower() for cats in rec.categories for g in cats}
+        wanted = {g.lower() for g in f.genres}
+        unknown = sorted(wanted - known)
+        if unknown:
+            raise ConfigError(
+                f"filters.genres: unknown genre(s) {', '.join(unknown)}. Fix: use the catalog's genres, e.g. "
+                f"{', '.join(sorted(known)[:6])}."
+            )
+        exclude += [
+            str(rec.item_ids[i]) for i, cats in enumerate(rec.categories) if not wanted & {c.lower() for c in cats}
+        ]
+    if f.year_min is not None or f.year_max is not None:
+        lo = -np.inf if f.year_min is None else f.year_min
+        hi = np.inf if f.year_max is None else f.year_max
+        years = np.asarray(rec.years, dtype=np.float64)
+        # Items without a year cannot be shown to meet a year filter, so they are left out.
+        outside = ~((years >= lo) & (years <= hi))
+        exclude += [str(x) for x in rec.item_ids[outside]]
+    return exclude
+
+
+def recommend(rec, store: FeedbackStore, req: RecommendRequest) -> dict[str, Any]:
+    history: list[tuple[str, float | None]] = []
+    source = []
+    if req.user is not None:
+        rows = store.history(req.user)
+        # Rows whose item left the catalog (a retrained model) are skipped rather than failing the request.
+        history = [(r.item, row_rating(r)) for r in rows if r.item in rec.item_index]
+        if history:
+            source.append("store")
+        elif req.history is None and not req.query:
+            raise UnknownIdError(
+                f"user: '{req.user}' has no history (unknown, or forgotten). Fix: send an inline 'history', a "
+                "'query', or POST /feedback for this user first."
+            )
+    if req.history:
+        for n, h in enumerate(req.history):
+            check_item(rec, h.item, f"history[{n}].item")
+        history += [(h.item, h.rating) for h in req.history]
+        source.append("inline")
+    exclude = _filter_exclusions(rec, req)
+    result = rec.recommend(
+        history=history or None,
+        query=req.query if req.query else None,
+        k=req.k,
+        exclude_seen=not req.filters.include_seen,
+        explain=req.explain or req.counterfactual,
+        lang=req.lang,
+        counterfactual=req.counterfactual,
+        exclude=exclude or None,
+    )
+    result["user"] = req.user
+    result["history_source"] = "+".join(source) or "none"
+    if req.explain:
+        scrub_sensitive(result, req.lang)
+    return result
+
+
+def scrub_sensitive(result: dict, lang: str) -> None:
+    """Drop evidence about sensitive user attributes and re-render the reason without it."""
+    from lucidrec.explain import render_reason
+
+    for it in result.get("items", []):
+        ev = it.get("evidence") or []
+        kept = [e for e in ev if not _sensitive(e)]
+        if len(kept) != len(ev):
+            it["evidence"] = kept
+            it["reason"] = render_reason(it["title"], kept, lang)
+
+
+def _sensitive(evidence: dict) -> bool:
+    names = {str(evidence.get(k, "")).lower() for k in ("kind", "name", "attribute", "feature")}
+    return bool(names & SENSITIVE_ATTRIBUTES)
+
+
+def add_feedback(rec, store: FeedbackStore, req: FeedbackRequest, now: float) -> tuple[int, float]:
+    check_item(rec, req.item, "item")
+    ts = req.effective_timestamp(now)
+    return store.add(req.user, req.item, req.event, req.rating, ts), ts
+
+
+def item_info(rec, idx: int) -> dict:
+    y = float(rec.years[idx]) if idx < len(rec.years) else float("nan")
+    return {
+        "item_id": str(rec.item_ids[idx]),
+        "title": str(rec.titles[idx]),
+        "genres": list(rec.categories[idx]),
+        "year": int(y) if np.isfinite(y) else None,
+    }
+
+
+def search_items(rec, search: str | None, limit: int) -> list[dict]:
+    """Items whose title contains ``search`` (case-insensitive) or whose id equals it; all when empty."""
+    if not search:
+        return [item_info(rec, i) for i in range(min(limit, len(rec.item_ids)))]
+    s = search.lower()
+    exact = rec.item_index.get(search)
+    hits = [] if exact is None else [exact]
+    for i, t in enumerate(rec.titles):
+        if len(hits) >= limit:
+            break
+        if i != exact and s in str(t).lower():
+            hits.append(i)
+    return [item_info(rec, i) for i in hits[:limit]]

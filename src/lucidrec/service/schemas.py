@@ -1,0 +1,175 @@
+"""Request and response models of the HTTP API (pydantic): the API's contract and its OpenAPI schema.
+
+Requests forbid unknown fields and bound every size, so a typo or an oversized input gets a 4xx that
+names the field. Responses allow extra keys: whatever ``Recommender.recommend`` adds (``parsed_query``,
+``constraints_met``, ``counterfactual``...) passes through without a change here.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationInfo, field_validator
+
+MAX_ID_CHARS = 128
+MAX_HISTORY = 1000
+MAX_EXCLUDE = 2000
+MAX_QUERY_CHARS = 2000  # same limit as the Python API (recommender.MAX_QUERY_CHARS)
+MAX_K = 1000
+
+# Ids are strings; JSON numbers are accepted and turned into strings (item 50 == "50"). No control characters.
+Id = Annotated[str, Field(min_length=1, max_length=MAX_ID_CHARS, pattern=r"^[^\x00-\x1f\x7f]+$")]
+Rating = Annotated[float, Field(ge=0, le=5, allow_inf_nan=False)]
+
+EVENTS = ("rated", "liked", "disliked", "clicked", "interacted")
+# The model weighs history items by rating bin (0..5); an event without a rating counts as the model's
+# implicit default (like an inline history item without a rating), except "disliked", the lowest bin used.
+EVENT_DEFAULT_RATING: dict[str, float | None] = {"disliked": 1.0}
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True)
+
+
+class HistoryItem(_Request):
+    item: Id = Field(description="Item id from the catalog.")
+    rating: Rating | None = Field(None, description="Rating 0..5; omit for an implicit interaction.")
+
+
+class Filters(_Request):
+    exclude: list[Id] = Field(default_factory=list, max_length=MAX_EXCLUDE, description="Item ids never to return.")
+    genres: list[Annotated[str, Field(min_length=1, max_length=100)]] | None = Field(
+        None, max_length=50, description="Return only items with at least one of these genres (catalog names)."
+    )
+    year_min: StrictInt | None = Field(None, ge=0, le=3000, description="Return only items from this year on.")
+    year_max: StrictInt | None = Field(None, ge=0, le=3000, description="Return only items up to this year.")
+    include_seen: StrictBool = Field(False, description="Also return items already in the history.")
+
+    @field_validator("year_max")
+    @classmethod
+    def _years(cls, v, info: ValidationInfo):
+        lo = info.data.get("year_min")
+        if v is not None and lo is not None and lo > v:
+            raise ValueError(f"year_min {lo} is after year_max {v}. Fix: swap them.")
+        return v
+
+
+class RecommendRequest(_Request):
+    user: Id | None = Field(None, description="A user id: their stored history (feedback included) is used.")
+    history: list[HistoryItem] | None = Field(
+        None, max_length=MAX_HISTORY, description="An inline history, oldest first (added after the stored one)."
+    )
+    query: StrictStr | None = Field(None, max_length=MAX_QUERY_CHARS, description="What the user asks for, in words.")
+    k: StrictInt = Field(10, ge=1, le=MAX_K, description="How many items to return (1..1000).")
+    filters: Filters = Field(default_factory=Filters)
+    explain: StrictBool = Field(True, description="Attach evidence and a reason to each item.")
+    lang: Literal["en", "zh"] = Field("en", description="Language of the reasons.")
+    counterfactual: StrictBool = Field(False, description="Also re-score without the top cited history item.")
+
+    model_config = ConfigDict(
+        extra="forbid",
+        coerce_numbers_to_str=True,
+        json_schema_extra={"examples": [{"user": "196", "query": "a dark crime thriller", "k": 10, "lang": "en"}]},
+    )
+
+
+class FeedbackRequest(_Request):
+    user: Id
+    item: Id
+    event: Literal[EVENTS] = Field("liked", description="rated (needs rating), liked, disliked, clicked, interacted.")
+    rating: Rating | None = Field(None, validate_default=True, description="0..5; required for 'rated'.")
+    timestamp: float | None = Field(
+        None, ge=0, allow_inf_nan=False, description="Unix seconds; default: now. Orders the user's history."
+    )
+
+    @field_validator("rating")
+    @classmethod
+    def _rating_for_rated(cls, v, info: ValidationInfo):
+        if info.data.get("event") == "rated" and v is None:
+            raise ValueError("event 'rated' needs a rating. Fix: add \"rating\": 0..5, or use event 'liked'")
+        return v
+
+    def effective_timestamp(self, now: float) -> float:
+        return now if self.timestamp is None or not math.isfinite(self.timestamp) else self.timestamp
+
+
+# ---------------------------------------------------------------------- responses (permissive: extra keys pass)
+class _Response(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class Evidence(_Response):
+    kind: str
+    contribution: float | None = None
+
+
+class RecommendedItem(_Response):
+    item_id: str
+    title: str
+    score: float
+    rank: int
+    evidence: list[Evidence] | None = None
+    reason: str | None = None
+
+
+class RecommendResponse(_Response):
+    user: str | None
+    query: str | None
+    history_source: str
+    history_size: int
+    items: list[RecommendedItem]
+
+
+class FeedbackResponse(BaseModel):
+    id: int
+    user: str
+    item: str
+    event: str
+    rating: float | None
+    timestamp: float
+    history_size: int
+
+
+class HistoryRow(BaseModel):
+    id: int
+    item: str
+    title: str | None
+    event: str
+    rating: float | None
+    timestamp: float
+
+
+class HistoryResponse(BaseModel):
+    user: str
+    size: int
+    history: list[HistoryRow]
+
+
+class DeleteResponse(BaseModel):
+    user: str
+    deleted_rows: int
+
+
+class Item(BaseModel):
+    item_id: str
+    title: str
+    genres: list[str]
+    year: int | None
+
+
+class ItemSearchResponse(BaseModel):
+    search: str | None
+    count: int
+    items: list[Item]
+
+
+class UserSummary(BaseModel):
+    user: str
+    events: int
+
+
+class ErrorResponse(BaseModel):
+    detail: str = Field(description="What is wrong, naming the field, and how to fix it.")
+    field: str | None = None
+    errors: list[dict] | None = None
