@@ -79,6 +79,11 @@ _STOP_ZH = [
     "呢",
     "吗",
     "有没有",
+    "关于",
+    "都可以",
+    "可以",
+    "非常",
+    "特别",
     "一样",
     "差不多",
     "相似",
@@ -106,7 +111,7 @@ _NEG_ZH = r"不要|不想要|不想看|不看|(?<!特)别|不是|没有|除了|�
 #: What ends a negation's clause.
 _CLAUSE_END = re.compile(
     r"[,.;!?，。；！？]|\b(?:but|though|however|instead|rather|yet|with)\b|"
-    r"\band\s+(?:a|an|some|lots|plenty|also|with)\b|但|而是|只要|要"
+    r"\band\s+(?:a|an|some|lots|plenty|also|with)\b|但|而是|只要|要|的"
 )
 _LIKE_EN = re.compile(
     r"\b(?:(?:something|anything|movies?|films?|one|stuff|more)\s+)?(?:like|similar to|in the style of|"
@@ -257,7 +262,7 @@ class QueryParser:
         latin = sorted((p for p in phrases if not _is_cjk(p)), key=len, reverse=True)
         cjk = sorted((p for p in phrases if _is_cjk(p)), key=len, reverse=True)
         self._latin_re = (
-            re.compile(r"(?<![\w'])(" + "|".join(re.escape(p) for p in latin) + r")(?![\w'])") if latin else None
+            re.compile(r"(?<![\w'])(" + "|".join(re.escape(p) for p in latin) + r")(?!\w)") if latin else None
         )
         self._cjk_re = re.compile("(" + "|".join(re.escape(p) for p in cjk) + ")") if cjk else None
         self._title_index: dict[str, list[int]] = {}
@@ -270,6 +275,21 @@ class QueryParser:
             if art:
                 self._title_index.setdefault(art.group(2), []).append(i)
         self._title_keys = list(self._title_index)
+
+    @classmethod
+    def from_dataset(cls, dataset, synonyms: dict[str, dict[str, str]] | None = None) -> QueryParser:
+        """A parser over a :class:`lucidrec.data.Dataset`'s catalog (popularity = interaction counts)."""
+        from lucidrec.data.text import item_categories, item_years
+
+        popularity = np.bincount(dataset.interactions["iidx"].to_numpy(), minlength=dataset.n_items)
+        return cls(
+            [sorted(c) for c in item_categories(dataset)],
+            dataset.titles(),
+            dataset.item_ids,
+            item_years(dataset),
+            popularity=popularity,
+            synonyms=synonyms,
+        )
 
     # ------------------------------------------------------------------ public
     def parse(self, query: str) -> ParsedQuery:
@@ -414,11 +434,12 @@ class QueryParser:
         return 1900 + d if d >= 30 else 2000 + d
 
     def _parse_years(self, text: str, used: np.ndarray, pq: ParsedQuery):
-        ranges: list[tuple[int, int]] = []
+        ranges: list[tuple[int, int]] = []  # two-sided: a year, a decade, "between" (several = either of them)
+        bounds: list[tuple[int, int]] = []  # one-sided: before / after / since / recent (all must hold)
         lo_cat = self.year_min if self.year_min is not None else 0
         hi_cat = self.year_max if self.year_max is not None else 9999
 
-        def take(m, lo, hi, explicit: bool):
+        def take(m, lo, hi, explicit: bool, explicit_open: bool = False):
             if used[m.start() : m.end()].any():
                 return
             used[m.start() : m.end()] = True
@@ -426,13 +447,24 @@ class QueryParser:
             if explicit and lo > hi:  # "between 1995 and 1990"
                 pq.notes.append(f"the years in '{phrase}' were reversed; read as {hi}-{lo}")
                 lo, hi = hi, lo
+            neg = re.search(r"(?:\b(?:not|no|except|excluding|without|nothing)\s+(?:from\s+|in\s+)?|不要|不是|除了)$", text[: m.start()])
+            if neg and not explicit_open:
+                # "not from the 90s": the complement, when it is one range of the catalog's years.
+                used[neg.start() : m.start()] = True
+                if self.year_max is not None and hi >= self.year_max:
+                    lo, hi = self.year_min, lo - 1
+                elif self.year_min is not None and lo <= self.year_min:
+                    lo, hi = hi + 1, self.year_max
+                else:
+                    pq.notes.append(f"excluding the years in the middle ('{phrase}') is not supported; ignored")
+                    return
             if self.year_min is not None and (lo > hi or hi < self.year_min or lo > self.year_max):
                 pq.notes.append(
                     f"no item matches '{phrase}' (this catalog covers {self.year_min}-{self.year_max}); "
                     "that year bound was ignored"
                 )
                 return
-            ranges.append((lo, hi))
+            (bounds if explicit_open or fn_one_sided[0] else ranges).append((lo, hi))
 
         decade = (
             r"(?:the\s+)?(?:(early|mid|mid-|late)\s*-?\s*)?(?:'?(\d{2})'?s|(\d{3})0'?s|"
@@ -481,7 +513,8 @@ class QueryParser:
             (r"(\d{2}|\d{4}|[一二三四五六七八九])\s*十?\s*年代", None),
             (r"(?<!\w)" + decade + r"(?!\w)", lambda m: decade_of(m, 1)),
             (
-                r"\b(?:not\s+(?:too|that|very|so)\s+old|not\s+old|fairly\s+recent|newer)\b|不太老|不要太老|别太老",
+                r"\b(?:(?:not|nothing|isn't|aren't)\s+(?:too|that|very|so|overly)\s+old|not\s+old|fairly\s+recent|newer)\b"
+                r"|不太老|不要太老|别太老",
                 lambda m: (hi_cat - NOT_TOO_OLD_YEARS + 1, hi_cat),
             ),
             (
@@ -498,6 +531,9 @@ class QueryParser:
             (r"(?<![\w.])(1[89]\d{2}|20\d{2})(?![\w.])", lambda m: (int(m[1]), int(m[1]))),
         ]
         explicit_patterns = {p for p, _ in patterns[:4]}  # the two-sided "between" forms
+        open_patterns = {p for p, _ in patterns[4:12]}  # "before/after/since X": already one-sided
+        relative_patterns = {p for p, _ in patterns[14:17]}  # "not too old", "recent", "old"
+        fn_one_sided = [False]
         for pat, fn in patterns:
             for m in re.finditer(pat, text):
                 if fn is None:  # Chinese decades: "90年代", "1990年代", "九十年代"
@@ -508,15 +544,21 @@ class QueryParser:
                     take(m, start, start + 9, True)
                 else:
                     lo, hi = fn(m)
-                    take(m, lo, hi, explicit=pat in explicit_patterns)
-        if not ranges:
+                    fn_one_sided[0] = pat in relative_patterns
+                    take(m, lo, hi, explicit=pat in explicit_patterns, explicit_open=pat in open_patterns)
+                    fn_one_sided[0] = False
+        if not ranges and not bounds:
             return
-        lo = max(r[0] for r in ranges)
-        hi = min(r[1] for r in ranges)
+        # "from 1996 or 1997", "the 80s and 90s": the span of the named years; "before"/"after"/"recent"
+        # bounds then all apply on top ("90s movies after 1995" = 1996-1999).
+        lo = min([r[0] for r in ranges], default=-(10**9))
+        hi = max([r[1] for r in ranges], default=10**9)
+        for b_lo, b_hi in bounds:
+            lo, hi = max(lo, b_lo), min(hi, b_hi)
         if lo > hi:
             pq.notes.append(
                 "the year constraints contradict each other ("
-                + ", ".join(f"{a}-{b}" for a, b in ranges)
+                + ", ".join(f"{a}-{b}" for a, b in ranges + bounds)
                 + "); the year was ignored"
             )
             return
