@@ -81,12 +81,16 @@ class SentenceTransformerEncoder:
 
     @property
     def key(self) -> str:
-        """Identity of the weights, for cache keys: name + hash of the weight file's size and mtime."""
-        stamp = []
+        """Identity of the weights, for cache keys: name + hash of the weight files' contents. Name and size are
+        not enough: a folder fine-tuned again (lucidrec finetune-encoder) keeps both, and would silently get the
+        previous run's cached embeddings. Hashing ~90 MB takes a fraction of a second, once per encoder."""
+        digest = hashlib.sha1()
         for f in sorted(self.path.glob("*.safetensors")) + sorted(self.path.glob("*.bin")):
-            st = f.stat()
-            stamp.append(f"{f.name}:{st.st_size}")
-        return f"{self.name}-{hashlib.sha1('|'.join(stamp).encode()).hexdigest()[:10]}"
+            digest.update(f.name.encode())
+            with open(f, "rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 22), b""):
+                    digest.update(chunk)
+        return f"{self.name}-{digest.hexdigest()[:10]}"
 
     def encode(self, texts: list[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
         emb = self.model.encode(
