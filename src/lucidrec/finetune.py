@@ -17,6 +17,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -439,8 +441,22 @@ def finetune_encoder(
             "seconds_before_resume": state["seconds_before_resume"] + time.perf_counter() - run_t0,
         }
 
+    # Ctrl-C only sets a flag, honoured between steps: a checkpoint written mid-update would mix two steps.
+    # A second Ctrl-C stops at once (the last periodic checkpoint stays valid).
+    interrupt = {"asked": False}
+
+    def on_sigint(signum, frame):
+        if interrupt["asked"]:
+            raise KeyboardInterrupt
+        interrupt["asked"] = True
+
+    previous_handler = None
+    if threading.current_thread() is threading.main_thread():
+        previous_handler = signal.signal(signal.SIGINT, on_sigint)
+    at_boundary = True  # True between steps: the model, optimizer and state describe the same step
     try:
         while step < cfg.steps and not state["stopped_early"]:
+            at_boundary = False
             loss, acc = pair_loss(model, texts, schedule.batch(step), cfg.scale)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -473,20 +489,28 @@ def finetune_encoder(
             bar.update(1)
             if step % cfg.checkpoint_every == 0 and step < cfg.steps:
                 _save_checkpoint(ckpt, model, best, optimizer, scheduler, snapshot_state())
+            at_boundary = True
             if callback is not None:
                 callback(step, lv)
+            if interrupt["asked"]:
+                raise KeyboardInterrupt
     except BaseException as e:
         bar.close()
         if writer:
             writer.close()
-        if step > 0 and not isinstance(e, LucidrecError):
+        saved = at_boundary and step > 0 and not isinstance(e, LucidrecError)
+        if saved:
             _save_checkpoint(ckpt, model, best, optimizer, scheduler, snapshot_state())
         if isinstance(e, KeyboardInterrupt):
+            where = f"checkpoint of step {step} saved" if saved else "the last periodic checkpoint (if any) is kept"
             raise LucidrecError(
-                f"interrupted at step {step}/{cfg.steps}; checkpoint saved in {ckpt}. Fix: rerun the same command "
-                "with --resume to continue."
+                f"interrupted at step {step}/{cfg.steps}; {where} in {ckpt}. Fix: rerun the same command with "
+                "--resume to continue."
             ) from None
         raise
+    finally:
+        if previous_handler is not None:
+            signal.signal(signal.SIGINT, previous_handler)
     bar.close()
     if writer:
         writer.close()
