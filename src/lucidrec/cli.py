@@ -357,6 +357,7 @@ def demo(
 # (service: serve; scale: batch; finetune: finetune-encoder)
 from lucidrec.service.cli import register as _reg_serve; _reg_serve(app)  # noqa: E402, I001 # fmt: skip
 from lucidrec.finetune import register as _reg_finetune; _reg_finetune(app)  # noqa: E402, I001 # fmt: skip
+from lucidrec.batch import register as _reg_batch; _reg_batch(app)  # noqa: E402, I001 # fmt: skip
 
 
 def main():  # pragma: no cover - console entry point

@@ -577,6 +577,13 @@ class Recommender:
             "encoder": self._query_encoder.name if self._query_encoder is not None else None,
         }
         (out / "config.json").write_text(json.dumps(meta, indent=2))
+        from lucidrec.retrieval import INDEX_FILES
+
+        if getattr(self, "retriever", None) is not None:
+            self.retriever.save(out)  # the candidate index travels with the model (lucidrec.retrieval)
+        else:
+            for f in INDEX_FILES:  # an index left from an earlier model would not match these weights
+                (out / f).unlink(missing_ok=True)
         return out
 
     @classmethod
@@ -640,7 +647,47 @@ class Recommender:
             from lucidrec.encoders import OnnxEncoder
 
             rec._query_encoder = OnnxEncoder(d / "encoder")
+        from lucidrec.retrieval import Retriever
+
+        rec.retriever = Retriever.load(d, rec.scorer)  # None when the folder has no index
+        rec._retriever_scorer = rec.scorer
         return rec
+
+    # ================================================================== candidate retrieval (lucidrec.retrieval)
+    def build_index(self, kind: str = "auto", progress: bool = False, **options):
+        """Build the candidate index over this model's item vectors (kept in memory; ``save`` writes it).
+
+        ``kind``: "auto" (exact below ``exact_threshold`` items, IVF above), "exact", "ivf" or "hnsw";
+        ``options`` are :class:`lucidrec.retrieval.IndexConfig` fields (nprobe, candidates, text_dim, ...)."""
+        from lucidrec.retrieval import IndexConfig, Retriever
+
+        self._check_ready()
+        config = IndexConfig.from_dict({**options, "kind": kind})
+        self.retriever = Retriever.build(self.scorer, config, progress=progress)
+        self._retriever_scorer = self.scorer
+        return self.retriever
+
+    def drop_index(self) -> None:
+        """Forget the candidate index: every request scores the whole catalog exactly."""
+        self.retriever = None
+
+    def candidate_items(self, state: UserState, n: int | None = None) -> np.ndarray | None:
+        """Item indices worth scoring exactly for ``state``: at least ``n`` (pass k plus the number of items
+        you will exclude), or None when the whole catalog should be scored (no index, an exact index, or an
+        index that came up short). The full score, explanations included, is then computed on these only."""
+        return self.candidate_items_many([state], n)[0]
+
+    def candidate_items_many(self, states: list[UserState], n: int | None = None) -> list[np.ndarray | None]:
+        """:meth:`candidate_items` for many users in one index search (faster per user)."""
+        retriever = getattr(self, "retriever", None)
+        if retriever is None or retriever.exact:
+            return [None] * len(states)
+        if getattr(self, "_retriever_scorer", None) is not self.scorer:
+            raise ModelError(
+                "the candidate index was built for other model weights (the model was retrained). "
+                "Fix: call build_index() again, or drop_index()."
+            )
+        return retriever.candidates(self.scorer, states, n)
 
 
 class _SavedModelScorer:

@@ -1,0 +1,595 @@
+"""Batch recommendation for many users: Parquet in, Parquet out, in chunks, locally or on a Ray cluster.
+
+Input (``users.parquet``), one row per user:
+
+=============  ===================================  ==========================================================
+column         type                                 meaning
+=============  ===================================  ==========================================================
+``user_id``    string or integer, required, unique  a user id; a user the model knows gets the stored history
+``history``    list of item ids, or a string        optional inline history, oldest first; a string uses the
+               such as ``"50:5,181:4,12"``          CLI's ``ITEM[:RATING],...`` format; added to a stored one
+``ratings``    list of numbers                      optional ratings for a list ``history`` (same length)
+``query``      string                               optional request in words (needs the model's encoder)
+=============  ===================================  ==========================================================
+
+Output (``recs.parquet``), one row per recommended item: ``user_id`` (string), ``rank`` (int32, 1 = best),
+``item_id`` (string), ``score`` (float64, the model's exact score), ``title`` (string) and, with
+``--evidence``, ``evidence`` (the JSON evidence list of ``recommend(explain=True)``) and ``reason``.
+
+Memory stays bounded: users are read ``chunk_size`` rows at a time, each chunk's output is appended to the
+Parquet file as a row group, and the file appears under its final name only when the job succeeded.
+With ``engine="ray"`` the model (item vectors, weights, histories, the serialised faiss index) is put
+in the Ray object store once, a few actors rebuild a Recommender from it (arrays are shared, not
+copied, by workers on one node), and user chunks are scored as actor tasks, at most two per actor in
+flight. Scores are computed by the same code on both engines, so the outputs are equal.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from lucidrec.errors import ConfigError, DataError, DependencyError, LucidrecError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    import typer
+
+    from lucidrec.recommender import Recommender
+
+ENGINES = ("local", "ray")
+INDEX_CHOICES = ("saved", "exact", "auto", "ivf", "hnsw")
+OPTIONAL_COLUMNS = ("history", "ratings", "query")
+
+
+# ====================================================================== input
+def _check_schema(schema: pa.Schema, path: Path) -> list[str]:
+    """Validate the users table's column types up front; returns the columns to read."""
+    import pyarrow as pa
+
+    names = schema.names
+    if "user_id" not in names:
+        raise DataError(
+            f"{path}: no 'user_id' column (columns found: {', '.join(names) or 'none'}). Fix: name the user "
+            "id column 'user_id' (optional: 'history', 'ratings', 'query')."
+        )
+
+    def is_id(t) -> bool:
+        return pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_integer(t)
+
+    t = schema.field("user_id").type
+    if not is_id(t):
+        raise DataError(f"{path}: column 'user_id' has type {t}. Fix: store user ids as strings or integers.")
+    if "history" in names:
+        t = schema.field("history").type
+        ok = is_id(t) if not (pa.types.is_list(t) or pa.types.is_large_list(t)) else is_id(t.value_type)
+        if not ok or pa.types.is_integer(t):
+            raise DataError(
+                f"{path}: column 'history' has type {t}. Fix: store a list of item ids per user (oldest "
+                "first), or a string such as '50:5,181:4'."
+            )
+    if "ratings" in names:
+        t = schema.field("ratings").type
+        if not (pa.types.is_list(t) or pa.types.is_large_list(t)) or not (
+            pa.types.is_integer(t.value_type) or pa.types.is_floating(t.value_type)
+        ):
+            raise DataError(f"{path}: column 'ratings' has type {t}. Fix: store a list of numbers per user.")
+        if "history" not in names:
+            raise DataError(f"{path}: a 'ratings' column needs a 'history' column. Fix: add the items rated.")
+    if "query" in names:
+        t = schema.field("query").type
+        if not (pa.types.is_string(t) or pa.types.is_large_string(t)):
+            raise DataError(f"{path}: column 'query' has type {t}. Fix: store queries as strings.")
+    return ["user_id", *[c for c in OPTIONAL_COLUMNS if c in names]]
+
+
+def _open_users(path: Path):
+    import pyarrow.parquet as pq
+
+    if not path.exists():
+        raise DataError(f"{path}: file not found. Fix: check the --users path.")
+    try:
+        pf = pq.ParquetFile(path)
+    except Exception as e:  # pyarrow raises several types; all mean "not a readable parquet file"
+        raise DataError(f"{path}: not a readable Parquet file ({e}). Fix: write it with pandas.to_parquet.") from None
+    columns = _check_schema(pf.schema_arrow, path)
+    # One cheap columnar pass over the ids: nulls and duplicates fail before any work is done.
+    ids = pf.read(columns=["user_id"]).column("user_id")
+    if ids.null_count:
+        row = int(np.flatnonzero(ids.is_null().to_numpy(zero_copy_only=False))[0])
+        raise DataError(f"{path}: 'user_id' is empty in row {row + 1}. Fix: fill or drop that row.")
+    ids = np.asarray(ids.cast("string").to_numpy(zero_copy_only=False), dtype=str)
+    uniq, first, counts = np.unique(ids, return_index=True, return_counts=True)
+    if (counts > 1).any():
+        bad = int(np.flatnonzero(counts > 1)[0])
+        raise DataError(
+            f"{path}: user_id '{uniq[bad]}' appears {counts[bad]} times (first in row {first[bad] + 1}). "
+            "Fix: keep one row per user."
+        )
+    return pf, columns, len(ids)
+
+
+def _rows(pf, columns: list[str], chunk_size: int) -> Iterator[list[dict]]:
+    """The users table as lists of plain row dicts, ``chunk_size`` rows at a time, with their row numbers."""
+    start = 0
+    for batch in pf.iter_batches(batch_size=chunk_size, columns=columns):
+        rows = batch.to_pylist()
+        for k, r in enumerate(rows):
+            r["_row"] = start + k + 1
+            r["user_id"] = str(r["user_id"])
+        start += len(rows)
+        yield rows
+
+
+def _history_spec(row: dict, path: str):
+    hist = row.get("history")
+    if hist is None:
+        if row.get("ratings") is not None:
+            raise DataError(f"{path} row {row['_row']}: 'ratings' without a 'history'. Fix: give both or neither.")
+        return None
+    if isinstance(hist, str):
+        return hist
+    ratings = row.get("ratings")
+    if ratings is None:
+        return [str(h) for h in hist]
+    if len(ratings) != len(hist):
+        raise DataError(
+            f"{path} row {row['_row']} (user '{row['user_id']}'): {len(hist)} history items but "
+            f"{len(ratings)} ratings. Fix: give one rating per history item (null for none)."
+        )
+    return [(str(h), r) for h, r in zip(hist, ratings)]
+
+
+# ====================================================================== scoring (both engines run this)
+def score_chunk(
+    rec: Recommender,
+    rows: list[dict],
+    k: int,
+    evidence: bool = False,
+    exclude_seen: bool = True,
+    skip_unknown: bool = False,
+    source: str = "users",
+    query_vectors: dict[int, np.ndarray] | None = None,
+) -> dict[str, list]:
+    """Top-``k`` for each row (dicts with ``user_id`` and optional history/ratings/query): the same items
+    and scores as ``rec.recommend(user=..., history=..., query=..., k=k)``. Returns output columns."""
+    from lucidrec.metrics import top_k
+
+    users, entries_list, states, kept = [], [], [], []
+    for row in rows:
+        spec = _history_spec(row, source)
+        if skip_unknown and spec is None and not rec.known_user(row["user_id"]):
+            continue  # recommend() would refuse this user: nothing to personalise on
+        try:
+            entries, _ = rec.resolve_history(row["user_id"], spec)
+        except LucidrecError as e:
+            raise DataError(f"{source} row {row['_row']} (user '{row['user_id']}'): {e}") from None
+        qvec = (query_vectors or {}).get(row["_row"])
+        states.append(rec._state_for(entries, qvec))
+        entries_list.append(entries)
+        users.append(row["user_id"])
+        kept.append(row)
+    # One index search for the whole chunk; k plus the history covers the items excluded as seen.
+    need = [k + (len(e) if exclude_seen else 0) for e in entries_list]
+    cands = rec.candidate_items_many(states, max(need, default=k)) if states else []
+    out: dict[str, list] = {"user_id": [], "rank": [], "item_id": [], "score": [], "title": []}
+    if evidence:
+        out.update(evidence=[], reason=[])
+    for row, user, entries, state, cand in zip(kept, users, entries_list, states, cands):
+        items = np.arange(rec.scorer.n_items) if cand is None else cand
+        scores = rec.scorer.score(state, None if cand is None else cand).astype(np.float64)
+        allowed = np.ones(len(items), bool)
+        if exclude_seen and entries:
+            seen = np.fromiter((e.item for e in entries), np.int64)
+            allowed &= ~np.isin(items, seen)
+        if not allowed.any():
+            continue
+        masked = np.where(allowed, scores, -np.inf)
+        top = top_k(masked[None, :], min(k, int(allowed.sum())))[0]
+        picked = items[top]
+        titles = [str(rec.titles[i]) for i in picked]
+        out["user_id"] += [user] * len(picked)
+        out["rank"] += list(range(1, len(picked) + 1))
+        out["item_id"] += [str(rec.item_ids[i]) for i in picked]
+        out["score"] += [float(s) for s in scores[top]]
+        out["title"] += titles
+        if evidence:
+            from lucidrec.explain import explain_items
+
+            full = np.full(rec.scorer.n_items, -np.inf)
+            full[items] = masked
+            result = {
+                "query": row.get("query"),
+                "items": [{"item_id": str(rec.item_ids[i]), "title": t} for i, t in zip(picked, titles)],
+            }
+            explain_items(rec, state, entries, picked, full, result, "en", False)
+            out["evidence"] += [json.dumps(it["evidence"], ensure_ascii=False) for it in result["items"]]
+            out["reason"] += [it["reason"] for it in result["items"]]
+    return out
+
+
+def _encode_queries(rec: Recommender, rows: list[dict]) -> dict[int, np.ndarray]:
+    """Query vectors for the rows that have a query, in one encoder call per chunk."""
+    from lucidrec.recommender import _clean_query
+
+    with_q = [r for r in rows if r.get("query")]
+    if not with_q:
+        return {}
+    texts = [_clean_query(r["query"]) for r in with_q]
+    for r, t in zip(with_q, texts):
+        r["query"] = t
+    vecs = rec._query_encoder.encode(texts) if rec._query_encoder is not None else None
+    if vecs is None:
+        raise ConfigError("the users table has queries but the model has no encoder. Fix: use a full model folder.")
+    return {r["_row"]: v for r, v in zip(with_q, vecs)}
+
+
+def _table(cols: dict[str, list], evidence: bool) -> pa.Table:
+    import pyarrow as pa
+
+    fields = [
+        ("user_id", pa.string()),
+        ("rank", pa.int32()),
+        ("item_id", pa.string()),
+        ("score", pa.float64()),
+        ("title", pa.string()),
+    ]
+    if evidence:
+        fields += [("evidence", pa.string()), ("reason", pa.string())]
+    schema = pa.schema(fields)
+    return pa.table({n: pa.array(cols[n], type=t) for n, t in fields}, schema=schema)
+
+
+# ====================================================================== engines
+class _LocalEngine:
+    def __init__(self, rec: Recommender, opts: dict):
+        self.rec, self.opts = rec, opts
+
+    def map(self, chunks: Iterator[tuple[list[dict], dict]]) -> Iterator[tuple[dict[str, list], int]]:
+        for rows, qv in chunks:
+            yield score_chunk(self.rec, rows, query_vectors=qv, **self.opts), len(rows)
+
+    def close(self):
+        pass
+
+
+def model_payload(rec: Recommender) -> dict[str, Any]:
+    """Everything a worker needs to score, as numpy arrays and plain values (what goes in the object
+    store). The faiss index travels serialised as a uint8 array."""
+    payload: dict[str, Any] = {
+        "weights": dict(rec.scorer.w),
+        "B": rec.scorer.B,
+        "config": rec.config.to_dict(),
+        "item_ids": np.asarray(rec.item_ids, dtype=str),
+        "titles": np.asarray(rec.titles, dtype=str),
+        "categories": [list(c) for c in rec.categories],
+        "years": np.asarray(rec.years, dtype=np.float64),
+        "known": (
+            np.asarray(rec._k_users, dtype=str),
+            np.asarray(rec.item_ids[np.maximum(rec._k_items, 0)], dtype=str),
+            rec._k_items < 0,
+            rec._k_ratings,
+            rec._k_times,
+            np.asarray(rec._k_events, dtype=str),
+        ),
+        "retriever": None,
+    }
+    r = getattr(rec, "retriever", None)
+    if r is not None:
+        from dataclasses import asdict
+
+        index_bytes = None
+        if r.index is not None:
+            from lucidrec.retrieval import require_faiss
+
+            index_bytes = require_faiss().serialize_index(r.index)
+        v = r.vectors
+        payload["retriever"] = {
+            "kind": r.kind,
+            "config": asdict(r.config),
+            "info": r.info,
+            "vectors": None if v is None else (v.mean, v.components, v.dim_latent, v.dim_text),
+            "index": index_bytes,
+        }
+    return payload
+
+
+def model_from_payload(p: dict[str, Any]) -> Recommender:
+    """Rebuild a scoring-only Recommender (no encoder) from :func:`model_payload`'s output."""
+    from lucidrec.models.config import HybridConfig
+    from lucidrec.models.scoring import HybridScorer
+    from lucidrec.recommender import Recommender
+
+    rec = Recommender.__new__(Recommender)
+    rec.config = HybridConfig(**p["config"])
+    rec.scorer = HybridScorer(p["weights"], p["B"])
+    rec.item_ids = np.asarray(p["item_ids"], dtype=object)
+    rec.item_index = {iid: i for i, iid in enumerate(rec.item_ids)}
+    rec.titles = np.asarray(p["titles"], dtype=object)
+    rec.categories = p["categories"]
+    rec.years = p["years"]
+    users, items, missing, ratings, times, events = p["known"]
+    rec._set_known_arrays(users, items, ratings, times, events)
+    rec._k_items = np.where(missing, -1, rec._k_items)
+    rec._query_encoder = rec._st_encoder = None
+    rec.retriever = None
+    if p["retriever"] is not None:
+        from lucidrec.retrieval import IndexConfig, RetrievalVectors, Retriever, require_faiss
+
+        q = p["retriever"]
+        vectors = None if q["vectors"] is None else RetrievalVectors(*q["vectors"])
+        index = None if q["index"] is None else require_faiss().deserialize_index(q["index"])
+        rec.retriever = Retriever(IndexConfig.from_dict(q["config"]), q["kind"], vectors, index, q["info"])
+        rec.retriever.set_search_params()
+    rec._retriever_scorer = rec.scorer
+    return rec
+
+
+def require_ray():
+    try:
+        import ray
+    except ImportError:
+        raise DependencyError(
+            "--engine ray needs Ray. Fix: pip install 'lucidrec[scale]' (or pip install ray), or use --engine local."
+        ) from None
+    return ray
+
+
+class _RayEngine:
+    """Chunks scored by Ray actors that share the model through the object store."""
+
+    def __init__(self, rec: Recommender, opts: dict, address: str | None, num_cpus: int | None, workers: int | None):
+        ray = require_ray()
+        self.ray = ray
+        self._started = False
+        if not ray.is_initialized():
+            kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
+            if address:
+                kwargs["address"] = address
+            else:
+                kwargs["num_cpus"] = num_cpus or os.cpu_count() or 1
+                # A small object store: the model is shared once; chunks are small.
+                kwargs["object_store_memory"] = int(os.environ.get("LUCIDREC_RAY_STORE_BYTES", 0)) or None
+            try:
+                ray.init(**{k: v for k, v in kwargs.items() if v is not None})
+            except (ConnectionError, ValueError, RuntimeError) as e:
+                raise ConfigError(
+                    f"--address {address!r}: could not start or reach Ray ({e}). Fix: check the address "
+                    "(e.g. ray://host:10001 or 'auto'), or omit it to start Ray on this machine."
+                ) from None
+            self._started = True
+        n_cpu = int(ray.cluster_resources().get("CPU", 1))
+        self.n_actors = max(1, min(workers or n_cpu, n_cpu))
+        payload_ref = ray.put(model_payload(rec))
+
+        @ray.remote(num_cpus=1)
+        class Scorer:
+            def __init__(self, payload):
+                self.rec = model_from_payload(payload)
+
+            def score(self, rows, qv):
+                return score_chunk(self.rec, rows, query_vectors=qv, **opts)
+
+        self.actors = [Scorer.remote(payload_ref) for _ in range(self.n_actors)]
+
+    def map(self, chunks: Iterator[tuple[list[dict], dict]]) -> Iterator[tuple[dict[str, list], int]]:
+        """Results in input order, with at most two chunks per actor in flight (bounded memory)."""
+        pending: list = []
+        for k, (rows, qv) in enumerate(chunks):
+            pending.append((self.actors[k % self.n_actors].score.remote(rows, qv), len(rows)))
+            if len(pending) >= 2 * self.n_actors:
+                yield self._get(*pending.pop(0))
+        while pending:
+            yield self._get(*pending.pop(0))
+
+    def _get(self, ref, n: int) -> tuple[dict[str, list], int]:
+        try:
+            return self.ray.get(ref), n
+        except self.ray.exceptions.RayTaskError as e:
+            cause = getattr(e, "cause", None)
+            if isinstance(cause, LucidrecError):  # a bad row: the same clear error as the local engine
+                raise cause from None
+            raise
+
+    def close(self):
+        for a in self.actors:
+            self.ray.kill(a)
+        if self._started:
+            self.ray.shutdown()
+
+
+# ====================================================================== the job
+def run_batch(
+    model: str | Path | Recommender,
+    users: str | Path,
+    out: str | Path,
+    k: int = 100,
+    evidence: bool = False,
+    engine: str = "local",
+    address: str | None = None,
+    chunk_size: int = 1000,
+    index: str = "saved",
+    exclude_seen: bool = True,
+    skip_unknown: bool = False,
+    num_cpus: int | None = None,
+    workers: int | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Write top-``k`` recommendations for every row of ``users`` to ``out`` (Parquet). Returns a summary
+    (users, rows written, seconds, users per second, engine, index kind)."""
+    import time
+
+    import pyarrow.parquet as pq
+    from tqdm.auto import tqdm
+
+    from lucidrec.recommender import MAX_K, Recommender
+
+    if engine not in ENGINES:
+        raise ConfigError(f"--engine '{engine}': must be 'local' or 'ray'.")
+    if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= MAX_K:
+        raise ConfigError(f"--k {k!r}: must be an integer from 1 to {MAX_K}.")
+    if not isinstance(chunk_size, int) or chunk_size < 1:
+        raise ConfigError(f"--chunk-size {chunk_size!r}: must be a positive integer. Fix: e.g. --chunk-size 1000.")
+    if index not in INDEX_CHOICES:
+        raise ConfigError(f"--index '{index}': must be one of {', '.join(INDEX_CHOICES)}.")
+    users, out = Path(users), Path(out)
+    if out.suffix.lower() not in (".parquet", ".pq"):
+        raise ConfigError(f"--out {out}: the output is Parquet. Fix: name it e.g. recs.parquet.")
+    pf, columns, n_users = _open_users(users)
+    has_query = "query" in columns
+    rec = model if isinstance(model, Recommender) else Recommender.load(model, load_encoder=has_query)
+    if index != "saved":
+        if index == "exact":
+            rec.drop_index()
+        else:
+            rec.build_index(kind=index, progress=progress)
+    r = getattr(rec, "retriever", None)
+    kind = "exact" if r is None else r.kind
+    opts = {
+        "k": k,
+        "evidence": evidence,
+        "exclude_seen": exclude_seen,
+        "skip_unknown": skip_unknown,
+        "source": str(users),
+    }
+
+    def chunks():
+        for rows in _rows(pf, columns, chunk_size):
+            yield rows, _encode_queries(rec, rows) if has_query else {}
+
+    t0 = time.perf_counter()
+    runner = _LocalEngine(rec, opts) if engine == "local" else _RayEngine(rec, opts, address, num_cpus, workers)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".partial")
+    written, done = 0, 0
+    writer = None
+    try:
+        with tqdm(total=n_users, desc=f"batch ({engine})", unit="user", disable=not progress) as bar:
+            for cols, n_rows in runner.map(chunks()):
+                table = _table(cols, evidence)
+                if writer is None:
+                    writer = pq.ParquetWriter(tmp, table.schema)
+                writer.write_table(table)
+                written += table.num_rows
+                done += n_rows
+                bar.update(n_rows)
+        if writer is None:  # no users at all: still write a valid, empty file
+            writer = pq.ParquetWriter(tmp, _table({c: [] for c in _table_columns(evidence)}, evidence).schema)
+        writer.close()
+        writer = None
+        tmp.replace(out)
+    finally:
+        if writer is not None:
+            writer.close()
+        tmp.unlink(missing_ok=True)
+        runner.close()
+    seconds = time.perf_counter() - t0
+    return {
+        "users": done,
+        "rows": written,
+        "seconds": round(seconds, 3),
+        "users_per_second": round(done / seconds, 2) if seconds > 0 else None,
+        "engine": engine,
+        "index": kind,
+        "out": str(out),
+    }
+
+
+def _table_columns(evidence: bool) -> list[str]:
+    cols = ["user_id", "rank", "item_id", "score", "title"]
+    return cols + (["evidence", "reason"] if evidence else [])
+
+
+# ====================================================================== CLI
+def register(app: typer.Typer) -> None:
+    """Add ``lucidrec batch`` and ``lucidrec index`` to the CLI."""
+    import typer
+
+    from lucidrec.cli import _friendly, console
+
+    @app.command("batch")
+    @_friendly
+    def batch_cmd(
+        model: Path = typer.Option(..., "--model", help="Model folder written by 'lucidrec train'."),
+        users: Path = typer.Option(
+            ..., "--users", help="Parquet file: user_id (required), history, ratings, query (optional)."
+        ),
+        out_path: Path = typer.Option(..., "--out", help="Parquet file to write (one row per recommended item)."),
+        k: int = typer.Option(100, "--k", help="Items per user (1-1000)."),
+        evidence: bool = typer.Option(False, "--evidence", help="Add the evidence (JSON) and reason columns."),
+        engine: str = typer.Option("local", "--engine", help="local (this process) or ray."),
+        address: str | None = typer.Option(None, "--address", help="Ray cluster address (default: start Ray here)."),
+        chunk_size: int = typer.Option(1000, "--chunk-size", help="Users per chunk (memory grows with it)."),
+        index: str = typer.Option(
+            "saved",
+            "--index",
+            help="Candidates: 'saved' (the model folder's index, exact without one), exact, auto, ivf, hnsw.",
+        ),
+        include_seen: bool = typer.Option(False, "--include-seen", help="Allow items already in the history."),
+        skip_unknown: bool = typer.Option(
+            False, "--skip-unknown", help="Skip unknown users without a history instead of failing."
+        ),
+        num_cpus: int | None = typer.Option(None, "--num-cpus", help="CPUs for a Ray started here."),
+        workers: int | None = typer.Option(None, "--workers", help="Ray actors (default: one per CPU)."),
+    ):
+        """Recommend for many users from a Parquet file, in chunks, locally or on Ray."""
+        summary = run_batch(
+            model,
+            users,
+            out_path,
+            k=k,
+            evidence=evidence,
+            engine=engine,
+            address=address,
+            chunk_size=chunk_size,
+            index=index,
+            exclude_seen=not include_seen,
+            skip_unknown=skip_unknown,
+            num_cpus=num_cpus,
+            workers=workers,
+        )
+        console.print(
+            f"wrote {summary['rows']} rows for {summary['users']} users to {summary['out']} in "
+            f"{summary['seconds']:.1f} s ({summary['users_per_second']} users/s, {summary['engine']}, "
+            f"{summary['index']} candidates)"
+        )
+
+    @app.command("index")
+    @_friendly
+    def index_cmd(
+        model: Path = typer.Option(..., "--model", help="Model folder to add the candidate index to."),
+        kind: str = typer.Option("auto", "--kind", help="auto (exact below --exact-threshold), exact, ivf, hnsw."),
+        exact_threshold: int = typer.Option(50_000, "--exact-threshold", help="auto: exact below this many items."),
+        nprobe: int = typer.Option(48, "--nprobe", help="IVF lists searched per query."),
+        nlist: int | None = typer.Option(None, "--nlist", help="IVF lists (default ~4 sqrt(items))."),
+        candidates: int = typer.Option(1000, "--candidates", help="Items retrieved per user, then scored exactly."),
+        text_dim: int = typer.Option(64, "--text-dim", help="PCA size of the text block in the index (0: full)."),
+        storage: str = typer.Option("flat", "--storage", help="IVF storage: flat or sq8."),
+    ):
+        """Build the ANN candidate index for a saved model and write it into the model folder."""
+        from lucidrec.recommender import Recommender
+
+        rec = Recommender.load(model, load_encoder=False)
+        r = rec.build_index(
+            kind=kind,
+            progress=True,
+            exact_threshold=exact_threshold,
+            nprobe=nprobe,
+            nlist=nlist,
+            candidates=candidates,
+            text_dim=text_dim or None,
+            storage=storage,
+        )
+        r.save(model)
+        console.print(
+            f"{r.kind} index for {rec.scorer.n_items} items written to {model} "
+            f"(built in {r.info.get('build_seconds', 0.0):.1f} s)"
+        )
+
+
+__all__ = ["model_from_payload", "model_payload", "register", "run_batch", "score_chunk"]

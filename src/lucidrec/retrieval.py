@@ -1,0 +1,433 @@
+"""Candidate retrieval: exact scoring for small catalogs, a faiss index (IVF or HNSW) for large ones.
+
+The model's score is ``s_ui = pE[i] + F_i . pL + T_i . pT + b_i + CLS(pL, F_i)``. Its two-tower part is
+one inner product of an item vector ``[F_i, T_i, b_i]`` with a user vector ``[pL, pT, 1]``, so a
+maximum-inner-product index over the model's own item vectors finds the items that part ranks highest.
+The full score (cross term, item-item block) is then computed on those candidates only, and so are the
+explanations: every reported score is still the model's exact score.
+
+Two choices keep the index small and fast:
+
+- The text block ``T`` (384-d language-model embeddings) is reduced for the index by PCA
+  (``text_dim`` components, fitted on a sample); the constant part ``mean . pT`` is the same for every
+  item and is dropped. Candidates are re-scored exactly, so PCA only costs recall, which is measured.
+- IVF indexes the vectors after the standard MIPS-to-L2 transform (``x -> [x, sqrt(M^2 - |x|^2)]``,
+  query ``[q, 0]``): nearest neighbours in L2 are then exactly the largest inner products, and k-means
+  clusters (the coarse quantizer) are fitted in a space where distance means something.
+
+``kind="auto"`` scores exactly below ``exact_threshold`` items (one matrix-vector product is fast and
+needs no index) and builds IVF above it. Index files live next to the model: ``index.json`` (settings and
+a fingerprint of the weights it was built from), ``index_proj.npz`` (the PCA of the text block) and
+``index.faiss``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from lucidrec.errors import ConfigError, DependencyError, ModelError
+
+if TYPE_CHECKING:
+    from lucidrec.models.scoring import HybridScorer, UserState
+
+KINDS = ("auto", "exact", "ivf", "hnsw")
+INDEX_FILES = ("index.json", "index_proj.npz", "index.faiss")
+INDEX_FORMAT = 1
+#: Items are turned into index vectors this many at a time, so building never holds a second full copy.
+_CHUNK = 100_000
+
+
+@dataclass
+class IndexConfig:
+    """How candidates are retrieved. Every field can be overridden in ``Recommender.build_index(...)``."""
+
+    kind: str = "auto"  # auto | exact | ivf | hnsw
+    exact_threshold: int = 50_000  # auto: exact scoring below this many items, IVF from here on
+    candidates: int = 1000  # items retrieved per user, then scored exactly (cross term included)
+    text_dim: int | None = 64  # PCA components of the text block in the index (None: the full block)
+    nlist: int | None = None  # IVF lists (None: about 4 * sqrt(n_items))
+    nprobe: int = 48  # IVF lists visited per query
+    storage: str = "flat"  # IVF vector storage: "flat" (float32) or "sq8" (8-bit, 4x smaller)
+    hnsw_m: int = 32
+    ef_construction: int = 40
+    ef_search: int = 256
+    train_size: int = 100_000  # vectors sampled to fit the PCA and the coarse quantizer
+    threads: int | None = None  # faiss OpenMP threads (None: faiss default)
+    seed: int = 2026
+
+    def validate(self) -> IndexConfig:
+        if self.kind not in KINDS:
+            raise ConfigError(f"kind='{self.kind}': must be one of {', '.join(KINDS)}. Fix: e.g. kind='auto'.")
+        if self.storage not in ("flat", "sq8"):
+            raise ConfigError(f"storage='{self.storage}': must be 'flat' or 'sq8'. Fix: e.g. storage='flat'.")
+        positive = {
+            "exact_threshold": self.exact_threshold,
+            "candidates": self.candidates,
+            "nprobe": self.nprobe,
+            "hnsw_m": self.hnsw_m,
+            "ef_construction": self.ef_construction,
+            "ef_search": self.ef_search,
+            "train_size": self.train_size,
+        }
+        optional = {"text_dim": self.text_dim, "nlist": self.nlist, "threads": self.threads}
+        for name, v in {**positive, **optional}.items():
+            if v is None and name in optional:
+                continue
+            if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
+                raise ConfigError(f"{name}={v!r}: must be a positive integer. Fix: e.g. {name}=64.")
+        return self
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> IndexConfig:
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ConfigError(
+                f"unknown index option(s) {', '.join(unknown)}. Fix: use only {', '.join(sorted(names))}."
+            )
+        return cls(**d).validate()
+
+
+def resolve_kind(config: IndexConfig, n_items: int) -> str:
+    """The index kind to build: ``auto`` means exact below ``exact_threshold`` items, IVF from there on."""
+    if config.kind != "auto":
+        return config.kind
+    return "exact" if n_items < config.exact_threshold else "ivf"
+
+
+def require_faiss():
+    try:
+        import faiss
+    except ImportError:
+        raise DependencyError(
+            "ANN retrieval needs faiss. Fix: pip install 'lucidrec[scale]' (faiss-cpu), or use kind='exact'."
+        ) from None
+    return faiss
+
+
+def weights_fingerprint(scorer: HybridScorer) -> str:
+    """A cheap fingerprint of the item-side weights (shapes plus a strided sample), so an index built for
+    other weights is detected on load instead of silently returning wrong candidates."""
+    w = scorer.w
+    n = scorer.n_items
+    step = max(1, n // 2000)
+    h = hashlib.sha1()
+    for name in ("F", "T", "bias"):
+        a = np.ascontiguousarray(w[name][::step], dtype=np.float32)
+        h.update(f"{name}{w[name].shape}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()[:20]
+
+
+# ====================================================================== vectors
+class RetrievalVectors:
+    """Maps the model's item and user towers to the index space: items ``[F, P(T - mean), b]``, users
+    ``[pL, P pT, 1]``, where ``P`` holds ``text_dim`` principal directions of ``T`` (identity if None)."""
+
+    def __init__(self, mean: np.ndarray | None, components: np.ndarray | None, dim_latent: int, dim_text: int):
+        self.mean = mean
+        self.components = components  # (text_dim, d_text) or None: the full text block
+        self.dim_latent = dim_latent
+        self.dim_text = dim_text if components is None else components.shape[0]
+
+    @classmethod
+    def fit(cls, scorer: HybridScorer, text_dim: int | None, sample: int, seed: int) -> RetrievalVectors:
+        T = scorer.w["T"]
+        dl = scorer.w["F"].shape[1]
+        if text_dim is None or text_dim >= T.shape[1]:
+            return cls(None, None, dl, T.shape[1])
+        rng = np.random.default_rng(seed)
+        rows = np.sort(rng.choice(len(T), size=min(sample, len(T)), replace=False))
+        x = T[rows].astype(np.float64)
+        mean = x.mean(0)
+        _, _, vt = np.linalg.svd(x - mean, full_matrices=False)
+        return cls(mean.astype(np.float32), vt[:text_dim].astype(np.float32), dl, text_dim)
+
+    @property
+    def dim(self) -> int:
+        return self.dim_latent + self.dim_text + 1
+
+    def items(self, scorer: HybridScorer, start: int = 0, stop: int | None = None) -> np.ndarray:
+        w = scorer.w
+        stop = scorer.n_items if stop is None else stop
+        T = w["T"][start:stop]
+        t = T if self.components is None else (T - self.mean) @ self.components.T
+        return np.concatenate([w["F"][start:stop], t, w["bias"][start:stop, None]], axis=1).astype(np.float32)
+
+    def users(self, states: list[UserState]) -> np.ndarray:
+        pL = np.stack([s.pL for s in states])
+        pT = np.stack([s.pT for s in states])
+        t = pT if self.components is None else pT @ self.components.T
+        return np.concatenate([pL, t, np.ones((len(states), 1), np.float32)], axis=1).astype(np.float32)
+
+    def save(self, path: Path):
+        arrays = {"dims": np.array([self.dim_latent, self.dim_text])}
+        if self.components is not None:
+            arrays.update(mean=self.mean, components=self.components)
+        np.savez(path, **arrays)
+
+    @classmethod
+    def load(cls, path: Path) -> RetrievalVectors:
+        with np.load(path) as z:
+            dl, dt = (int(v) for v in z["dims"])
+            if "components" in z:
+                return cls(z["mean"].astype(np.float32), z["components"].astype(np.float32), dl, dt)
+            return cls(None, None, dl, dt)
+
+
+# ====================================================================== the retriever
+class Retriever:
+    """Candidate generation for one model: the index, its vector mapping and its settings."""
+
+    def __init__(self, config: IndexConfig, kind: str, vectors: RetrievalVectors | None, index, info: dict):
+        self.config = config
+        self.kind = kind
+        self.vectors = vectors
+        self.index = index  # a faiss index, or None for kind "exact"
+        self.info = info  # n_items, fingerprint, build seconds, ...
+
+    @property
+    def exact(self) -> bool:
+        return self.kind == "exact"
+
+    # ------------------------------------------------------------------ building
+    @classmethod
+    def build(cls, scorer: HybridScorer, config: IndexConfig | None = None, progress: bool = False) -> Retriever:
+        config = (config or IndexConfig()).validate()
+        n = scorer.n_items
+        kind = resolve_kind(config, n)
+        info = {"n_items": n, "fingerprint": weights_fingerprint(scorer)}
+        if kind == "exact":
+            return cls(config, kind, None, None, {**info, "build_seconds": 0.0})
+        faiss = require_faiss()
+        if config.threads:
+            faiss.omp_set_num_threads(int(config.threads))
+        t0 = time.perf_counter()
+        vectors = RetrievalVectors.fit(scorer, config.text_dim, config.train_size, config.seed)
+        d = vectors.dim
+        if kind == "ivf":
+            index, extra = _build_ivf(faiss, scorer, vectors, config, progress)
+        else:
+            index, extra = _build_hnsw(faiss, scorer, vectors, config, progress)
+        info.update(extra, dim=d, build_seconds=round(time.perf_counter() - t0, 3))
+        r = cls(config, kind, vectors, index, info)
+        r.set_search_params()
+        return r
+
+    def set_search_params(self, nprobe: int | None = None, ef_search: int | None = None, candidates: int | None = None):
+        """Change search-time settings (no rebuild): IVF ``nprobe``, HNSW ``ef_search``, ``candidates``."""
+        for name, v in (("nprobe", nprobe), ("ef_search", ef_search), ("candidates", candidates)):
+            if v is not None:
+                if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
+                    raise ConfigError(f"{name}={v!r}: must be a positive integer. Fix: e.g. {name}=64.")
+                setattr(self.config, name, int(v))
+        if self.index is None:
+            return
+        faiss = require_faiss()
+        if self.kind == "ivf":
+            faiss.extract_index_ivf(self.index).nprobe = int(self.config.nprobe)
+        elif self.kind == "hnsw":
+            self.index.hnsw.efSearch = int(self.config.ef_search)
+
+    # ------------------------------------------------------------------ searching
+    def search(self, user_vectors: np.ndarray, n: int) -> np.ndarray:
+        """Top-``n`` item indices per user by the indexed inner product; -1 pads where fewer were found."""
+        if self.index is None:
+            raise ModelError("an exact retriever has no index to search. Fix: score the catalog exactly.")
+        q = np.ascontiguousarray(user_vectors, dtype=np.float32)
+        if self.kind == "ivf":
+            q = np.concatenate([q, np.zeros((len(q), 1), np.float32)], axis=1)  # the MIPS-to-L2 transform
+        n = min(int(n), self.info["n_items"])
+        if self.kind == "hnsw" and self.index.hnsw.efSearch < n:
+            self.index.hnsw.efSearch = n  # HNSW cannot return more than efSearch results
+        _, ids = self.index.search(q, n)
+        if self.kind == "ivf":
+            ids = self._widen_short(q, ids, n)
+        return ids
+
+    def _widen_short(self, q: np.ndarray, ids: np.ndarray, n: int) -> np.ndarray:
+        """IVF visits ``nprobe`` lists; when they hold fewer than ``n`` items in all, search those users
+        again with 4x as many lists (per-call parameters: the shared index is never modified)."""
+        faiss = require_faiss()
+        ivf = faiss.extract_index_ivf(self.index)
+        nprobe = int(self.config.nprobe)
+        short = np.flatnonzero((ids < 0).any(axis=1))
+        while len(short) and nprobe < ivf.nlist:
+            nprobe = min(nprobe * 4, ivf.nlist)
+            _, again = self.index.search(q[short], n, params=faiss.SearchParametersIVF(nprobe=nprobe))
+            ids[short] = again
+            short = short[(again < 0).any(axis=1)]
+        return ids
+
+    def candidates(
+        self, scorer: HybridScorer, states: list[UserState], n: int | None = None
+    ) -> list[np.ndarray | None]:
+        """Candidate item indices per user: the index's top ``max(n, candidates)`` (plus, when the model
+        has an item-item block, that block's own top items, which the index does not see). ``None`` for a
+        user means "score the whole catalog exactly": the retriever is exact, or the index found fewer
+        items than asked for even after widening an IVF search (HNSW can run short on tiny catalogs)."""
+        if self.exact:
+            return [None] * len(states)
+        want = max(int(n or 0), int(self.config.candidates))
+        want = min(want, scorer.n_items)
+        ids = self.search(self.vectors.users(states), want)
+        out: list[np.ndarray | None] = []
+        for s, row in zip(states, ids):
+            row = row[row >= 0]
+            if len(row) < want:
+                out.append(None)
+                continue
+            if scorer.B is not None and len(s.hist):
+                top_e = np.argpartition(-s.pE, want - 1)[:want] if want < len(s.pE) else np.arange(len(s.pE))
+                row = np.union1d(row, top_e)
+            out.append(row.astype(np.int64))
+        return out
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, out_dir: str | Path) -> Path:
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        for f in INDEX_FILES:  # never leave files of an older index next to this one
+            (out / f).unlink(missing_ok=True)
+        meta = {"format": INDEX_FORMAT, "kind": self.kind, "config": asdict(self.config), "info": self.info}
+        if self.index is not None:
+            faiss = require_faiss()
+            self.vectors.save(out / "index_proj.npz")
+            faiss.write_index(self.index, str(out / "index.faiss"))
+        (out / "index.json").write_text(json.dumps(meta, indent=2))
+        return out
+
+    @classmethod
+    def load(cls, model_dir: str | Path, scorer: HybridScorer | None = None) -> Retriever | None:
+        """The retriever saved in ``model_dir``, or None if it has none. With ``scorer``, checks that the
+        index was built from these weights."""
+        d = Path(model_dir)
+        if not (d / "index.json").exists():
+            return None
+        try:
+            meta = json.loads((d / "index.json").read_text(encoding="utf-8"))
+            kind, config, info = meta["kind"], IndexConfig.from_dict(meta["config"]), meta["info"]
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ConfigError) as e:
+            raise ModelError(
+                f"{d / 'index.json'}: unreadable index settings ({e}). Fix: rebuild the index "
+                f"(lucidrec index --model {d}) or delete {', '.join(INDEX_FILES)}."
+            ) from None
+        if meta.get("format") != INDEX_FORMAT:
+            raise ModelError(
+                f"{d / 'index.json'}: index format {meta.get('format')} is not supported (expects "
+                f"{INDEX_FORMAT}). Fix: rebuild the index (lucidrec index --model {d})."
+            )
+        if scorer is not None and (
+            info.get("n_items") != scorer.n_items or info.get("fingerprint") != weights_fingerprint(scorer)
+        ):
+            raise ModelError(
+                f"{d}: the saved index was built for other model weights. Fix: rebuild it "
+                f"(lucidrec index --model {d}) or delete {', '.join(INDEX_FILES)}."
+            )
+        if kind == "exact":
+            return cls(config, kind, None, None, info)
+        for f in ("index_proj.npz", "index.faiss"):
+            if not (d / f).exists():
+                raise ModelError(f"{d}: missing {f} of the saved index. Fix: rebuild it (lucidrec index --model {d}).")
+        faiss = require_faiss()
+        if config.threads:
+            faiss.omp_set_num_threads(int(config.threads))
+        r = cls(
+            config, kind, RetrievalVectors.load(d / "index_proj.npz"), faiss.read_index(str(d / "index.faiss")), info
+        )
+        r.set_search_params()
+        return r
+
+
+# ====================================================================== index builders
+def _default_nlist(n: int) -> int:
+    # ~4 sqrt(n) lists: 4,000 at 1M items (the usual faiss guidance is 4-16 sqrt(n)); at least 39 points per
+    # list so k-means has enough data for every centroid.
+    return int(max(1, min(4 * np.sqrt(n), n // 39)))
+
+
+def _chunks(n: int, size: int = _CHUNK):
+    for s in range(0, n, size):
+        yield s, min(s + size, n)
+
+
+def _build_ivf(faiss, scorer, vectors: RetrievalVectors, config: IndexConfig, progress: bool):
+    from tqdm.auto import tqdm
+
+    n, d = scorer.n_items, vectors.dim
+    # Max squared norm over all items (one chunked pass): the MIPS-to-L2 transform needs it.
+    max_sq = 0.0
+    for s, e in _chunks(n):
+        max_sq = max(max_sq, float((vectors.items(scorer, s, e) ** 2).sum(1).max()))
+
+    def augmented(s: int, e: int) -> np.ndarray:
+        x = vectors.items(scorer, s, e)
+        extra = np.sqrt(np.clip(max_sq - (x**2).sum(1), 0.0, None)).astype(np.float32)
+        return np.ascontiguousarray(np.concatenate([x, extra[:, None]], axis=1))
+
+    nlist = int(config.nlist or _default_nlist(n))
+    if nlist > n:
+        raise ConfigError(f"nlist={nlist}: more IVF lists than items ({n}). Fix: use nlist <= {n}, or kind='exact'.")
+    index = faiss.index_factory(d + 1, f"IVF{nlist},{'SQ8' if config.storage == 'sq8' else 'Flat'}", faiss.METRIC_L2)
+    rng = np.random.default_rng(config.seed)
+    rows = np.sort(rng.choice(n, size=min(n, max(config.train_size, 39 * nlist)), replace=False))
+    parts = []  # the training sample, gathered chunk by chunk so no full copy of the vectors is made
+    for s, e in _chunks(n):
+        sel = rows[(rows >= s) & (rows < e)] - s
+        if len(sel):
+            parts.append(augmented(s, e)[sel])
+    train = np.concatenate(parts)
+    index.cp.seed = int(config.seed)
+    index.train(train)
+    del train
+    for s, e in tqdm(list(_chunks(n)), desc="indexing items", disable=not progress, unit="chunk"):
+        index.add(augmented(s, e))
+    return index, {"nlist": nlist, "max_sq_norm": max_sq}
+
+
+def _build_hnsw(faiss, scorer, vectors: RetrievalVectors, config: IndexConfig, progress: bool):
+    from tqdm.auto import tqdm
+
+    n, d = scorer.n_items, vectors.dim
+    index = faiss.IndexHNSWFlat(d, int(config.hnsw_m), faiss.METRIC_INNER_PRODUCT)
+    index.hnsw.efConstruction = int(config.ef_construction)
+    for s, e in tqdm(list(_chunks(n)), desc="indexing items", disable=not progress, unit="chunk"):
+        index.add(np.ascontiguousarray(vectors.items(scorer, s, e)))
+    return index, {"hnsw_m": int(config.hnsw_m)}
+
+
+# ====================================================================== exact reference
+def exact_top(scorer: HybridScorer, vectors: RetrievalVectors | None, user_vectors: np.ndarray, n: int) -> np.ndarray:
+    """Exact top-``n`` by the indexed inner product (the reference ANN recall is measured against)."""
+    if vectors is None:
+        raise ConfigError("exact_top needs the retrieval vectors of an ANN retriever. Fix: build kind='ivf'.")
+    n = min(n, scorer.n_items)
+    best_s = np.full((len(user_vectors), 0), -np.inf, np.float32)
+    best_i = np.zeros((len(user_vectors), 0), np.int64)
+    for s, e in _chunks(scorer.n_items):
+        sc = user_vectors @ vectors.items(scorer, s, e).T
+        sc = np.concatenate([best_s, sc], axis=1)
+        ids = np.concatenate([best_i, np.broadcast_to(np.arange(s, e), (len(user_vectors), e - s))], axis=1)
+        keep = np.argpartition(-sc, min(n, sc.shape[1]) - 1, axis=1)[:, :n]
+        best_s, best_i = np.take_along_axis(sc, keep, 1), np.take_along_axis(ids, keep, 1)
+    order = np.argsort(-best_s, axis=1, kind="stable")
+    return np.take_along_axis(best_i, order, 1)
+
+
+__all__ = [
+    "INDEX_FILES",
+    "IndexConfig",
+    "Retriever",
+    "RetrievalVectors",
+    "exact_top",
+    "require_faiss",
+    "resolve_kind",
+    "weights_fingerprint",
+]

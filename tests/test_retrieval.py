@@ -1,0 +1,218 @@
+"""Candidate retrieval: faiss agrees with exact search, auto choice, save/load, Recommender integration."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from lucidrec.errors import ConfigError, ModelError
+from lucidrec.models.features import N_POSITION_BUCKETS, N_RATING_BINS
+from lucidrec.models.scoring import HybridScorer
+from lucidrec.retrieval import INDEX_FILES, IndexConfig, Retriever, exact_top, resolve_kind
+
+faiss = pytest.importorskip("faiss")
+
+
+def clustered_scorer(n: int = 4000, d: int = 16, td: int = 48, seed: int = 0, item_item: bool = False):
+    """Model weights with the structure real ones have: text vectors in clusters, latent vectors projected
+    from them plus per-item noise, a small cross term."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((40, td))
+    T = centres[rng.integers(40, size=n)] + 0.4 * rng.standard_normal((n, td))
+    T /= np.linalg.norm(T, axis=1, keepdims=True)
+    Wc = rng.standard_normal((td, d)) / np.sqrt(td)
+    w = {
+        "F": T @ Wc + 0.05 * rng.standard_normal((n, d)),
+        "H": T @ Wc,
+        "bias": 0.1 * rng.standard_normal(n),
+        "T": T,
+        "Wa": Wc,
+        "rho_E": np.ones(N_RATING_BINS),
+        "pi_E": np.ones(N_POSITION_BUCKETS),
+        "rho_L": np.ones(N_RATING_BINS),
+        "pi_L": np.ones(N_POSITION_BUCKETS),
+        "alpha": np.array([0.5]),
+        "W1": 0.05 * rng.standard_normal((3 * d, 8)),
+        "b1": np.zeros(8),
+        "w2": 0.05 * rng.standard_normal(8),
+        "b2": np.zeros(1),
+        "query_latent": np.ones(1),
+        "query_text": np.ones(1),
+    }
+    B = (0.05 * rng.standard_normal((n, n))).astype(np.float32) if item_item else None
+    return HybridScorer(w, B)
+
+
+def user_states(scorer: HybridScorer, n_users: int = 40, seed: int = 1):
+    """Users whose histories sit in one neighbourhood (as real users' do): items near a random item."""
+    rng = np.random.default_rng(seed)
+    T = scorer.w["T"]
+    states = []
+    for _ in range(n_users):
+        anchor = int(rng.integers(scorer.n_items))
+        near = np.argsort(-(T @ T[anchor]))[:50]
+        states.append(scorer.user_state(rng.choice(near, size=8, replace=False)))
+    return states
+
+
+def overlap(a: np.ndarray, b: np.ndarray) -> float:
+    return np.mean([len(set(x) & set(y)) / len(y) for x, y in zip(a, b)])
+
+
+@pytest.fixture(scope="module")
+def scorer():
+    return clustered_scorer()
+
+
+@pytest.mark.parametrize(
+    "kind,options",
+    [("ivf", {"nlist": 32, "nprobe": 12}), ("ivf", {"nlist": 32, "nprobe": 12, "storage": "sq8"}), ("hnsw", {})],
+)
+def test_faiss_agrees_with_exact_search(scorer, kind, options):
+    r = Retriever.build(scorer, IndexConfig(kind=kind, text_dim=16, candidates=200, **options))
+    states = user_states(scorer)
+    q = r.vectors.users(states)
+    assert overlap(r.search(q, 100), exact_top(scorer, r.vectors, q, 100)) > 0.9
+    # End to end: the top-20 by the full score (cross term included) re-scored on the candidates only.
+    cands = r.candidates(scorer, states, 20)
+    hits = []
+    for s, c in zip(states, cands):
+        assert c is not None and len(c) >= 200
+        full = np.argsort(-scorer.score(s))[:20]
+        ann = c[np.argsort(-scorer.score(s, c))[:20]]
+        hits.append(len(set(full) & set(ann)) / 20)
+    assert np.mean(hits) > 0.95
+
+
+def test_pca_of_the_text_block_keeps_the_ranking_close(scorer):
+    """The index keeps F plus a PCA of T: the inner product it ranks by stays close to the full one."""
+    full = Retriever.build(scorer, IndexConfig(kind="ivf", text_dim=None, nlist=16, nprobe=16))
+    pca = Retriever.build(scorer, IndexConfig(kind="ivf", text_dim=16, nlist=16, nprobe=16))
+    assert full.vectors.dim == 16 + 48 + 1 and pca.vectors.dim == 16 + 16 + 1
+    states = user_states(scorer)
+    exact_full = exact_top(scorer, full.vectors, full.vectors.users(states), 100)
+    assert overlap(pca.search(pca.vectors.users(states), 100), exact_full) > 0.85
+
+
+def test_auto_choice_by_catalog_size(scorer):
+    assert resolve_kind(IndexConfig(), 49_999) == "exact"
+    assert resolve_kind(IndexConfig(), 50_000) == "ivf"
+    assert resolve_kind(IndexConfig(exact_threshold=1000), 4000) == "ivf"
+    assert resolve_kind(IndexConfig(kind="hnsw"), 10) == "hnsw"
+    small = Retriever.build(scorer, IndexConfig())  # 4,000 items < 50k: exact, no faiss index
+    assert small.exact and small.index is None
+    assert small.candidates(scorer, user_states(scorer, 3)) == [None, None, None]
+    big = Retriever.build(scorer, IndexConfig(exact_threshold=1000))
+    assert big.kind == "ivf" and big.info["nlist"] >= 1
+
+
+def test_bad_options_raise_config_errors(scorer):
+    with pytest.raises(ConfigError, match="kind"):
+        IndexConfig(kind="annoy").validate()
+    with pytest.raises(ConfigError, match="nprobe"):
+        IndexConfig(nprobe=0).validate()
+    with pytest.raises(ConfigError, match="storage"):
+        IndexConfig(storage="pq").validate()
+    with pytest.raises(ConfigError, match="unknown index option"):
+        IndexConfig.from_dict({"nprob": 3})
+    with pytest.raises(ConfigError, match="nlist"):
+        Retriever.build(scorer, IndexConfig(kind="ivf", nlist=10_000))
+
+
+def test_short_ivf_lists_are_widened_not_truncated(scorer):
+    """nprobe=1 of 64 lists holds ~60 items: asking for 500 must still return 500 real candidates."""
+    r = Retriever.build(scorer, IndexConfig(kind="ivf", nlist=64, nprobe=1, candidates=500, text_dim=16))
+    cands = r.candidates(scorer, user_states(scorer, 5))
+    assert all(c is not None and len(c) == 500 for c in cands)
+
+
+def test_item_item_top_items_join_the_candidates():
+    sc = clustered_scorer(n=1500, item_item=True)
+    r = Retriever.build(sc, IndexConfig(kind="ivf", nlist=16, nprobe=4, candidates=50, text_dim=16))
+    state = user_states(sc, 1)[0]
+    cand = r.candidates(sc, [state])[0]
+    top_e = np.argsort(-state.pE)[:50]
+    assert set(top_e) <= set(cand)
+
+
+@pytest.mark.parametrize("kind", ["ivf", "hnsw", "exact"])
+def test_save_load_round_trip(scorer, tmp_path, kind):
+    r = Retriever.build(scorer, IndexConfig(kind=kind, nlist=32, nprobe=8, text_dim=16))
+    r.save(tmp_path)
+    back = Retriever.load(tmp_path, scorer)
+    assert back.kind == kind and back.config.nprobe == 8
+    if kind != "exact":
+        q = r.vectors.users(user_states(scorer, 10))
+        np.testing.assert_array_equal(back.search(q, 50), r.search(q, 50))
+        np.testing.assert_allclose(back.vectors.components, r.vectors.components)
+    assert Retriever.load(tmp_path / "nothing-here") is None
+
+
+def test_load_rejects_an_index_of_other_weights_and_broken_files(scorer, tmp_path):
+    Retriever.build(scorer, IndexConfig(kind="ivf", nlist=16, text_dim=16)).save(tmp_path)
+    with pytest.raises(ModelError, match="other model weights"):
+        Retriever.load(tmp_path, clustered_scorer(seed=3))
+    (tmp_path / "index.faiss").unlink()
+    with pytest.raises(ModelError, match="missing index.faiss"):
+        Retriever.load(tmp_path, scorer)
+    (tmp_path / "index.json").write_text("{not json")
+    with pytest.raises(ModelError, match="unreadable index settings"):
+        Retriever.load(tmp_path, scorer)
+    (tmp_path / "index.json").write_text(json.dumps({"format": 99, "kind": "ivf", "config": {}, "info": {}}))
+    with pytest.raises(ModelError, match="format 99"):
+        Retriever.load(tmp_path, scorer)
+
+
+# ====================================================================== Recommender integration
+@pytest.fixture(scope="module")
+def tiny_rec(tmp_path_factory):
+    pytest.importorskip("torch")
+    from conftest import make_tiny_frames
+
+    import lucidrec.data
+    from lucidrec.models.config import HybridConfig
+    from lucidrec.recommender import Recommender
+
+    interactions, items = make_tiny_frames()
+    ds = lucidrec.data.from_dataframes(interactions, items, name="tiny")
+    cache = str(tmp_path_factory.mktemp("cache"))
+    return Recommender(HybridConfig(epochs=2, dim=8), cache_dir=cache).fit(ds, progress=False)
+
+
+def test_recommender_builds_saves_and_loads_its_index(tiny_rec, tmp_path):
+    from lucidrec.recommender import Recommender
+
+    rec = tiny_rec
+    state = rec._state_for(rec._known_history("u5"), None)
+    assert rec.candidate_items(state, 10) is None  # no index: score exactly
+    r = rec.build_index(kind="ivf", nlist=2, nprobe=1, candidates=20)
+    cand = rec.candidate_items(state, 10)
+    assert cand is not None and len(cand) >= 20 and len(set(cand)) == len(cand)
+    out = rec.save(tmp_path / "m", export_encoder=False)
+    assert all((out / f).exists() for f in INDEX_FILES)
+    back = Recommender.load(out, load_encoder=False)
+    assert back.retriever.kind == "ivf" and back.retriever.info == r.info
+    np.testing.assert_array_equal(back.candidate_items(state, 10), cand)
+    # An exact index: candidates are None, and the folder keeps only its settings.
+    rec.build_index(kind="auto")
+    assert rec.retriever.exact and rec.candidate_items(state, 10) is None
+    rec.save(out, export_encoder=False)
+    assert (out / "index.json").exists() and not (out / "index.faiss").exists()
+    # Without an index, save removes a stale one.
+    rec.drop_index()
+    rec.save(out, export_encoder=False)
+    assert not any((out / f).exists() for f in INDEX_FILES)
+    assert Recommender.load(out, load_encoder=False).retriever is None
+
+
+def test_an_index_of_older_weights_is_refused(tiny_rec):
+    import copy
+
+    rec = copy.copy(tiny_rec)
+    rec.build_index(kind="ivf", nlist=2)
+    rec.scorer = HybridScorer(dict(rec.scorer.w), rec.scorer.B)  # as if retrained
+    state = rec._state_for(rec._known_history("u5"), None)
+    with pytest.raises(ModelError, match="build_index"):
+        rec.candidate_items(state, 10)
