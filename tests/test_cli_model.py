@@ -214,7 +214,10 @@ def test_recommend_query(trained, env):
     query = "a scary horror film"
     payload = _json(invoke(env, "recommend", "--model", model, "--query", query, "--k", 4, "--explain", "--json"))
     assert payload["query"] == query and len(payload["items"]) == 4
-    assert all(any(e["kind"] == "query" for e in it["evidence"]) for it in payload["items"])
+    # "scary horror" is understood as the genre Horror, which every result has
+    assert payload["parsed_query"]["genres"] == ["Horror"]
+    assert all(it["constraints_met"] == ["Horror"] for it in payload["items"])
+    assert all("fits your request: Horror" in it["reason"] for it in payload["items"])
     both = _json(invoke(env, "recommend", "--model", model, "--user", HISTORY_USER, "--query", query, "--json"))
     assert both["history_source"] == "stored" and len(both["items"]) == 10
 

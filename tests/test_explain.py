@@ -29,7 +29,7 @@ QUERIES = [
     "Item 120",
     "a sad drama about family",
 ]
-EVIDENCE_KINDS = {"history", "history_other", "query", "popularity", "interaction", "attribute"}
+EVIDENCE_KINDS = {"history", "history_other", "query", "popularity", "interaction", "attribute", "constraint"}
 #: Values of the user table: none may ever appear in a reason or in the evidence.
 USER_ATTRIBUTE_VALUES = ["lighthouse keeper", "Zorbania", "90210", "Xenon"]
 
@@ -82,7 +82,9 @@ def test_evidence_contributions_sum_to_score(rec, data):
     history = [(i, r if keep else None) for i, r, keep in zip(hist_ids, ratings, rated, strict=True)]
     res = rec.recommend(history=history or None, query=query, k=k, explain=True, exclude_seen=exclude_seen)
     assert res["items"], res
-    n_hist = len(hist_ids)
+    # titles the query names ("Item 120") join the history as pseudo-history items
+    named = set(res.get("parsed_query", {}).get("like", [])) - set(hist_ids)
+    n_hist = len(hist_ids) + len(named)
     raw = rec.score_items(history=history or None, query=query)
     for item in res["items"]:
         ev = item["evidence"]
@@ -95,8 +97,9 @@ def test_evidence_contributions_sum_to_score(rec, data):
         assert len(hist_ev) + sum(e["count"] for e in other) == n_hist
         contribs = [e["contribution"] for e in hist_ev]
         assert all(c > 0 for c in contribs) and contribs == sorted(contribs, reverse=True)
-        assert {e["item_id"] for e in hist_ev} <= set(hist_ids)
-        assert any(e["kind"] == "query" for e in ev) == bool(query)
+        assert {e["item_id"] for e in hist_ev} <= set(hist_ids) | named
+        # query evidence exists exactly when some query text was left to embed after parsing
+        assert any(e["kind"] == "query" for e in ev) == bool(res.get("parsed_query", {}).get("text"))
         assert isinstance(item["reason"], str) and item["reason"].startswith("Recommended")
 
 
@@ -261,16 +264,22 @@ def test_query_only_reason_mentions_query(rec, query):
     res = rec.recommend(query=query, k=5, explain=True)
     assert res["history_size"] == 0
     first = res["items"][0]
+    # The query evidence names the text that was embedded: what is left after constraints are parsed out.
+    text = res["parsed_query"]["text"]
+    if not text:
+        assert not any(e["kind"] == "query" for e in first["evidence"])
+        assert "fits your request" in first["reason"]
+        return
     q_ev = next(e for e in first["evidence"] if e["kind"] == "query")
-    assert q_ev["text"] == query
+    assert q_ev["text"] == text
     assert q_ev["contribution"] > 0, first  # the best match to a query is pulled up by the query
     for item in res["items"]:
         assert not any(e["kind"] in ("history", "history_other") for e in item["evidence"])
         q = next(e for e in item["evidence"] if e["kind"] == "query")
         if q["contribution"] > 0:
-            assert f'"{query}"' in item["reason"], item["reason"]
+            assert f'"{text}"' in item["reason"], item["reason"]
     zh = rec.recommend(query=query, k=1, explain=True, lang="zh")["items"][0]["reason"]
-    assert query in zh
+    assert text in zh
 
 
 def test_reason_without_history_or_query(rec):

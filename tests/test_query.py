@@ -251,8 +251,9 @@ def test_title_reference_acts_as_history(tiny_model):
 
 def test_bad_queries_give_clear_errors(tiny_model):
     rec, _, _ = tiny_model
-    with pytest.raises(ConfigError, match="query is empty"):
-        rec.recommend(query="   ")
+    # a blank query is no query (documented fallback), not an error
+    assert rec.recommend(query=" \x00  ", k=3)["items"] == rec.recommend(k=3)["items"]
+    assert "parsed_query" not in rec.recommend(query="   ", k=3)
     with pytest.raises(ConfigError, match="limit is"):
         rec.recommend(query="comedy " * 2000)
     # control characters are stripped, not fatal
@@ -301,5 +302,5 @@ def test_cli_recommend_query_both_languages(tiny_model, query, lang, marker):
 
 def test_cli_bad_query_is_a_clear_error(tiny_model):
     _, folder, _ = tiny_model
-    r = CliRunner().invoke(app, ["recommend", "--model", str(folder), "--query", "  "])
-    assert r.exit_code != 0 and "query is empty" in r.output and "Traceback" not in r.output
+    r = CliRunner().invoke(app, ["recommend", "--model", str(folder), "--query", "comedy " * 2000])
+    assert r.exit_code != 0 and "limit is" in r.output and "Traceback" not in r.output

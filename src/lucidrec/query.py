@@ -51,7 +51,7 @@ _STOP_EN = set(
     of in on at with and or but that which who is are be it its it's this these those from by about
     really very quite so too just maybe kind sort type genre genres style please thanks thank
     can could should get got need tonight today tomorrow night weekend good great nice fun
-    released made set era year years decade""".split()
+    released made set era year years decade story stories tale tales one""".split()
 )
 _STOP_ZH = [
     "请",
@@ -80,6 +80,11 @@ _STOP_ZH = [
     "吗",
     "有没有",
     "关于",
+    "适合",
+    "里面",
+    "里",
+    "给",
+    "故事",
     "都可以",
     "可以",
     "非常",
@@ -148,6 +153,10 @@ class ParsedQuery:
     like_titles: list[str] = field(default_factory=list)
     like_idx: list[int] = field(default_factory=list)
     text: str = ""  # residual free text; embedded when non-empty
+    # Share of the request the residual text stands for: residual words / (residual words + parsed
+    # constraints and titles). The embedded text pulls scores in proportion, so "a dark crime thriller"
+    # is mostly its two genres (which filter) and only a third "dark" (which scores).
+    text_weight: float = 1.0
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -163,6 +172,7 @@ class ParsedQuery:
             "like": list(self.like),
             "like_titles": list(self.like_titles),
             "text": self.text,
+            "text_weight": round(self.text_weight, 4),
             "notes": list(self.notes),
         }
 
@@ -302,6 +312,9 @@ class QueryParser:
         self._parse_years(text, used, pq)
         self._parse_genres(text, used, pq)
         pq.text = self._residual(query, text, used)
+        parsed_parts = len(pq.genres) + len(pq.exclude_genres) + (pq.year is not None) + len(pq.like)
+        n_text = len(pq.text.split())
+        pq.text_weight = n_text / (n_text + parsed_parts) if n_text else 0.0
         if not pq.text and not pq.has_constraints and not pq.like:
             pq.notes.append("the query has no words this catalog's vocabulary or the text model can use")
         return pq

@@ -32,7 +32,11 @@ SYNONYMS: dict[str, dict[str, str]] = {
         "kid-friendly": "Children's",
         "for children": "Children's",
         "children": "Children's",
-        "family": "Children's",
+        # "family" alone is often a topic ("a drama about family"); only the film sense is a genre.
+        "family film": "Children's",
+        "family movie": "Children's",
+        "for the family": "Children's",
+        "for the whole family": "Children's",
         "family-friendly": "Children's",
         # Horror
         "scary": "Horror",
@@ -103,7 +107,6 @@ SYNONYMS: dict[str, dict[str, str]] = {
         "小孩": "Children's",
         "少儿": "Children's",
         "亲子": "Children's",
-        "家庭": "Children's",
         "恐怖": "Horror",
         "吓人": "Horror",
         "鬼片": "Horror",

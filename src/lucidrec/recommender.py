@@ -402,11 +402,10 @@ class Recommender:
             raise ConfigError(f"lang='{lang}': supported languages are 'en' and 'zh'.")
         entries, source = self.resolve_history(user, history)
         parsed = self.parse_query(query) if query is not None else None
+        query = None if parsed is None else parsed.raw
         if parsed is not None:
-            query = parsed.raw
             entries = self._with_references(entries, parsed)
-        qvec = self.encode_query(parsed.text) if parsed is not None and parsed.text else None
-        state = self._state_for(entries, qvec)
+        state = self._state_for(entries, self._query_vector(parsed))
         scores = self.scorer.score(state).astype(np.float64)
         allowed = np.ones(len(scores), bool)
         if exclude_seen and entries:
@@ -474,7 +473,7 @@ class Recommender:
         parsed = self.parse_query(query) if query is not None else None
         if parsed is not None:
             entries = self._with_references(entries, parsed)
-        state = self._state_for(entries, self.encode_query(parsed.text) if parsed is not None and parsed.text else None)
+        state = self._state_for(entries, self._query_vector(parsed))
         idx = None if items is None else np.array([self.item_idx(i) for i in items])
         return self.scorer.score(state, idx)
 
@@ -498,15 +497,17 @@ class Recommender:
         return self._query_parser
 
     def parse_query(self, query: str):
-        """Clean and parse a query into constraints + residual text (see :mod:`lucidrec.query`)."""
+        """Clean and parse a query into constraints + residual text (see :mod:`lucidrec.query`).
+        A blank query (empty, only spaces or control characters) is no query: None."""
         self._check_ready()
         cleaned = _clean_query(query)
-        if not cleaned:
-            raise ConfigError(
-                "query is empty. Fix: describe what you want (e.g. 'a funny 90s comedy'), or leave the query "
-                "out to rank by the history alone."
-            )
-        return self.query_parser.parse(cleaned)
+        return self.query_parser.parse(cleaned) if cleaned else None
+
+    def _query_vector(self, parsed) -> np.ndarray | None:
+        """The embedded residual text, scaled by the share of the request it stands for."""
+        if parsed is None or not parsed.text:
+            return None
+        return (self.encode_query(parsed.text) * np.float32(parsed.text_weight)).astype(np.float32)
 
     def _with_references(self, entries: list[HistoryEntry], parsed) -> list[HistoryEntry]:
         """Items the query names ("like Heat") join the history as the newest, liked items."""

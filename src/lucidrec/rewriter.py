@@ -148,6 +148,10 @@ class LLMRewriter:
         for e in evidence:
             if e["kind"] == "query":
                 allowed_numbers |= {float(n) for n in _NUMBER.findall(e["text"])}
+            if e["kind"] == "constraint":  # year bounds the item meets ("from 1990-1999")
+                for c in e["met"] + e["missed"]:
+                    if c["type"] == "year":
+                        allowed_numbers |= {float(y) for y in c["value"]}
         stripped = text
         for t in sorted(allowed_titles, key=len, reverse=True):
             for v in sorted(_title_variants(t), key=len, reverse=True):

@@ -55,7 +55,7 @@ class UserState:
     pE: np.ndarray  # item-item scores over the catalog (sum_j wE_j B[j, :])
     pL: np.ndarray  # latent user vector
     pT: np.ndarray  # text user vector
-    query: np.ndarray | None  # query embedding (unit norm) or None
+    query: np.ndarray | None  # query embedding (unit norm, times the residual text's weight) or None
 
 
 class HybridScorer:
