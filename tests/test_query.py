@@ -304,3 +304,23 @@ def test_cli_bad_query_is_a_clear_error(tiny_model):
     _, folder, _ = tiny_model
     r = CliRunner().invoke(app, ["recommend", "--model", str(folder), "--query", "comedy " * 2000])
     assert r.exit_code != 0 and "limit is" in r.output and "Traceback" not in r.output
+
+
+def test_ann_candidates_and_exact_fallback_for_constraints(tiny_model):
+    """With an ANN index only the retrieved candidates are scored; when they hold fewer than k items that
+    meet every constraint, the whole catalog is scored so constraints never cost results."""
+    import copy
+
+    pytest.importorskip("faiss")
+    exact_rec, _, items = tiny_model
+    rec = copy.copy(exact_rec)
+    rec.build_index(kind="ivf", nlist=2, nprobe=1, candidates=10)
+    state = rec._state_for([], None)
+    cand = set(rec.candidate_items(state, 3).tolist())
+    res = rec.recommend(k=3)
+    assert res["scored"] == len(cand) < len(items)
+    assert {rec.item_idx(it["item_id"]) for it in res["items"]} <= cand
+    # 12 comedies cannot come from 10 candidates: the catalog is scored whole, as without an index
+    res = rec.recommend(query="a comedy", k=12)
+    assert res["scored"] == "all"
+    assert res["items"] == exact_rec.recommend(query="a comedy", k=12)["items"]

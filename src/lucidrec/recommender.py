@@ -406,29 +406,39 @@ class Recommender:
         if parsed is not None:
             entries = self._with_references(entries, parsed)
         state = self._state_for(entries, self._query_vector(parsed))
-        scores = self.scorer.score(state).astype(np.float64)
-        allowed = np.ones(len(scores), bool)
+        base = np.ones(len(self.item_ids), bool)
         if exclude_seen and entries:
-            allowed[[e.item for e in entries]] = False
+            base[[e.item for e in entries]] = False
         if exclude:
             for iid in exclude:
-                allowed[self.item_idx(iid)] = False
-        constraints = []
-        if parsed is not None and parsed.has_constraints:
-            constraints = self.query_parser.constraint_masks(parsed)
-            top, relaxed = _top_by_tiers(scores, relaxation_tiers(constraints, allowed), k)
-            if relaxed:
-                strict = int(sum(1 for i in top if all(m[i] for _, m in constraints)))
-                parsed.notes.append(
-                    f"only {strict} item(s) meet every constraint; the rest relax, in this order: "
-                    + "; ".join(constraint_label(c) for c in relaxed)
-                )
-            if len(top) < k:
-                parsed.notes.append(f"only {len(top)} item(s) are left after the exclusions; a 'no' is never relaxed")
-        else:
-            top = top_k(np.where(allowed, scores, -np.inf)[None, :], min(k, int(allowed.sum())))[0]
-            if not allowed.any():
-                top = np.array([], int)
+                base[self.item_idx(iid)] = False
+        constraints = (
+            self.query_parser.constraint_masks(parsed) if parsed is not None and parsed.has_constraints else []
+        )
+        # With an ANN index, only the retrieved candidates are scored (cross term and explanations included);
+        # when they leave fewer than k items that meet every constraint, the whole catalog is scored instead.
+        candidates = self.candidate_items(state, k + int((~base).sum()))
+        while True:
+            if candidates is None:
+                scores = self.scorer.score(state).astype(np.float64)
+                allowed = base
+            else:
+                scores = np.full(len(self.item_ids), -np.inf)
+                scores[candidates] = self.scorer.score(state, candidates)
+                allowed = base & np.isfinite(scores)
+            tiers = relaxation_tiers(constraints, allowed) if constraints else [([], allowed)]
+            if candidates is None or tiers[0][1].sum() >= k:
+                break
+            candidates = None
+        top, relaxed = _top_by_tiers(scores, tiers, k)
+        if relaxed:
+            strict = int(sum(1 for i in top if all(m[i] for _, m in constraints)))
+            parsed.notes.append(
+                f"only {strict} item(s) meet every constraint; the rest relax, in this order: "
+                + "; ".join(constraint_label(c) for c in relaxed)
+            )
+        if constraints and len(top) < k:
+            parsed.notes.append(f"only {len(top)} item(s) are left after the exclusions; a 'no' is never relaxed")
         masked = np.where(allowed, scores, -np.inf)
         items = []
         for rank, i in enumerate(top, 1):
@@ -447,6 +457,7 @@ class Recommender:
             "query": query,
             "history_source": source,
             "history_size": len(entries),
+            "scored": "all" if candidates is None else int(len(candidates)),
             "items": items,
         }
         if parsed is not None:
