@@ -197,3 +197,16 @@ def test_ray_engine_output_equals_local(model_dir, users_file, tmp_path):
             run_batch(model_dir, bad, tmp_path / "x.parquet", engine="ray", progress=False)
     finally:
         ray.shutdown()
+
+
+def test_index_command_adds_an_index_to_a_model_folder(model_dir, tmp_path):
+    import shutil
+
+    folder = tmp_path / "m"
+    shutil.copytree(model_dir, folder)
+    res = runner.invoke(app, ["index", "--model", str(folder), "--kind", "ivf", "--nlist", "2", "--nprobe", "2"])
+    assert res.exit_code == 0, res.output
+    back = Recommender.load(folder, load_encoder=False)
+    assert back.retriever.kind == "ivf" and back.retriever.config.nprobe == 2
+    res = runner.invoke(app, ["index", "--model", str(folder), "--kind", "annoy"])
+    assert res.exit_code == 2 and "kind='annoy'" in res.output
