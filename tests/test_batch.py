@@ -158,6 +158,40 @@ def test_history_as_an_inline_string(rec, tmp_path):
     check_equal(pd.read_parquet(tmp_path / "r.parquet"), rec, frame.assign(ratings=None))
 
 
+class HashEncoder:
+    """A stand-in text encoder (the test model is saved without its ONNX export)."""
+
+    name, dim = "hash", 384
+
+    def encode(self, texts, batch_size: int = 64, progress: bool = False) -> np.ndarray:
+        import zlib
+
+        v = np.stack([np.random.default_rng(zlib.crc32(t.encode())).standard_normal(self.dim) for t in texts])
+        return (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32)
+
+
+def test_rows_with_a_query_equal_recommend_with_that_query(model_dir, tmp_path):
+    rec = Recommender.load(model_dir, load_encoder=False)
+    rec._query_encoder = HashEncoder()
+    path = tmp_path / "users.parquet"
+    frame = pd.DataFrame({"user_id": ["u2", "newbie", "u5"], "query": ["something funny", "a drama", None]})
+    frame["history"] = pd.Series([None, ["101", "102"], None], dtype=object)
+    frame.to_parquet(path)
+    run_batch(rec, path, tmp_path / "r.parquet", k=K, evidence=True, chunk_size=2, progress=False)
+    out = pd.read_parquet(tmp_path / "r.parquet")
+    assert list(out["user_id"].unique()) == ["u2", "newbie", "u5"]
+    for _, row in frame.iterrows():
+        got = out[out["user_id"] == row["user_id"]]
+        q = row["query"] if isinstance(row["query"], str) else None
+        want = rec.recommend(user=row["user_id"], history=inline_history(row), query=q, k=K, explain=True)["items"]
+        assert list(got["item_id"]) == [it["item_id"] for it in want]
+        np.testing.assert_allclose(got["score"], [it["score"] for it in want], atol=1e-6)
+        assert list(got["reason"]) == [it["reason"] for it in want]
+    # Without an encoder, a query row is a clear error.
+    with pytest.raises(DataError, match="without its text encoder"):
+        run_batch(Recommender.load(model_dir, load_encoder=False), path, tmp_path / "x.parquet", progress=False)
+
+
 def test_skip_unknown_and_option_errors(rec, tmp_path):
     path = tmp_path / "users.parquet"
     pd.DataFrame({"user_id": ["u2", "nobody", "u3"]}).to_parquet(path)

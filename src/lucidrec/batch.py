@@ -146,6 +146,10 @@ def _history_spec(row: dict, path: str):
 
 
 # ====================================================================== scoring (both engines run this)
+def _columns(evidence: bool) -> dict[str, list]:
+    return {c: [] for c in _table_columns(evidence)}
+
+
 def score_chunk(
     rec: Recommender,
     rows: list[dict],
@@ -154,79 +158,89 @@ def score_chunk(
     exclude_seen: bool = True,
     skip_unknown: bool = False,
     source: str = "users",
-    query_vectors: dict[int, np.ndarray] | None = None,
 ) -> dict[str, list]:
     """Top-``k`` for each row (dicts with ``user_id`` and optional history/ratings/query): the same items
-    and scores as ``rec.recommend(user=..., history=..., query=..., k=k)``. Returns output columns."""
+    and scores as ``rec.recommend(user=..., history=..., query=..., k=k)``. Returns output columns.
+
+    Rows without a query (the bulk of a batch job) share one index search per chunk and skip the
+    request parsing; rows with a query go through ``recommend`` itself, so their constraints, relaxation
+    and query evidence are exactly the interactive ones."""
     from lucidrec.metrics import top_k
 
-    users, entries_list, states, kept = [], [], [], []
-    for row in rows:
+    pieces: list[dict[str, list] | None] = [None] * len(rows)
+    fast: list[tuple[int, list, object]] = []  # (position, history entries, user state)
+    for pos, row in enumerate(rows):
         spec = _history_spec(row, source)
         if skip_unknown and spec is None and not rec.known_user(row["user_id"]):
             continue  # recommend() would refuse this user: nothing to personalise on
         try:
+            if row.get("query"):
+                pieces[pos] = _via_recommend(rec, row, spec, k, evidence, exclude_seen)
+                continue
             entries, _ = rec.resolve_history(row["user_id"], spec)
         except LucidrecError as e:
             raise DataError(f"{source} row {row['_row']} (user '{row['user_id']}'): {e}") from None
-        qvec = (query_vectors or {}).get(row["_row"])
-        states.append(rec._state_for(entries, qvec))
-        entries_list.append(entries)
-        users.append(row["user_id"])
-        kept.append(row)
+        fast.append((pos, entries, rec._state_for(entries, None)))
     # One index search for the whole chunk; k plus the history covers the items excluded as seen.
-    need = [k + (len(e) if exclude_seen else 0) for e in entries_list]
-    cands = rec.candidate_items_many(states, max(need, default=k)) if states else []
-    out: dict[str, list] = {"user_id": [], "rank": [], "item_id": [], "score": [], "title": []}
-    if evidence:
-        out.update(evidence=[], reason=[])
-    for row, user, entries, state, cand in zip(kept, users, entries_list, states, cands):
+    need = max((k + (len(e) if exclude_seen else 0) for _, e, _ in fast), default=k)
+    cands = rec.candidate_items_many([st for _, _, st in fast], need) if fast else []
+    for (pos, entries, state), cand in zip(fast, cands):
+        user = rows[pos]["user_id"]
         items = np.arange(rec.scorer.n_items) if cand is None else cand
         scores = rec.scorer.score(state, None if cand is None else cand).astype(np.float64)
         allowed = np.ones(len(items), bool)
         if exclude_seen and entries:
-            seen = np.fromiter((e.item for e in entries), np.int64)
-            allowed &= ~np.isin(items, seen)
+            allowed &= ~np.isin(items, np.fromiter((e.item for e in entries), np.int64))
         if not allowed.any():
             continue
         masked = np.where(allowed, scores, -np.inf)
         top = top_k(masked[None, :], min(k, int(allowed.sum())))[0]
         picked = items[top]
         titles = [str(rec.titles[i]) for i in picked]
-        out["user_id"] += [user] * len(picked)
-        out["rank"] += list(range(1, len(picked) + 1))
-        out["item_id"] += [str(rec.item_ids[i]) for i in picked]
-        out["score"] += [float(s) for s in scores[top]]
-        out["title"] += titles
+        out = _columns(evidence)
+        out["user_id"] = [user] * len(picked)
+        out["rank"] = list(range(1, len(picked) + 1))
+        out["item_id"] = [str(rec.item_ids[i]) for i in picked]
+        out["score"] = [float(s) for s in scores[top]]
+        out["title"] = titles
         if evidence:
             from lucidrec.explain import explain_items
 
             full = np.full(rec.scorer.n_items, -np.inf)
             full[items] = masked
-            result = {
-                "query": row.get("query"),
-                "items": [{"item_id": str(rec.item_ids[i]), "title": t} for i, t in zip(picked, titles)],
-            }
+            result = {"query": None, "items": [{"item_id": i, "title": t} for i, t in zip(out["item_id"], titles)]}
             explain_items(rec, state, entries, picked, full, result, "en", False)
-            out["evidence"] += [json.dumps(it["evidence"], ensure_ascii=False) for it in result["items"]]
-            out["reason"] += [it["reason"] for it in result["items"]]
+            out["evidence"] = [json.dumps(it["evidence"], ensure_ascii=False) for it in result["items"]]
+            out["reason"] = [it["reason"] for it in result["items"]]
+        pieces[pos] = out
+    merged = _columns(evidence)
+    for piece in pieces:
+        if piece is not None:
+            for c in merged:
+                merged[c] += piece[c]
+    return merged
+
+
+def _via_recommend(rec: Recommender, row: dict, spec, k: int, evidence: bool, exclude_seen: bool) -> dict:
+    if rec._query_encoder is None:
+        raise ConfigError(
+            "this row has a query but the model was loaded without its text encoder. Fix: use a model "
+            "folder with encoder/ (written by 'lucidrec train'), or drop the 'query' column."
+        )
+    res = rec.recommend(
+        user=row["user_id"], history=spec, query=row["query"], k=k, exclude_seen=exclude_seen, explain=evidence
+    )
+    items = res["items"]
+    out = _columns(evidence)
+    out["user_id"] = [row["user_id"]] * len(items)
+    out["rank"] = [it["rank"] for it in items]
+    out["item_id"] = [it["item_id"] for it in items]
+    out["score"] = [float(it["score"]) for it in items]
+    out["title"] = [it["title"] for it in items]
+    if evidence:
+        out["evidence"] = [json.dumps(it.get("evidence", []), ensure_ascii=False) for it in items]
+        out["reason"] = [it.get("reason", "") for it in items]
     return out
-
-
-def _encode_queries(rec: Recommender, rows: list[dict]) -> dict[int, np.ndarray]:
-    """Query vectors for the rows that have a query, in one encoder call per chunk."""
-    from lucidrec.recommender import _clean_query
-
-    with_q = [r for r in rows if r.get("query")]
-    if not with_q:
-        return {}
-    texts = [_clean_query(r["query"]) for r in with_q]
-    for r, t in zip(with_q, texts):
-        r["query"] = t
-    vecs = rec._query_encoder.encode(texts) if rec._query_encoder is not None else None
-    if vecs is None:
-        raise ConfigError("the users table has queries but the model has no encoder. Fix: use a full model folder.")
-    return {r["_row"]: v for r, v in zip(with_q, vecs)}
 
 
 def _table(cols: dict[str, list], evidence: bool) -> pa.Table:
@@ -250,18 +264,20 @@ class _LocalEngine:
     def __init__(self, rec: Recommender, opts: dict):
         self.rec, self.opts = rec, opts
 
-    def map(self, chunks: Iterator[tuple[list[dict], dict]]) -> Iterator[tuple[dict[str, list], int]]:
-        for rows, qv in chunks:
-            yield score_chunk(self.rec, rows, query_vectors=qv, **self.opts), len(rows)
+    def map(self, chunks: Iterator[list[dict]]) -> Iterator[tuple[dict[str, list], int]]:
+        for rows in chunks:
+            yield score_chunk(self.rec, rows, **self.opts), len(rows)
 
     def close(self):
         pass
 
 
-def model_payload(rec: Recommender) -> dict[str, Any]:
+def model_payload(rec: Recommender, encoder_dir: str | None = None) -> dict[str, Any]:
     """Everything a worker needs to score, as numpy arrays and plain values (what goes in the object
-    store). The faiss index travels serialised as a uint8 array."""
+    store). The faiss index travels serialised as a uint8 array; the text encoder (needed only for rows
+    with a query) is loaded by each worker from ``encoder_dir``, a path the workers can read."""
     payload: dict[str, Any] = {
+        "encoder_dir": encoder_dir,
         "weights": dict(rec.scorer.w),
         "B": rec.scorer.B,
         "config": rec.config.to_dict(),
@@ -317,6 +333,10 @@ def model_from_payload(p: dict[str, Any]) -> Recommender:
     rec._set_known_arrays(users, items, ratings, times, events)
     rec._k_items = np.where(missing, -1, rec._k_items)
     rec._query_encoder = rec._st_encoder = None
+    if p.get("encoder_dir"):
+        from lucidrec.encoders import OnnxEncoder
+
+        rec._query_encoder = OnnxEncoder(p["encoder_dir"])
     rec.retriever = None
     if p["retriever"] is not None:
         from lucidrec.retrieval import IndexConfig, RetrievalVectors, Retriever, require_faiss
@@ -343,7 +363,15 @@ def require_ray():
 class _RayEngine:
     """Chunks scored by Ray actors that share the model through the object store."""
 
-    def __init__(self, rec: Recommender, opts: dict, address: str | None, num_cpus: int | None, workers: int | None):
+    def __init__(
+        self,
+        rec: Recommender,
+        opts: dict,
+        address: str | None,
+        num_cpus: int | None,
+        workers: int | None,
+        encoder_dir: str | None = None,
+    ):
         ray = require_ray()
         self.ray = ray
         self._started = False
@@ -365,23 +393,23 @@ class _RayEngine:
             self._started = True
         n_cpu = int(ray.cluster_resources().get("CPU", 1))
         self.n_actors = max(1, min(workers or n_cpu, n_cpu))
-        payload_ref = ray.put(model_payload(rec))
+        payload_ref = ray.put(model_payload(rec, encoder_dir))
 
         @ray.remote(num_cpus=1)
         class Scorer:
             def __init__(self, payload):
                 self.rec = model_from_payload(payload)
 
-            def score(self, rows, qv):
-                return score_chunk(self.rec, rows, query_vectors=qv, **opts)
+            def score(self, rows):
+                return score_chunk(self.rec, rows, **opts)
 
         self.actors = [Scorer.remote(payload_ref) for _ in range(self.n_actors)]
 
-    def map(self, chunks: Iterator[tuple[list[dict], dict]]) -> Iterator[tuple[dict[str, list], int]]:
+    def map(self, chunks: Iterator[list[dict]]) -> Iterator[tuple[dict[str, list], int]]:
         """Results in input order, with at most two chunks per actor in flight (bounded memory)."""
         pending: list = []
-        for k, (rows, qv) in enumerate(chunks):
-            pending.append((self.actors[k % self.n_actors].score.remote(rows, qv), len(rows)))
+        for k, rows in enumerate(chunks):
+            pending.append((self.actors[k % self.n_actors].score.remote(rows), len(rows)))
             if len(pending) >= 2 * self.n_actors:
                 yield self._get(*pending.pop(0))
         while pending:
@@ -459,11 +487,21 @@ def run_batch(
     }
 
     def chunks():
-        for rows in _rows(pf, columns, chunk_size):
-            yield rows, _encode_queries(rec, rows) if has_query else {}
+        yield from _rows(pf, columns, chunk_size)
 
     t0 = time.perf_counter()
-    runner = _LocalEngine(rec, opts) if engine == "local" else _RayEngine(rec, opts, address, num_cpus, workers)
+    encoder_dir = None
+    if has_query and engine == "ray":
+        if isinstance(model, Recommender):
+            raise ConfigError(
+                "rows with a query on Ray need the model folder (workers load its encoder). Fix: pass the "
+                "folder path as the model, or drop the 'query' column."
+            )
+        encoder_dir = str(Path(model).resolve() / "encoder")
+    if engine == "local":
+        runner = _LocalEngine(rec, opts)
+    else:
+        runner = _RayEngine(rec, opts, address, num_cpus, workers, encoder_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".partial")
     written, done = 0, 0
