@@ -216,16 +216,25 @@ def stage_measure(n_items: int, n_latency: int, n_batch: int, ray_cpus: int) -> 
         "candidates": r.config.candidates,
         "text_dim": r.config.text_dim,
     }
+    # nprobe sweep (IVF lists visited per query), then the ANN row at the smallest nprobe that reaches
+    # recall@100 >= 0.95 against exact scoring (the largest tried if none does).
     _latency(rec, rows[:5])
-    lat_ann, top_ann = _latency(rec, rows)
-    res["ann"] = _pcts(lat_ann) | {"users": len(rows), "recall@100": round(_recall(top_ann, top_exact), 4)}
     sweep = []
-    for nprobe in (8, 16, 32, 48, 64, 96):
+    for nprobe in (16, 48, 96, 160, 256, 384):
         r.set_search_params(nprobe=nprobe)
         lat, top = _latency(rec, rows[:n_exact])
         sweep.append({"nprobe": nprobe, "recall@100": round(_recall(top, top_exact), 4)} | _pcts(lat))
-    r.set_search_params(nprobe=res["index"]["nprobe"])
     res["nprobe_sweep"] = sweep
+    ok = [s for s in sweep if s["recall@100"] >= 0.95]
+    chosen = ok[0]["nprobe"] if ok else sweep[-1]["nprobe"]
+    r.set_search_params(nprobe=chosen)
+    res["index"]["nprobe"] = chosen
+    lat_ann, top_ann = _latency(rec, rows)
+    res["ann"] = _pcts(lat_ann) | {
+        "users": len(rows),
+        "nprobe": chosen,
+        "recall@100": round(_recall({u: top_ann[u] for u in top_exact}, top_exact), 4),
+    }
     res["peak_rss_mb"] = round(peak_rss_mb(), 0)
     # Batch throughput: the same users file, single process vs Ray on this machine.
     users_file = work_dir() / f"batch-users-{n_items}.parquet"
