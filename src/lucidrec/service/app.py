@@ -58,6 +58,9 @@ class ServiceSettings:
     rate_burst: float | None = None
     max_body: int = MAX_BODY_BYTES
     preload: bool = True
+    # Threads of the query encoder per process (None: the encoder's default). serve sets 1: requests are
+    # the parallelism, and intra-op threads on top oversubscribe the cores.
+    encoder_threads: int | None = None
 
     def __repr__(self) -> str:  # never print the keys
         return f"ServiceSettings(model_dir={self.model_dir}, db_path={self.db_path}, api_keys=<{len(self.api_keys)}>)"
@@ -99,7 +102,7 @@ ERROR_RESPONSES = {
 
 def create_app(settings: ServiceSettings) -> FastAPI:
     store = FeedbackStore(settings.db_path)
-    holder = engine.ModelHolder(settings.model_dir)
+    holder = engine.ModelHolder(settings.model_dir, settings.encoder_threads)
     keys = KeyRing(settings.api_keys)
     limiter = RateLimiter(settings.rate_limit, settings.rate_burst)
     metrics = Metrics()
@@ -207,8 +210,11 @@ def create_app(settings: ServiceSettings) -> FastAPI:
     @app.post(
         "/recommend", response_model=RecommendResponse, responses=ERROR_RESPONSES, dependencies=[Depends(read_access)]
     )
-    def recommend(req: RecommendRequest):
+    async def recommend(req: RecommendRequest):
         """Top-k items for a stored user and/or an inline history and/or a query, with reasons."""
+        # Run on the event loop, not in the thread pool: the work is CPU-bound and holds the GIL, so
+        # threads only interleave requests (every one finishes late) and add switching. Inline, requests
+        # are served one after another per process (first come, first served); use --workers for cores.
         return JSONResponse(engine.recommend(model(), store, req))
 
     @app.post(
