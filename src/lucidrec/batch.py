@@ -403,7 +403,11 @@ class _RayEngine:
             def score(self, rows):
                 return score_chunk(self.rec, rows, **opts)
 
+            def ready(self) -> bool:
+                return True
+
         self.actors = [Scorer.remote(payload_ref) for _ in range(self.n_actors)]
+        ray.get([a.ready.remote() for a in self.actors])  # start-up is over when every actor has the model
 
     def map(self, chunks: Iterator[list[dict]]) -> Iterator[tuple[dict[str, list], int]]:
         """Results in input order, with at most two chunks per actor in flight (bounded memory)."""
@@ -502,6 +506,7 @@ def run_batch(
         runner = _LocalEngine(rec, opts)
     else:
         runner = _RayEngine(rec, opts, address, num_cpus, workers, encoder_dir)
+    setup = time.perf_counter() - t0  # Ray: start-up, model into the object store, actors built
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".partial")
     written, done = 0, 0
@@ -532,6 +537,8 @@ def run_batch(
         "rows": written,
         "seconds": round(seconds, 3),
         "users_per_second": round(done / seconds, 2) if seconds > 0 else None,
+        "setup_seconds": round(setup, 3),
+        "scoring_users_per_second": round(done / (seconds - setup), 2) if seconds > setup else None,
         "engine": engine,
         "index": kind,
         "out": str(out),
@@ -603,8 +610,8 @@ def register(app: typer.Typer) -> None:
         model: Path = typer.Option(..., "--model", help="Model folder to add the candidate index to."),
         kind: str = typer.Option("auto", "--kind", help="auto (exact below --exact-threshold), exact, ivf, hnsw."),
         exact_threshold: int = typer.Option(50_000, "--exact-threshold", help="auto: exact below this many items."),
-        nprobe: int = typer.Option(48, "--nprobe", help="IVF lists searched per query."),
-        nlist: int | None = typer.Option(None, "--nlist", help="IVF lists (default ~4 sqrt(items))."),
+        nprobe: int | None = typer.Option(None, "--nprobe", help="IVF lists searched per query (default: 1/10)."),
+        nlist: int | None = typer.Option(None, "--nlist", help="IVF lists (default ~2 sqrt(items))."),
         candidates: int = typer.Option(2000, "--candidates", help="Items retrieved per user, then scored exactly."),
         text_dim: int = typer.Option(64, "--text-dim", help="PCA size of the text block in the index (0: full)."),
         storage: str = typer.Option("flat", "--storage", help="IVF storage: flat or sq8."),
