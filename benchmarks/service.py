@@ -1,7 +1,7 @@
 """Load benchmark of the HTTP service: the real server (``lucidrec serve``, uvicorn) on loopback under N
 concurrent clients that mix recommend (with and without a query) and feedback.
 
-    python benchmarks/service.py [--model models/ml100k] [--clients 1,8,32,64] [--seconds 15] [--workers 1]
+    python benchmarks/service.py [--model models/ml100k] [--clients 1,8,32,64] [--seconds 15] [--workers 1,2]
 
 Each client is closed-loop (sends its next request when the last one is answered) over one keep-alive
 connection; the clients run in one asyncio process with a minimal HTTP/1.1 client, so the load generator
@@ -192,7 +192,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--clients", default="1,8,32,64")
     ap.add_argument("--seconds", type=float, default=15.0, help="Measured seconds per level.")
     ap.add_argument("--warmup", type=float, default=2.0, help="Unmeasured seconds at the start of each level.")
-    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--workers", default="1,2", help="Server processes; a list runs the levels for each.")
     ap.add_argument("--mix", default="0.6,0.2,0.2", help="Weights of recommend, recommend+query, feedback.")
     ap.add_argument("--seed", type=int, default=2026)
     ap.add_argument("--out", default=str(RESULTS / "service.json"))
@@ -206,63 +206,73 @@ def main(argv=None) -> dict:
         users = sorted(set(z["user"].astype(str)))
     items = json.loads((model / "items.json").read_text())["item"]
     levels = [int(c) for c in args.clients.split(",")]
+    load_at_start = os.getloadavg()  # the cores are shared: record how busy they were
 
-    tmp = Path(tempfile.mkdtemp(prefix="lucidrec-bench-"))
-    db = tmp / "feedback.db"
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    t0 = time.perf_counter()
-    proc = start_server(model, db, args.workers, port)
-    startup_s = time.perf_counter() - t0
-    rows = []
-    try:
-        for n in levels:
-            out = asyncio.run(run_level(n, port, users, items, mix, args.seconds, args.warmup, args.seed))
-            with sqlite3.connect(db) as conn:
-                ids = out["feedback_ids"]
-                present = 0
-                for lo in range(0, len(ids), 500):
-                    chunk = ids[lo : lo + 500]
-                    q = f"SELECT COUNT(*) FROM feedback WHERE id IN ({','.join('?' * len(chunk))})"
-                    present += conn.execute(q, chunk).fetchone()[0]
-            total = sum(len(v) for v in out["lat"].values())
-            row = {
-                "clients": n,
-                "requests": total,
-                "throughput_rps": round(total / args.seconds, 1),
-                "errors": sum(out["errors"].values()),
-                "feedback_written": len(ids),
-                "feedback_rows_lost": len(ids) - present,
-                "error_samples": out["error_samples"],
-            }
-            for op in OPS:
-                lat = out["lat"][op]
-                row[op] = {"n": len(lat), "p50_ms": pct(lat, 50), "p95_ms": pct(lat, 95), "p99_ms": pct(lat, 99),
-                           "errors": out["errors"][op]}  # fmt: skip
-            rows.append(row)
-            print(
-                f"{n:>3} clients  {row['throughput_rps']:>7.1f} req/s  "
-                + "  ".join(
-                    f"{op} p50/p95/p99 {row[op]['p50_ms']}/{row[op]['p95_ms']}/{row[op]['p99_ms']} ms" for op in OPS
-                )  # fmt: skip
-                + f"  errors {row['errors']}  lost rows {row['feedback_rows_lost']}/{len(ids)}",
-                flush=True,
-            )
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-
-    at32 = next((r for r in rows if r["clients"] == 32), None)
+    baseline = inprocess_baseline(model, users, args.seed)
+    print(f"in-process recommend (no HTTP, one at a time): p50 {baseline['p50_ms']} ms, p99 {baseline['p99_ms']} ms")
+    runs = [run_server(model, w, levels, users, items, mix, args) for w in [int(w) for w in args.workers.split(",")]]
     result = {
         "benchmark": "service",
         "command": "python benchmarks/service.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "model": str(model),
         "cpus": os.cpu_count(),
-        "workers": args.workers,
+        "load_average_at_start": [round(x, 2) for x in load_at_start],
         "mix": dict(zip(OPS, mix)),
         "seconds_per_level": args.seconds,
         "distinct_queries": len(QUERIES),
+        "inprocess_recommend": baseline,
+        "runs": runs,
+    }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    for r in runs:
+        print(f"workers={r['workers']}: " + json.dumps(r["targets"]))
+    return result
+
+
+def inprocess_baseline(model: Path, users: list[str], seed: int, n: int = 300) -> dict:
+    """The same recommend (stored history, k=10, explained) called directly in this process, one at a
+    time, over a throw-away copy of the store: what the server adds on top is HTTP, JSON and queueing."""
+    from threadpoolctl import threadpool_limits
+
+    from lucidrec.service.engine import ModelHolder, recommend
+    from lucidrec.service.schemas import RecommendRequest
+    from lucidrec.service.store import FeedbackStore
+
+    holder = ModelHolder(model, encoder_threads=1)
+    rec = holder.get()
+    store = FeedbackStore(Path(tempfile.mkdtemp(prefix="lucidrec-bench-")) / "baseline.db")
+    store.seed(holder.seed_rows(), origin=str(model))
+    rng = random.Random(seed)
+    lat = []
+    with threadpool_limits(limits=1):
+        for _ in range(n):
+            req = RecommendRequest(user=rng.choice(users), k=10)
+            t0 = time.perf_counter()
+            recommend(rec, store, req)
+            lat.append(time.perf_counter() - t0)
+    return {"n": n, "p50_ms": pct(lat, 50), "p95_ms": pct(lat, 95), "p99_ms": pct(lat, 99)}
+
+
+def run_server(model: Path, workers: int, levels, users, items, mix, args) -> dict:
+    db = Path(tempfile.mkdtemp(prefix="lucidrec-bench-")) / "feedback.db"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    t0 = time.perf_counter()
+    proc = start_server(model, db, workers, port)
+    startup_s = time.perf_counter() - t0
+    print(f"--- server with {workers} worker(s), started in {startup_s:.1f} s", flush=True)
+    rows = []
+    try:
+        for n in levels:
+            rows.append(measure_level(n, port, db, users, items, mix, args))
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    at32 = next((r for r in rows if r["clients"] == 32), None)
+    return {
+        "workers": workers,
         "server_startup_s": round(startup_s, 2),
         "levels": rows,
         "targets": {
@@ -271,10 +281,38 @@ def main(argv=None) -> dict:
             "feedback_rows_lost": {"target": 0, "measured": sum(r["feedback_rows_lost"] for r in rows)},
         },
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result["targets"]))
-    return result
+
+
+def measure_level(n: int, port: int, db: Path, users, items, mix, args) -> dict:
+    out = asyncio.run(run_level(n, port, users, items, mix, args.seconds, args.warmup, args.seed))
+    ids = out["feedback_ids"]
+    present = 0
+    with sqlite3.connect(db) as conn:
+        for lo in range(0, len(ids), 500):
+            chunk = ids[lo : lo + 500]
+            q = f"SELECT COUNT(*) FROM feedback WHERE id IN ({','.join('?' * len(chunk))})"
+            present += conn.execute(q, chunk).fetchone()[0]
+    total = sum(len(v) for v in out["lat"].values())
+    row = {
+        "clients": n,
+        "requests": total,
+        "throughput_rps": round(total / args.seconds, 1),
+        "errors": sum(out["errors"].values()),
+        "feedback_written": len(ids),
+        "feedback_rows_lost": len(ids) - present,
+        "error_samples": out["error_samples"],
+    }
+    for op in OPS:
+        lat = out["lat"][op]
+        row[op] = {"n": len(lat), "p50_ms": pct(lat, 50), "p95_ms": pct(lat, 95), "p99_ms": pct(lat, 99),
+                   "errors": out["errors"][op]}  # fmt: skip
+    print(
+        f"{n:>3} clients  {row['throughput_rps']:>7.1f} req/s  "
+        + "  ".join(f"{op} p50/p95/p99 {row[op]['p50_ms']}/{row[op]['p95_ms']}/{row[op]['p99_ms']} ms" for op in OPS)
+        + f"  errors {row['errors']}  lost rows {row['feedback_rows_lost']}/{len(ids)}",
+        flush=True,
+    )
+    return row
 
 
 if __name__ == "__main__":
