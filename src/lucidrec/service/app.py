@@ -235,7 +235,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
             event=req.event,
             rating=req.rating,
             timestamp=ts,
-            history_size=len(store.history(req.user)),
+            history_size=store.user_rows(req.user),
         )
 
     user_path = PathParam(..., min_length=1, max_length=MAX_ID_CHARS, description="User id")

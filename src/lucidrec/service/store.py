@@ -156,6 +156,9 @@ class FeedbackStore:
         )
         return [FeedbackRow(*r) for r in rows]
 
+    def user_rows(self, user: str) -> int:
+        return int(self._conn().execute("SELECT COUNT(*) FROM feedback WHERE user = ?", (user,)).fetchone()[0])
+
     def delete_user(self, user: str) -> int:
         """Remove every row of ``user``; returns how many were removed."""
         return int(self._write("DELETE FROM feedback WHERE user = ?", (user,)).rowcount)
