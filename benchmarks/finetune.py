@@ -1,6 +1,6 @@
 """What fine-tuning the text encoder on behaviour buys: frozen vs fine-tuned (full, LoRA) on ML-100K.
 
-    python benchmarks/finetune.py [--protocols cold ratio] [--steps 150] [--work encoders/bench]
+    python benchmarks/finetune.py [--protocols cold ratio] [--steps 80] [--long-steps 300] [--work encoders/bench]
 
 For each protocol the encoder is fine-tuned (``lucidrec finetune-encoder``, in a subprocess so its peak memory is
 its own) on that protocol's TRAIN part only — under ``cold`` the held-out items never occur in a training pair —
@@ -57,8 +57,9 @@ def finetune(protocol: str, mode: str, folder: Path, steps: int) -> dict:
             return rep
     cmd = [sys.executable, "-m", "lucidrec.cli", "finetune-encoder", "--data", "ml-100k", "--protocol", protocol]
     cmd += ["--out", str(folder), "--steps", str(steps), "--warmup", str(max(1, steps // 10)), "--seed", str(SEED)]
-    cmd += ["--eval-every", "25", "--patience", "3", "--overwrite"] + (["--lora"] if mode == "lora" else [])
-    if (folder / "checkpoint").exists():
+    cmd += ["--eval-every", "20", "--patience", "3", "--overwrite"] + (["--lora"] if mode == "lora" else [])
+    state = folder / "checkpoint" / "state.json"
+    if state.exists() and json.loads(state.read_text())["config"]["steps"] == steps:  # an interrupted run of ours
         cmd = [c for c in cmd if c != "--overwrite"] + ["--resume"]
     log("  $ " + " ".join(cmd[1:]))
     t0 = time.perf_counter()
@@ -143,9 +144,10 @@ def evaluate_encoder(ds, s, protocol, name, encoder, args, qmod) -> dict:
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--protocols", nargs="+", default=["cold", "ratio"], choices=["cold", "ratio"])
-    ap.add_argument("--steps", type=int, default=150, help="fine-tuning steps (batch 32, 32 tokens)")
+    ap.add_argument("--steps", type=int, default=80, help="fine-tuning steps (batch 32, 32 tokens)")
     ap.add_argument("--epochs", type=int, default=30, help="recommender epochs (early stopping on valid)")
     ap.add_argument("--max-minutes", type=float, default=10.0, help="recommender time cap (generous on purpose)")
+    ap.add_argument("--long-steps", type=int, default=0, help="also a full fine-tune of this many steps (cold)")
     ap.add_argument("--query-users", type=int, default=10, help="users per query for the query+history measure")
     ap.add_argument("--work", type=Path, default=Path("encoders/bench"))
     ap.add_argument("--out", type=Path, default=RESULTS)
@@ -157,21 +159,25 @@ def main(argv=None):
     if qmod is None:
         log("benchmarks/queries.py not found: query measures skipped")
     ds = load_dataset("ml-100k")
-    finetunes = {}
+    finetunes, names = {}, {}
     for protocol in args.protocols:
         s = split(ds, protocol, SEED)
         log(f"== {protocol}: train/valid/test = {s.sizes()}")
         encoders = {"frozen": None}
-        for mode in ("full", "lora"):
-            folder = args.work / f"{protocol}-{mode}"
-            finetunes[f"{protocol}/{mode}"] = finetune(protocol, mode, folder, args.steps)
-            encoders[mode] = str(folder)
+        runs = [("full", "full", args.steps), ("lora", "lora", args.steps)]
+        if protocol == "cold" and args.long_steps:  # does the hybrid gain from a longer run?
+            runs.append((f"full-{args.long_steps}", "full", args.long_steps))
+        for name, mode, steps in runs:
+            folder = args.work / f"{protocol}-{name}"
+            finetunes[f"{protocol}/{name}"] = finetune(protocol, mode, folder, steps)
+            encoders[name] = str(folder)
+        names[protocol] = list(encoders)
         for name, enc in encoders.items():
             key = f"{protocol}/{name}/{args.steps}/{args.epochs}"
             if key not in done:
                 done[key] = evaluate_encoder(ds, s, protocol, name, enc, args, qmod)
                 rows_path.write_text(json.dumps(done, indent=1))
-    rows = [done[f"{p}/{n}/{args.steps}/{args.epochs}"] for p in args.protocols for n in ("frozen", "full", "lora")]
+    rows = [done[f"{p}/{n}/{args.steps}/{args.epochs}"] for p in args.protocols for n in names[p]]
     for r in rows:
         ft = finetunes.get(f"{r['protocol']}/{r['encoder']}")
         if ft:
@@ -193,7 +199,7 @@ def main(argv=None):
     verdict = {}
     for p in args.protocols:
         f = by[(p, "frozen")]
-        for n in ("full", "lora"):
+        for n in names[p][1:]:
             verdict[f"{p}/{n}"] = {
                 "ndcg@10_ratio_to_frozen": by[(p, n)]["ndcg@10"] / f["ndcg@10"],
                 "ndcg@10_delta": by[(p, n)]["ndcg@10"] - f["ndcg@10"],
@@ -202,6 +208,7 @@ def main(argv=None):
         "dataset": "ml-100k (recbole 1.2.1 atomic files)",
         "seed": SEED,
         "steps": args.steps,
+        "long_steps": args.long_steps or None,
         "recommender_epochs": args.epochs,
         "queries_benchmark": "included (benchmarks/queries.py measures (b), (c))" if qmod else "not present",
         "python": platform.python_version(),
