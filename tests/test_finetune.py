@@ -170,13 +170,13 @@ def test_few_steps_change_weights_lower_loss_and_write_report(finetuned, behavio
 
 
 def test_resume_after_interrupt_matches_uninterrupted_run(behaviour, tmp_path):
-    cfg = _cfg(checkpoint_every=3)  # a periodic checkpoint at step 3, then the one Ctrl-C writes at step 4
+    cfg = _cfg(steps=5, eval_every=2, checkpoint_every=2)  # periodic checkpoint at 2, Ctrl-C's at 3
     straight = finetune_encoder(
         behaviour, behaviour.interactions, tmp_path / "a", cfg, progress=False, export_onnx=False
     )
 
-    def stop_at_4(step: int, loss: float):
-        if step == 4:  # a real Ctrl-C: the handler defers it to the step boundary and checkpoints there
+    def stop_at_3(step: int, loss: float):
+        if step == 3:  # a real Ctrl-C: the handler defers it to the step boundary and checkpoints there
             os.kill(os.getpid(), signal.SIGINT)
 
     with pytest.raises(LucidrecError, match="--resume"):
@@ -187,9 +187,9 @@ def test_resume_after_interrupt_matches_uninterrupted_run(behaviour, tmp_path):
             cfg,
             progress=False,
             export_onnx=False,
-            callback=stop_at_4,
+            callback=stop_at_3,
         )
-    assert json.loads((tmp_path / "b" / "checkpoint" / "state.json").read_text())["step"] == 4
+    assert json.loads((tmp_path / "b" / "checkpoint" / "state.json").read_text())["step"] == 3
     with pytest.raises(ConfigError, match="--resume"):  # an unfinished run is never silently discarded
         finetune_encoder(behaviour, behaviour.interactions, tmp_path / "b", cfg, progress=False, export_onnx=False)
     with pytest.raises(ConfigError, match="lr"):  # nor continued with other hyperparameters
@@ -197,7 +197,7 @@ def test_resume_after_interrupt_matches_uninterrupted_run(behaviour, tmp_path):
     resumed = finetune_encoder(
         behaviour, behaviour.interactions, tmp_path / "b", cfg, resume=True, progress=False, export_onnx=False
     )
-    assert resumed["steps"] == straight["steps"] == 6
+    assert resumed["steps"] == straight["steps"] == 5
     assert resumed["best_step"] == straight["best_step"]
     for h1, h2 in zip(straight["history"], resumed["history"]):
         assert h1["step"] == h2["step"] and h1["val_loss"] == pytest.approx(h2["val_loss"], abs=1e-4)
