@@ -68,7 +68,7 @@ def _cfg(**kw) -> FinetuneConfig:
         max_length=16,
         window=3,
         valid_items=0.2,
-        valid_pairs=32,
+        valid_pairs=16,
         eval_every=3,
         checkpoint_every=2,
         patience=10,

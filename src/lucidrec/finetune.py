@@ -464,7 +464,7 @@ def finetune_encoder(
             optimizer.step()
             scheduler.step()
             step += 1
-            lv = float(loss)
+            lv = loss.item()
             running = lv if running is None else 0.9 * running + 0.1 * lv
             if writer:
                 writer.add_scalar("train/loss", lv, step)
