@@ -224,8 +224,10 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         responses=ERROR_RESPONSES,
         dependencies=[Depends(write_access)],
     )
-    def feedback(req: FeedbackRequest):
+    async def feedback(req: FeedbackRequest):
         """Record one event; it counts from the user's very next recommendation."""
+        # Inline like /recommend: a thread-pool write waits for the GIL behind every queued recommend
+        # (feedback p50 630 ms at 32 clients, measured); the insert itself takes well under a millisecond.
         row_id, ts = engine.add_feedback(model(), store, req, time.time())
         metrics.feedback_rows.inc()
         return FeedbackResponse(
