@@ -86,9 +86,11 @@ def item_similarity(rec, a: int, b: np.ndarray) -> np.ndarray:
 
 
 def build_evidence(
-    rec, state, entries, item: int, query: str | None, constraints: list | None = None
+    rec, state, entries, item: int, query: str | None, constraints: list | None = None, parts: dict | None = None
 ) -> tuple[list[dict], dict]:
-    parts = rec.scorer.decompose(state, item)
+    """Evidence for one item; ``parts`` is its score decomposition when already computed."""
+    if parts is None:
+        parts = rec.scorer.decompose(state, item)
     evidence: list[dict] = []
     hist_contrib = parts["history"]
     info = {"cited": []}
@@ -267,8 +269,9 @@ def explain_items(
     parsed = result.get("parsed_query")
     # The query evidence names the text that was embedded (the residual after constraints were parsed out).
     query = parsed["text"] if parsed is not None else result.get("query")
-    for item_out, i in zip(result["items"], top):
-        evidence, info = build_evidence(rec, state, entries, int(i), query or None, constraints)
+    all_parts = rec.scorer.decompose_many(state, np.asarray(top, dtype=np.int64))
+    for item_out, i, parts in zip(result["items"], top, all_parts):
+        evidence, info = build_evidence(rec, state, entries, int(i), query or None, constraints, parts)
         item_out["evidence"] = evidence
         item_out["reason"] = render_reason(item_out["title"], evidence, lang)
         if counterfactual:

@@ -120,22 +120,36 @@ class HybridScorer:
 
     def decompose(self, state: UserState, item: int) -> dict:
         """Exact parts of one item's score: per history item, query, bias, interaction."""
+        return self.decompose_many(state, np.array([item], dtype=np.int64))[0]
+
+    def decompose_many(self, state: UserState, items: np.ndarray) -> list[dict]:
+        """:meth:`decompose` for several items at once: the history rows are gathered once, not per item
+        (an explained top-10 for a 500-item history spent most of its time re-gathering them)."""
         w = self.w
         hist = state.hist
-        f, t = w["F"][item], w["T"][item]
-        item_item = state.wE * self.B[hist, item] if self.B is not None else np.zeros(len(hist), np.float32)
-        latent = state.wL * (w["H"][hist] @ f)
-        text = state.wT * (w["T"][hist] @ t)
-        per_hist = item_item + latent + text
-        query = 0.0
-        if state.query is not None:
-            query = _s(w["query_latent"]) * float((state.query @ w["Wa"]) @ f) + _s(w["query_text"]) * float(
-                state.query @ t
+        items = np.asarray(items, dtype=np.int64)
+        F, T = w["F"][items], w["T"][items]
+        n = len(hist)
+        if n:
+            item_item = (
+                state.wE[:, None] * self.B[np.ix_(hist, items)]
+                if self.B is not None
+                else np.zeros((n, len(items)), np.float32)
             )
-        interaction = float(self.cross(state.pL, np.array([item]))[0])
-        return {
-            "history": per_hist.astype(np.float64),
-            "query": query,
-            "bias": float(w["bias"][item]),
-            "interaction": interaction,
-        }
+            per_hist = item_item + state.wL[:, None] * (w["H"][hist] @ F.T) + state.wT[:, None] * (w["T"][hist] @ T.T)
+        else:
+            per_hist = np.zeros((0, len(items)), np.float32)
+        if state.query is not None:
+            query = _s(w["query_latent"]) * (F @ (state.query @ w["Wa"])) + _s(w["query_text"]) * (T @ state.query)
+        else:
+            query = np.zeros(len(items))
+        interaction = self.cross(state.pL, items)
+        return [
+            {
+                "history": per_hist[:, j].astype(np.float64),
+                "query": float(query[j]),
+                "bias": float(w["bias"][i]),
+                "interaction": float(interaction[j]),
+            }
+            for j, i in enumerate(items)
+        ]
