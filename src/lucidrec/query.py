@@ -460,7 +460,10 @@ class QueryParser:
             if explicit and lo > hi:  # "between 1995 and 1990"
                 pq.notes.append(f"the years in '{phrase}' were reversed; read as {hi}-{lo}")
                 lo, hi = hi, lo
-            neg = re.search(r"(?:\b(?:not|no|except|excluding|without|nothing)\s+(?:from\s+|in\s+)?|不要|不是|除了)$", text[: m.start()])
+            neg = re.search(
+                r"(?:\b(?:not|no|except|excluding|without|nothing)\s+(?:from\s+|in\s+)?|不要|不是|除了)$",
+                text[: m.start()],
+            )
             if neg and not explicit_open:
                 # "not from the 90s": the complement, when it is one range of the catalog's years.
                 used[neg.start() : m.start()] = True
