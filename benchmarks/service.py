@@ -32,28 +32,9 @@ import numpy as np
 
 RESULTS = Path(__file__).parent / "results"
 KEY = "bench-key-" + "0123456789abcdef"
-QUERIES = [
-    "a funny animated film for kids",
-    "dark crime thriller",
-    "romantic comedy from the nineties",
-    "space adventure with aliens",
-    "a scary horror movie",
-    "war drama based on a true story",
-    "musical with songs and dancing",
-    "a western with gunfights",
-    "mystery detective story",
-    "documentary about music",
-    "heist movie",
-    "film noir classic",
-    "feel-good family film",
-    "epic fantasy quest",
-    "political thriller",
-    "teen comedy",
-    "martial arts action",
-    "psychological drama",
-    "animated musical",
-    "sci-fi about robots",
-]
+# The same 20 queries as the latency benchmark, so the two measure the same encoder work.
+from latency import QUERIES  # noqa: E402
+
 OPS = ("recommend", "recommend_query", "feedback")
 
 
