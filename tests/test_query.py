@@ -221,9 +221,11 @@ def test_recommend_relaxes_when_too_few_items_match(tiny_model):
     strict = [it for it in res["items"] if _satisfies(items, it["item_id"], ["Action", "Comedy", "Horror"])]
     assert len(res["items"]) == 10
     assert any("relax" in n for n in res["parsed_query"]["notes"])
-    # strict matches, if any, come first
+    # strict matches, if any, come first; then items meeting more of the constraints
     ranks = [it["rank"] for it in strict]
     assert ranks == list(range(1, len(strict) + 1))
+    n_met = [len(it["constraints_met"]) for it in res["items"]]
+    assert n_met == sorted(n_met, reverse=True)
 
 
 def test_exclusions_can_leave_fewer_than_k(tiny_model):

@@ -430,7 +430,8 @@ class Recommender:
             if candidates is None or tiers[0][1].sum() >= k:
                 break
             candidates = None
-        top, relaxed = _top_by_tiers(scores, tiers, k)
+        met = np.sum([m for _, m in constraints], axis=0) if constraints else None
+        top, relaxed = _top_by_tiers(scores, tiers, k, met)
         if relaxed:
             strict = int(sum(1 for i in top if all(m[i] for _, m in constraints)))
             parsed.notes.append(
@@ -789,9 +790,11 @@ def _read_synonyms(path: Path) -> dict[str, dict[str, str]]:
     return table
 
 
-def _top_by_tiers(scores: np.ndarray, tiers, k: int) -> tuple[np.ndarray, list[dict]]:
+def _top_by_tiers(scores: np.ndarray, tiers, k: int, met: np.ndarray | None = None) -> tuple[np.ndarray, list[dict]]:
     """Top-k filled tier by tier (strict constraints first, then each relaxation); returns the items and
-    the constraints relaxed to reach k (empty when the strict tier had enough)."""
+    the constraints relaxed to reach k (empty when the strict tier had enough). Within a relaxed tier,
+    items meeting more of the constraints (``met``: count per item) come first, then by score: for
+    "a funny animated film for kids", an animated children's film before a comedy that is neither."""
     chosen: list[int] = []
     taken = np.zeros(len(scores), bool)
     relaxed: list[dict] = []
@@ -800,7 +803,11 @@ def _top_by_tiers(scores: np.ndarray, tiers, k: int) -> tuple[np.ndarray, list[d
         if not avail.any():
             continue
         need = k - len(chosen)
-        idx = top_k(np.where(avail, scores, -np.inf)[None, :], min(need, int(avail.sum())))[0]
+        if relax and met is not None:
+            cand = np.flatnonzero(avail)
+            idx = cand[np.lexsort((-scores[cand], -met[cand]))[:need]]
+        else:
+            idx = top_k(np.where(avail, scores, -np.inf)[None, :], min(need, int(avail.sum())))[0]
         if len(idx) and relax:
             relaxed = relax
         chosen.extend(int(i) for i in idx)
