@@ -15,6 +15,8 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import make_tiny_frames
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 import lucidrec.data
@@ -326,3 +328,35 @@ def test_ann_candidates_and_exact_fallback_for_constraints(tiny_model):
     res = rec.recommend(query="a comedy", k=12)
     assert res["scored"] == "all"
     assert res["items"] == exact_rec.recommend(query="a comedy", k=12)["items"]
+
+
+_PIECES = list("abcxyz 0123456789,.;!?'\"-()《》“”，。、\x00\u200b") + [
+    "no ", "not ", "like ", "90s", "before ", "after ", "between ", " and ", " or ", "comedy", "horror",
+    "喜剧", "不要", "年代", "以前", "像", "一样", "recent", "old", "Toy Story", "the ", "1995", "1800", "3000",
+]  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=st.lists(st.sampled_from(_PIECES), max_size=25).map("".join))
+def test_parser_never_fails_and_stays_well_formed(ml_parser, text):
+    p = ml_parser.parse(text)
+    vocab = set(ml_parser.vocabulary)
+    assert set(p.genres) <= vocab and set(p.exclude_genres) <= vocab
+    assert not set(p.genres) & set(p.exclude_genres)
+    if p.year is not None:
+        assert p.year[0] <= p.year[1]
+        assert p.year[1] >= ml_parser.year_min and p.year[0] <= ml_parser.year_max
+    assert len(p.like) == len(p.like_titles) == len(p.like_idx)
+    assert 0.0 <= p.text_weight <= 1.0
+    json.dumps(p.to_dict())
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=st.lists(st.sampled_from(_PIECES), max_size=25).map("".join), k=st.integers(1, 12))
+def test_recommend_with_any_query_answers_or_explains(tiny_model, text, k):
+    rec, _, _ = tiny_model
+    res = rec.recommend(query=text, k=k, explain=True, lang="zh" if "喜" in text else "en")
+    assert len(res["items"]) <= k
+    for it in res["items"]:
+        assert isinstance(it["reason"], str) and it["reason"]
+        assert abs(sum(e.get("contribution", 0.0) for e in it["evidence"]) - it["score"]) < 1e-4
