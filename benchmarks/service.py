@@ -36,6 +36,7 @@ KEY = "bench-key-" + "0123456789abcdef"
 from latency import QUERIES  # noqa: E402
 
 OPS = ("recommend", "recommend_query", "feedback")
+EXPLAIN = True  # --no-explain: recommendations without evidence and reasons
 
 
 class Connection:
@@ -109,7 +110,7 @@ async def client(cid: int, port: int, users: list[str], items: list[str], mix, d
                     conn = Connection("127.0.0.1", port)
                     await conn.open()
             else:
-                body = {"user": user, "k": 10}
+                body = {"user": user, "k": 10, "explain": EXPLAIN}
                 if op == "recommend_query":
                     body["query"] = rng.choice(QUERIES)
                 t0 = time.perf_counter()
@@ -177,7 +178,10 @@ def main(argv=None) -> dict:
     ap.add_argument("--mix", default="0.6,0.2,0.2", help="Weights of recommend, recommend+query, feedback.")
     ap.add_argument("--seed", type=int, default=2026)
     ap.add_argument("--out", default=str(RESULTS / "service.json"))
+    ap.add_argument("--no-explain", action="store_true", help="Ask for recommendations without reasons.")
     args = ap.parse_args(argv)
+    global EXPLAIN
+    EXPLAIN = not args.no_explain
 
     model = Path(args.model)
     if not (model / "config.json").exists():

@@ -9,6 +9,7 @@ Folder layout: ``config.json`` (config, catalog metadata), ``weights.safetensors
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -34,7 +35,7 @@ MAX_K = 1000
 MAX_QUERY_CHARS = 2000
 
 
-@dataclass
+@dataclass(slots=True)
 class HistoryEntry:
     item: int
     rating: float | None = None
@@ -63,7 +64,10 @@ def parse_history(spec: str | Iterable | None) -> list[tuple[str, float | None]]
             out.append((item.strip(), r))
         return out
     for e in spec:
-        if isinstance(e, dict):
+        # The common case first (a service passes hundreds of (id, rating) pairs per request).
+        if type(e) is tuple and len(e) == 2 and (e[1] is None or type(e[1]) in (float, int)):
+            out.append((str(e[0]), None if e[1] is None else float(e[1])))
+        elif isinstance(e, dict):
             if "item" not in e and "item_id" not in e:
                 raise ConfigError(f"history entry {e!r}: no 'item'. Fix: give {{'item': ID, 'rating': R}}.")
             out.append((str(e.get("item", e.get("item_id"))), _rating(e.get("rating"), e)))
@@ -369,9 +373,12 @@ class Recommender:
         if history is not None:
             seen = {h.item for h in entries}
             base_t = max([h.timestamp or 0 for h in entries], default=0.0)
+            index = self.item_index
             for k, (iid, r) in enumerate(parse_history(history)):
-                idx = self.item_idx(iid)
-                if r is not None and not np.isfinite(r):
+                idx = index.get(iid)
+                if idx is None:
+                    idx = self.item_idx(iid)  # raises the clear unknown-item error
+                if r is not None and not math.isfinite(r):
                     raise ConfigError(f"history item '{iid}': rating must be a finite number.")
                 if idx in seen:
                     entries = [e for e in entries if e.item != idx]
