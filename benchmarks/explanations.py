@@ -34,17 +34,11 @@ def main(argv=None):
     ap.add_argument("--users", type=int, default=300)
     ap.add_argument("--k", type=int, default=10)
     args = ap.parse_args(argv)
-    from lucidrec.data import load_dataset
-    from lucidrec.explain import build_evidence
-    from lucidrec.models.config import HybridConfig
-    from lucidrec.recommender import Recommender
-    from lucidrec.splits import split
+    from ratio_model import ratio_model
 
-    ds = load_dataset("ml-100k")
-    s = split(ds, "ratio")
-    if not (args.model / "config.json").exists():
-        Recommender(HybridConfig(mode="set")).fit(ds, s.train, s.valid, progress=False).save(args.model)
-    rec = Recommender.load(args.model, load_encoder=False)
+    from lucidrec.explain import build_evidence
+
+    _, _, rec = ratio_model(args.model, load_encoder=False)
     T = rec.scorer.w["T"]
     rng = np.random.default_rng(2026)
     users = rng.choice(

@@ -101,17 +101,11 @@ def main(argv=None):
     ap.add_argument("--users", type=int, default=30, help="users per query for the history part")
     ap.add_argument("--k", type=int, default=10)
     args = ap.parse_args(argv)
-    from lucidrec.data import load_dataset
-    from lucidrec.explain import item_similarity
-    from lucidrec.models.config import HybridConfig
-    from lucidrec.recommender import Recommender
-    from lucidrec.splits import split
+    from ratio_model import ratio_model
 
-    ds = load_dataset("ml-100k")
-    s = split(ds, "ratio")
-    if not (args.model / "config.json").exists():
-        Recommender(HybridConfig(mode="set")).fit(ds, s.train, s.valid, progress=False).save(args.model)
-    rec = Recommender.load(args.model)
+    from lucidrec.explain import item_similarity
+
+    _, s, rec = ratio_model(args.model)
     queries = load_queries()
     k = args.k
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from lucidrec.errors import ConfigError, ModelError, UnknownIdError
-from lucidrec.explain import constraint_label
+from lucidrec.explain import QUERY_LIKE_EVENT, constraint_label
 from lucidrec.metrics import top_k
 from lucidrec.models.scoring import HybridScorer, UserState
 from lucidrec.query import relaxation_tiers
@@ -338,8 +338,6 @@ class Recommender:
             ) from None
 
     def _state_for(self, history: list[HistoryEntry], query_vec: np.ndarray | None) -> UserState:
-        from lucidrec.explain import QUERY_LIKE_EVENT
-
         items = np.array([h.item for h in history], dtype=np.int64)
         ratings = np.array([5.0 if h.rating is None else h.rating for h in history], dtype=np.float64)
         named = np.array([h.event == QUERY_LIKE_EVENT for h in history], dtype=bool)
@@ -407,12 +405,8 @@ class Recommender:
             raise ConfigError(f"k={k!r}: must be an integer from 1 to {MAX_K}.")
         if lang not in ("en", "zh"):
             raise ConfigError(f"lang='{lang}': supported languages are 'en' and 'zh'.")
-        entries, source = self.resolve_history(user, history)
-        parsed = self.parse_query(query) if query is not None else None
+        entries, source, parsed, state = self._request_state(user, history, query)
         query = None if parsed is None else parsed.raw
-        if parsed is not None:
-            entries = self._with_references(entries, parsed)
-        state = self._state_for(entries, self._query_vector(parsed))
         base = np.ones(len(self.item_ids), bool)
         if exclude_seen and entries:
             base[[e.item for e in entries]] = False
@@ -488,11 +482,7 @@ class Recommender:
         """Raw scores (no exclusion, no constraint filtering) for the given item ids, or the whole catalog.
         A query contributes as in ``recommend``: its item references join the history and its residual
         text is embedded."""
-        entries, _ = self.resolve_history(user, history)
-        parsed = self.parse_query(query) if query is not None else None
-        if parsed is not None:
-            entries = self._with_references(entries, parsed)
-        state = self._state_for(entries, self._query_vector(parsed))
+        _, _, _, state = self._request_state(user, history, query)
         idx = None if items is None else np.array([self.item_idx(i) for i in items])
         return self.scorer.score(state, idx)
 
@@ -522,6 +512,15 @@ class Recommender:
         cleaned = _clean_query(query)
         return self.query_parser.parse(cleaned) if cleaned else None
 
+    def _request_state(self, user, history, query):
+        """What a request scores with: its history (stored + inline + items the query names), the parsed
+        query, and the user tower's state. Returns (entries, history source, parsed query or None, state)."""
+        entries, source = self.resolve_history(user, history)
+        parsed = self.parse_query(query) if query is not None else None
+        if parsed is not None:
+            entries = self._with_references(entries, parsed)
+        return entries, source, parsed, self._state_for(entries, self._query_vector(parsed))
+
     def _query_vector(self, parsed) -> np.ndarray | None:
         """The embedded residual text, scaled by the share of the request it stands for."""
         if parsed is None or not parsed.text:
@@ -530,8 +529,6 @@ class Recommender:
 
     def _with_references(self, entries: list[HistoryEntry], parsed) -> list[HistoryEntry]:
         """Items the query names ("like Heat") join the history as the newest, liked items."""
-        from lucidrec.explain import QUERY_LIKE_EVENT
-
         have = {e.item for e in entries}
         t = max([e.timestamp or 0.0 for e in entries], default=0.0)
         extra = [
