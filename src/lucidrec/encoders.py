@@ -149,7 +149,9 @@ class SentenceTransformerEncoder:
 class OnnxEncoder:
     """The exported encoder on onnxruntime + tokenizers (no torch)."""
 
-    def __init__(self, folder: str | Path):
+    def __init__(self, folder: str | Path, threads: int | None = None):
+        """``threads``: onnxruntime threads, without spin-waiting (a server running many requests at once
+        wants 1); None: up to 2, spinning (fastest for one request at a time)."""
         folder = Path(folder)
         if not (folder / "model.onnx").exists() or not (folder / "tokenizer.json").exists():
             raise ModelError(
@@ -166,7 +168,10 @@ class OnnxEncoder:
         self.tokenizer.enable_truncation(self.max_tokens)
         self.tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
         opts = ort.SessionOptions()
-        opts.intra_op_num_threads = max(1, min(2, os.cpu_count() or 1))
+        opts.intra_op_num_threads = threads or max(1, min(2, os.cpu_count() or 1))
+        if threads is not None:
+            opts.inter_op_num_threads = 1
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         opts.log_severity_level = 3
         self.session = ort.InferenceSession(str(folder / "model.onnx"), opts, providers=["CPUExecutionProvider"])
 

@@ -604,7 +604,9 @@ class Recommender:
         return out
 
     @classmethod
-    def load(cls, model_dir: str | Path, load_encoder: bool = True) -> Recommender:
+    def load(cls, model_dir: str | Path, load_encoder: bool = True, encoder_threads: int | None = None) -> Recommender:
+        """Load a model folder. ``encoder_threads``: onnxruntime threads for the query encoder (see
+        :class:`lucidrec.encoders.OnnxEncoder`)."""
         from safetensors.numpy import load_file
 
         from lucidrec.models.config import HybridConfig
@@ -663,7 +665,7 @@ class Recommender:
         if load_encoder and (d / "encoder" / "model.onnx").exists():
             from lucidrec.encoders import OnnxEncoder
 
-            rec._query_encoder = OnnxEncoder(d / "encoder")
+            rec._query_encoder = OnnxEncoder(d / "encoder", threads=encoder_threads)
         from lucidrec.retrieval import Retriever
 
         rec.retriever = Retriever.load(d, rec.scorer)  # None when the folder has no index
