@@ -162,10 +162,9 @@ def score_chunk(
     """Top-``k`` for each row (dicts with ``user_id`` and optional history/ratings/query): the same items
     and scores as ``rec.recommend(user=..., history=..., query=..., k=k)``. Returns output columns.
 
-    Rows without a query (the bulk of a batch job) share one index search per chunk and skip the
-    request parsing; rows with a query go through ``recommend`` itself, so their constraints, relaxation
-    and query evidence are exactly the interactive ones."""
-    from lucidrec.metrics import top_k
+    Rows without a query (the bulk of a batch job) share one index search per chunk and are then ranked
+    by ``Recommender.rank``, the same code ``recommend`` ranks with; rows with a query go through
+    ``recommend`` itself (their candidates depend on the parsed query)."""
 
     pieces: list[dict[str, list] | None] = [None] * len(rows)
     fast: list[tuple[int, list, object]] = []  # (position, history entries, user state)
@@ -185,34 +184,9 @@ def score_chunk(
     need = max((k + (len(e) if exclude_seen else 0) for _, e, _ in fast), default=k)
     cands = rec.candidate_items_many([st for _, _, st in fast], need) if fast else []
     for (pos, entries, state), cand in zip(fast, cands):
-        user = rows[pos]["user_id"]
-        items = np.arange(rec.scorer.n_items) if cand is None else cand
-        scores = rec.scorer.score(state, None if cand is None else cand).astype(np.float64)
-        allowed = np.ones(len(items), bool)
-        if exclude_seen and entries:
-            allowed &= ~np.isin(items, np.fromiter((e.item for e in entries), np.int64))
-        if not allowed.any():
-            continue
-        masked = np.where(allowed, scores, -np.inf)
-        top = top_k(masked[None, :], min(k, int(allowed.sum())))[0]
-        picked = items[top]
-        titles = [str(rec.titles[i]) for i in picked]
-        out = _columns(evidence)
-        out["user_id"] = [user] * len(picked)
-        out["rank"] = list(range(1, len(picked) + 1))
-        out["item_id"] = [str(rec.item_ids[i]) for i in picked]
-        out["score"] = [float(s) for s in scores[top]]
-        out["title"] = titles
-        if evidence:
-            from lucidrec.explain import explain_items
-
-            full = np.full(rec.scorer.n_items, -np.inf)
-            full[items] = masked
-            result = {"query": None, "items": [{"item_id": i, "title": t} for i, t in zip(out["item_id"], titles)]}
-            explain_items(rec, state, entries, picked, full, result, "en", False)
-            out["evidence"] = [json.dumps(it["evidence"], ensure_ascii=False) for it in result["items"]]
-            out["reason"] = [it["reason"] for it in result["items"]]
-        pieces[pos] = out
+        res = rec.rank(state, entries, k=k, exclude_seen=exclude_seen, explain=evidence, candidates=cand)
+        if res["items"]:
+            pieces[pos] = _result_columns(rows[pos]["user_id"], res["items"], evidence)
     merged = _columns(evidence)
     for piece in pieces:
         if piece is not None:
@@ -230,9 +204,13 @@ def _via_recommend(rec: Recommender, row: dict, spec, k: int, evidence: bool, ex
     res = rec.recommend(
         user=row["user_id"], history=spec, query=row["query"], k=k, exclude_seen=exclude_seen, explain=evidence
     )
-    items = res["items"]
+    return _result_columns(row["user_id"], res["items"], evidence)
+
+
+def _result_columns(user: str, items: list[dict], evidence: bool) -> dict[str, list]:
+    """One user's recommended items as output columns."""
     out = _columns(evidence)
-    out["user_id"] = [row["user_id"]] * len(items)
+    out["user_id"] = [user] * len(items)
     out["rank"] = [it["rank"] for it in items]
     out["item_id"] = [it["item_id"] for it in items]
     out["score"] = [float(it["score"]) for it in items]

@@ -268,7 +268,7 @@ def explain_items(
     """Attach evidence, reason (and optionally a counterfactual) to each item of ``result``."""
     parsed = result.get("parsed_query")
     # The query evidence names the text that was embedded (the residual after constraints were parsed out).
-    query = parsed["text"] if parsed is not None else result.get("query")
+    query = parsed["text"] if parsed is not None else None
     all_parts = rec.scorer.decompose_many(state, np.asarray(top, dtype=np.int64))
     for item_out, i, parts in zip(result["items"], top, all_parts):
         evidence, info = build_evidence(rec, state, entries, int(i), query or None, constraints, parts)

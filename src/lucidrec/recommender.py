@@ -406,7 +406,35 @@ class Recommender:
         if lang not in ("en", "zh"):
             raise ConfigError(f"lang='{lang}': supported languages are 'en' and 'zh'.")
         entries, source, parsed, state = self._request_state(user, history, query)
-        query = None if parsed is None else parsed.raw
+        result = {
+            "user": None if user is None else str(user),
+            "query": None if parsed is None else parsed.raw,
+            "history_source": source,
+            "history_size": len(entries),
+        }
+        result.update(
+            self.rank(state, entries, parsed, k, exclude_seen, exclude, explain, lang, counterfactual, rewriter)
+        )
+        return result
+
+    def rank(
+        self,
+        state: UserState,
+        entries: list[HistoryEntry],
+        parsed=None,
+        k: int = 10,
+        exclude_seen: bool = True,
+        exclude: Iterable | None = None,
+        explain: bool = False,
+        lang: str = "en",
+        counterfactual: bool = False,
+        rewriter=None,
+        candidates: np.ndarray | None | str = "retrieve",
+    ) -> dict[str, Any]:
+        """The ranking half of :meth:`recommend`, for a user state already built: exclusions, candidate
+        retrieval, constraints with relaxation, top-k and explanations. ``candidates``: "retrieve" asks the
+        index; a batch job that searched the index for many users at once passes each user's candidates
+        (None: the whole catalog). Returns ``{"scored", "items", "parsed_query"?}``."""
         base = np.ones(len(self.item_ids), bool)
         if exclude_seen and entries:
             base[[e.item for e in entries]] = False
@@ -418,7 +446,8 @@ class Recommender:
         )
         # With an ANN index, only the retrieved candidates are scored (cross term and explanations included);
         # when they leave fewer than k items that meet every constraint, the whole catalog is scored instead.
-        candidates = self.candidate_items(state, k + int((~base).sum()))
+        if isinstance(candidates, str):
+            candidates = self.candidate_items(state, k + int((~base).sum()))
         while True:
             if candidates is None:
                 scores = self.scorer.score(state).astype(np.float64)
@@ -454,14 +483,7 @@ class Recommender:
             )
             if constraints:
                 items[-1]["constraints_met"] = [constraint_label(c) for c, m in constraints if m[i]]
-        result = {
-            "user": None if user is None else str(user),
-            "query": query,
-            "history_source": source,
-            "history_size": len(entries),
-            "scored": "all" if candidates is None else int(len(candidates)),
-            "items": items,
-        }
+        result = {"scored": "all" if candidates is None else int(len(candidates)), "items": items}
         if parsed is not None:
             result["parsed_query"] = parsed.to_dict()
         if explain and items:
