@@ -452,7 +452,9 @@ class QueryParser:
         lo_cat = self.year_min if self.year_min is not None else 0
         hi_cat = self.year_max if self.year_max is not None else 9999
 
-        def take(m, lo, hi, explicit: bool, explicit_open: bool = False):
+        def take(m, lo, hi, explicit: bool = False, open_ended: bool = False, relative: bool = False):
+            """Record one year phrase: ``explicit`` two-sided ("between"), ``open_ended`` ("before X"),
+            ``relative`` ("recent"); open-ended and relative ones are bounds that all must hold."""
             if used[m.start() : m.end()].any():
                 return
             used[m.start() : m.end()] = True
@@ -464,7 +466,7 @@ class QueryParser:
                 r"(?:\b(?:not|no|except|excluding|without|nothing)\s+(?:from\s+|in\s+)?|不要|不是|除了)$",
                 text[: m.start()],
             )
-            if neg and not explicit_open:
+            if neg and not open_ended:
                 # "not from the 90s": the complement, when it is one range of the catalog's years.
                 used[neg.start() : m.start()] = True
                 if self.year_max is not None and hi >= self.year_max:
@@ -480,7 +482,7 @@ class QueryParser:
                     "that year bound was ignored"
                 )
                 return
-            (bounds if explicit_open or fn_one_sided[0] else ranges).append((lo, hi))
+            (bounds if open_ended or relative else ranges).append((lo, hi))
 
         decade = (
             r"(?:the\s+)?(?:(early|mid|mid-|late)\s*-?\s*)?(?:'?(\d{2})'?s|(\d{3})0'?s|"
@@ -549,7 +551,6 @@ class QueryParser:
         explicit_patterns = {p for p, _ in patterns[:4]}  # the two-sided "between" forms
         open_patterns = {p for p, _ in patterns[4:12]}  # "before/after/since X": already one-sided
         relative_patterns = {p for p, _ in patterns[14:17]}  # "not too old", "recent", "old"
-        fn_one_sided = [False]
         for pat, fn in patterns:
             for m in re.finditer(pat, text):
                 if fn is None:  # Chinese decades: "90年代", "1990年代", "九十年代"
@@ -557,12 +558,17 @@ class QueryParser:
                     if v is None:
                         continue
                     start = v if v >= 1000 else (self._decade(v) if v >= 10 else self._decade(v * 10))
-                    take(m, start, start + 9, True)
+                    take(m, start, start + 9, explicit=True)
                 else:
                     lo, hi = fn(m)
-                    fn_one_sided[0] = pat in relative_patterns
-                    take(m, lo, hi, explicit=pat in explicit_patterns, explicit_open=pat in open_patterns)
-                    fn_one_sided[0] = False
+                    take(
+                        m,
+                        lo,
+                        hi,
+                        explicit=pat in explicit_patterns,
+                        open_ended=pat in open_patterns,
+                        relative=pat in relative_patterns,
+                    )
         if not ranges and not bounds:
             return
         # "from 1996 or 1997", "the 80s and 90s": the span of the named years; "before"/"after"/"recent"
