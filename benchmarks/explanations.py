@@ -42,7 +42,7 @@ def main(argv=None):
     T = rec.scorer.w["T"]
     rng = np.random.default_rng(2026)
     users = rng.choice(
-        [u for u in rec._known_users_with_history()], size=min(args.users, len(rec._user_slices)), replace=False
+        [u for u in rec._known_users_with_history()], size=min(args.users, len(rec.known.slices)), replace=False
     )
     stats = {
         name: {"lowered": [], "spearman": [], "left_topk": [], "claimed_vs_drop_abs_err": []}

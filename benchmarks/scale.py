@@ -139,15 +139,12 @@ def stage_build(n_items: int, force: bool = False) -> Path:
         bias[s:e] = T[s:e] @ proj["v"] + G[s:e] @ proj["vg"] + ids[:, 2 * d]
     weights = {"F": F, "H": H, "bias": bias, "T": T, "Wa": proj["Wa"]}
     weights.update({k[2:]: v for k, v in proj.items() if k.startswith("w_")})
-    rec = Recommender.__new__(Recommender)
-    rec.config = HybridConfig(**meta["config"])
+    rec = Recommender(HybridConfig(**meta["config"]))
     rec.scorer = HybridScorer(weights, None)
-    rec._set_catalog(ds)
-    rec._set_known(ds.interactions)
+    rec.set_catalog(ds)
+    rec.set_known(ds.interactions)
     rec.dataset_name, rec.ease_reg = ds.name, None
     rec.train_report = {"note": "projections of the hybrid trained on the 10k synthetic catalog", **meta}
-    rec._query_encoder = rec._st_encoder = None
-    rec.retriever = None
     rec.save(out, export_encoder=False)
     print(f"built {out} in {time.perf_counter() - t0:.0f} s (peak RSS {peak_rss_mb():.0f} MB)", flush=True)
     return out
@@ -196,9 +193,9 @@ def stage_measure(n_items: int, n_latency: int, n_batch: int, ray_cpus: int) -> 
     rec = Recommender.load(model_dir, load_encoder=False)
     res["load_seconds"] = round(time.perf_counter() - t0, 2)
     res["rss_after_load_mb"] = round(rss_mb(), 0)
-    res["n_users_known"] = len(rec._user_slices)
+    res["n_users_known"] = len(rec.known.slices)
     rng = np.random.default_rng(SEED)
-    users = rng.choice(np.array(sorted(rec._user_slices)), size=n_latency, replace=False)
+    users = rng.choice(np.array(sorted(rec.known.slices)), size=n_latency, replace=False)
     rows = [{"user_id": str(u), "_row": i + 1} for i, u in enumerate(users)]
     # Exact: the whole catalog scored per user (at 1M, fewer users: each takes a few hundred ms).
     rec.drop_index()
@@ -238,7 +235,7 @@ def stage_measure(n_items: int, n_latency: int, n_batch: int, ray_cpus: int) -> 
     res["peak_rss_mb"] = round(peak_rss_mb(), 0)
     # Batch throughput: the same users file, single process vs Ray on this machine.
     users_file = work_dir() / f"batch-users-{n_items}.parquet"
-    pick = rng.choice(np.array(sorted(rec._user_slices)), size=min(n_batch, len(rec._user_slices)), replace=False)
+    pick = rng.choice(np.array(sorted(rec.known.slices)), size=min(n_batch, len(rec.known.slices)), replace=False)
     pd.DataFrame({"user_id": pick.astype(str)}).to_parquet(users_file)
     out = work_dir() / f"batch-out-{n_items}.parquet"
     local = run_batch(rec, users_file, out, k=K, chunk_size=500, progress=False)

@@ -264,12 +264,11 @@ def model_payload(rec: Recommender, encoder_dir: str | None = None) -> dict[str,
         "categories": [list(c) for c in rec.categories],
         "years": np.asarray(rec.years, dtype=np.float64),
         "known": (
-            np.asarray(rec._k_users, dtype=str),
-            np.asarray(rec.item_ids[np.maximum(rec._k_items, 0)], dtype=str),
-            rec._k_items < 0,
-            rec._k_ratings,
-            rec._k_times,
-            np.asarray(rec._k_events, dtype=str),
+            np.asarray(rec.known.users, dtype=str),
+            np.asarray(rec.known.items, dtype=np.int64),
+            rec.known.ratings,
+            rec.known.times,
+            np.asarray(rec.known.events, dtype=str),
         ),
         "retriever": None,
     }
@@ -298,24 +297,20 @@ def model_from_payload(p: dict[str, Any]) -> Recommender:
     from lucidrec.models.config import HybridConfig
     from lucidrec.models.scoring import HybridScorer
     from lucidrec.recommender import Recommender
+    from lucidrec.user_history import KnownHistories
 
-    rec = Recommender.__new__(Recommender)
-    rec.config = HybridConfig(**p["config"])
+    rec = Recommender(HybridConfig(**p["config"]))
     rec.scorer = HybridScorer(p["weights"], p["B"])
     rec.item_ids = np.asarray(p["item_ids"], dtype=object)
     rec.item_index = {iid: i for i, iid in enumerate(rec.item_ids)}
     rec.titles = np.asarray(p["titles"], dtype=object)
     rec.categories = p["categories"]
     rec.years = p["years"]
-    users, items, missing, ratings, times, events = p["known"]
-    rec._set_known_arrays(users, items, ratings, times, events)
-    rec._k_items = np.where(missing, -1, rec._k_items)
-    rec._query_encoder = rec._st_encoder = None
+    rec.known = KnownHistories(*p["known"])  # catalog indices travel as they are (-1: an unknown id)
     if p.get("encoder_dir"):
         from lucidrec.encoders import OnnxEncoder
 
         rec._query_encoder = OnnxEncoder(p["encoder_dir"])
-    rec.retriever = None
     if p["retriever"] is not None:
         from lucidrec.retrieval import IndexConfig, RetrievalVectors, Retriever, require_faiss
 
@@ -533,7 +528,7 @@ def register(app: typer.Typer) -> None:
     """Add ``lucidrec batch`` and ``lucidrec index`` to the CLI."""
     import typer
 
-    from lucidrec.cli import _friendly, console
+    from lucidrec.cli_common import _friendly, console
 
     @app.command("batch")
     @_friendly

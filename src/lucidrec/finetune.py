@@ -568,7 +568,7 @@ def _peak_rss_mb() -> float:
 
 # ====================================================================== CLI
 def register(app: typer.Typer) -> None:
-    from lucidrec.cli import DataOpt, ProtocolOpt, SeedOpt, _friendly, console
+    from lucidrec.cli_common import DataOpt, ProtocolOpt, SeedOpt, _friendly, console
 
     @app.command("finetune-encoder")
     @_friendly

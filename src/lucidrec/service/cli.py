@@ -12,7 +12,7 @@ SETTINGS_ENV = "LUCIDREC_SERVICE_SETTINGS"  # how worker processes receive the s
 
 
 def register(app: typer.Typer) -> None:
-    from lucidrec.cli import _friendly
+    from lucidrec.cli_common import _friendly
 
     @app.command()
     @_friendly

@@ -1,0 +1,193 @@
+"""CLI commands for data, evaluation and training: evaluate, export-run, split, baselines, train, demo."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from lucidrec.cli_common import (
+    DataOpt,
+    ProtocolOpt,
+    SeedOpt,
+    console,
+    friendly,
+    metric_table,
+    out,
+    parse_params,
+)
+from lucidrec.errors import ConfigError
+
+
+def register(app: typer.Typer) -> None:
+    """Add this module's commands to ``app``."""
+
+    @app.command()
+    @friendly
+    def evaluate(
+        model: str = typer.Option(
+            "ease", "--model", help="Baseline name (mostpop, itemknn, ease, als) or a trained model folder."
+        ),
+        data: str = DataOpt,
+        protocol: str = ProtocolOpt,
+        seed: int = SeedOpt,
+        param: list[str] = typer.Option(None, "--param", help="Fix a hyperparameter, NAME=VALUE (skips tuning)."),
+        as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    ):
+        """Evaluate a baseline (tuned on validation, retrained on train+valid) or a trained model on the test part."""
+        from lucidrec.api import evaluate_model
+
+        result = evaluate_model(
+            model,
+            data=data,
+            protocol=protocol,
+            seed=seed,
+            params=parse_params(param),
+            progress=None if as_json else lambda m: console.print(f"[dim]{m}[/]"),
+        )
+        if as_json:
+            out.print_json(json.dumps(result))
+        else:
+            out.print(metric_table([result], f"{result['model']} on {result['protocol']} (test, full ranking)"))
+            if result.get("params"):
+                out.print(f"params: {result['params']}")
+
+    @app.command("export-run")
+    @friendly
+    def export_run(
+        model: str = typer.Option("ease", "--model", help="Baseline name or trained model folder."),
+        out_path: Path = typer.Option(..., "--out", help="TSV file to write (user, item, score)."),
+        data: str = DataOpt,
+        protocol: str = ProtocolOpt,
+        seed: int = SeedOpt,
+        depth: int = typer.Option(100, "--depth", min=1, max=10000, help="Rows per user."),
+        param: list[str] = typer.Option(None, "--param", help="Fix a hyperparameter, NAME=VALUE."),
+    ):
+        """Write a TSV run file for the test part: user<TAB>item<TAB>score, best first, up to --depth per user."""
+        from lucidrec.api import export_model_run
+
+        n = export_model_run(
+            model,
+            out_path,
+            data=data,
+            protocol=protocol,
+            seed=seed,
+            depth=depth,
+            params=parse_params(param),
+            progress=lambda m: console.print(f"[dim]{m}[/]"),
+        )
+        console.print(f"wrote {n} rows to {out_path}")
+
+    @app.command("split")
+    @friendly
+    def split_cmd(
+        out_dir: Path = typer.Option(..., "--out", help="Folder for train.tsv, valid.tsv, test.tsv."),
+        data: str = DataOpt,
+        protocol: str = ProtocolOpt,
+        seed: int = SeedOpt,
+    ):
+        """Write the split itself (user<TAB>item<TAB>rating<TAB>timestamp, the dataset's own ids)."""
+        from lucidrec.data import load_dataset
+        from lucidrec.splits import split
+
+        s = split(load_dataset(data), protocol, seed)
+        for p in s.write(out_dir):
+            console.print(f"wrote {p}")
+        tr, va, te = s.sizes()
+        out.print(f"{protocol}: train {tr}, valid {va}, test {te}")
+
+    @app.command()
+    @friendly
+    def baselines(
+        data: str = DataOpt,
+        protocol: list[str] = typer.Option(["ratio", "loo"], "--protocol"),
+        seed: int = SeedOpt,
+        as_json: bool = typer.Option(False, "--json"),
+    ):
+        """Tune and evaluate every baseline on the given protocols and print their table."""
+        from lucidrec.api import run_baselines
+
+        all_results = []
+        for p in protocol:
+            results = run_baselines(data=data, protocol=p, seed=seed, progress=lambda m: console.print(f"[dim]{m}[/]"))
+            all_results += results
+            if not as_json:
+                out.print(metric_table(results, f"baselines on {p} (test part, full ranking)", ks=(10,)))
+        if as_json:
+            out.print_json(json.dumps(all_results))
+
+    @app.command()
+    @friendly
+    def train(
+        data: str = DataOpt,
+        protocol: str = ProtocolOpt,
+        seed: int = SeedOpt,
+        out_dir: Path = typer.Option(Path("models/ml100k"), "--out", help="Model folder to write."),
+        encoder: str | None = typer.Option(
+            None, "--encoder", help="Sentence-transformers folder (default: all-MiniLM-L6-v2, packaged)."
+        ),
+        epochs: int = typer.Option(30, "--epochs", min=1, max=1000),
+        dim: int = typer.Option(128, "--dim", min=4, max=1024),
+        mode: str | None = typer.Option(
+            None, "--mode", help="Training samples: set, seq or mixed (default: by protocol)."
+        ),
+        max_minutes: float = typer.Option(4.0, "--max-minutes", min=0.1),
+        log_dir: str | None = typer.Option(None, "--tensorboard", help="Write TensorBoard logs here."),
+        quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
+    ):
+        """Train the language-model recommender on the protocol's train part (early stopping on valid) and save it."""
+        from lucidrec.data import load_dataset
+        from lucidrec.models.config import HybridConfig
+        from lucidrec.recommender import Recommender
+        from lucidrec.splits import split
+
+        ds = load_dataset(data)
+        s = split(ds, protocol, seed)
+        if mode is not None and mode not in ("set", "seq", "mixed"):
+            raise ConfigError(f"--mode '{mode}': use set, seq or mixed.")
+        cfg = HybridConfig(
+            dim=dim,
+            epochs=epochs,
+            seed=seed,
+            max_minutes=max_minutes,
+            mode=mode or {"loo": "seq", "ratio": "set", "cold": "set"}.get(protocol, "mixed"),
+        )
+        rec = Recommender(cfg, encoder=encoder).fit(ds, s.train, s.valid, progress=not quiet, log_dir=log_dir)
+        rec.save(out_dir)
+        rep = rec.train_report
+        console.print(
+            f"saved to {out_dir} (best valid NDCG@10 {rep['best_valid_ndcg@10']:.4f}, "
+            f"{len(rep['epochs'])} epochs, {rep['seconds']} s)"
+        )
+
+    @app.command()
+    @friendly
+    def demo(
+        data: str = DataOpt,
+        out_dir: Path = typer.Option(Path("models/ml100k"), "--out"),
+        retrain: bool = typer.Option(False, "--retrain", help="Train even if a model folder exists."),
+    ):
+        """The main job: baselines and the language-model recommender on ML-100K, then sample recommendations."""
+        from lucidrec.api import run_baselines
+        from lucidrec.cli_recommend import print_recs
+        from lucidrec.data import load_dataset
+        from lucidrec.models.config import HybridConfig
+        from lucidrec.recommender import Recommender, evaluate_saved_model
+        from lucidrec.splits import split
+
+        ds = load_dataset(data)
+        s = split(ds, "ratio")
+        if retrain or not (out_dir / "config.json").exists():
+            console.print("[bold]training the language-model recommender (ratio protocol)...[/]")
+            Recommender(HybridConfig(mode="set")).fit(ds, s.train, s.valid).save(out_dir)
+        else:
+            console.print(f"[dim]reusing the trained model in {out_dir} (pass --retrain to train again)[/]")
+        console.print("[bold]tuning and evaluating baselines...[/]")
+        results = run_baselines(data=data, protocol="ratio", progress=None)
+        results.append(evaluate_saved_model(out_dir, s).to_dict())
+        out.print(metric_table(results, "ratio protocol, test part, full ranking", ks=(10,)))
+        rec = Recommender.load(out_dir)
+        user = str(ds.user_ids[0])
+        print_recs(rec.recommend(user=user, k=10, explain=True), True)
+        print_recs(rec.recommend(query="a funny animated film for kids", k=10, explain=True), True)

@@ -1,0 +1,242 @@
+"""Training a Recommender (needs torch, ``lucidrec[train]``): encode item text, fit the closed-form
+item-item block, train the towers, blend the two on validation, calibrate the query's weight.
+
+The steps of :func:`fit`, in order:
+1. frozen language-model embeddings of the item text (cached on disk) and the item features;
+2. the closed-form item-item block (EASE), its regularisation chosen on validation;
+3. the towers (latent + text + bias + CLS), full softmax, early stopping on validation NDCG@10;
+4. :func:`blend_on_validation` - the block's weight and recency decay in ``c * item_item + towers``;
+5. the block refit on train+valid, so the served model knows every interaction it was given;
+6. :func:`calibrate_query` - a query moves scores about as much as a typical history does.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from lucidrec.models.scoring import HybridScorer
+from lucidrec.user_history import KnownHistories
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from lucidrec.data.dataset import Dataset
+    from lucidrec.recommender import Recommender
+
+
+def fit(
+    rec: Recommender,
+    dataset: Dataset,
+    train: pd.DataFrame | None = None,
+    valid: pd.DataFrame | None = None,
+    progress: bool = True,
+    refit_item_item: bool = True,
+    log_dir: str | None = None,
+) -> None:
+    """Train ``rec`` in place (see the module docstring for the steps)."""
+    import pandas as pd
+
+    from lucidrec.baselines import EASE, ease_weights
+    from lucidrec.data.text import ItemTextBuilder
+    from lucidrec.encoders import CachedEncoder, SentenceTransformerEncoder
+    from lucidrec.evaluate import choose_on_validation
+    from lucidrec.metrics import RankingAccumulator
+    from lucidrec.models.features import FeatureSpace
+    from lucidrec.models.hybrid import HybridNet, Sequences, _require_torch, pad_histories, train_hybrid
+    from lucidrec.splits import Split
+
+    _require_torch()
+
+    t0 = time.perf_counter()
+    cfg = rec.config
+    if train is None:
+        train, valid = holdout(dataset.interactions, cfg.seed) if valid is None else (dataset.interactions, valid)
+    elif valid is None:
+        train, valid = holdout(train, cfg.seed)
+    rec.dataset_name = dataset.name
+    rec.set_catalog(dataset)
+
+    # 1. frozen language-model embeddings of the item text (cached on disk)
+    rec._st_encoder = SentenceTransformerEncoder(rec.encoder_name)
+    encoder = CachedEncoder(rec._st_encoder, rec.cache_dir)
+    T = encoder.encode(ItemTextBuilder().build(dataset), progress=progress)
+    rec._query_encoder = rec._st_encoder
+    rec.feature_space = FeatureSpace.fit(dataset)
+    G = rec.feature_space.transform(dataset)
+
+    # 2. the closed-form item-item block, its regularisation chosen on validation
+    split = Split(dataset, "custom", train, valid, valid.iloc[:0])
+    if cfg.item_item:
+        reg = cfg.ease_reg
+        if reg is None:
+            grid = [{"reg": r} for r in (100.0, 200.0, 300.0, 500.0, 1000.0)]
+            reg = choose_on_validation(EASE, grid, split, ks=(10,))["reg"]
+        rec.ease_reg = float(reg)
+        B = impute_cold_item_item(
+            ease_weights(dataset.matrix(train), reg).astype(np.float32), T, seen_items(train, dataset.n_items)
+        )
+    else:
+        rec.ease_reg, B = None, None
+
+    # 3. the towers, trained with full softmax; early stopping on validation NDCG@10
+    has_id = seen_items(train, dataset.n_items).astype(np.float32)
+    net = HybridNet(dataset.n_items, T, G, B, has_id, cfg)
+    seqs = Sequences.from_frame(train, dataset.n_users)
+    # Validation users' padded train histories, built once: every epoch and the blend search reuse them.
+    valid_users = np.unique(valid["uidx"].to_numpy())
+    chunks = [
+        (us, pad_histories([seqs.items[u] for u in us], [seqs.ratings[u] for u in us]))
+        for us in np.array_split(valid_users, max(1, -(-len(valid_users) // 256)))
+    ]
+    valid_rel = dataset.matrix(valid)
+    train_hist = dataset.matrix(train)
+
+    def validate(model) -> float:
+        acc = RankingAccumulator(dataset.n_items, ks=(10,), auc=False)
+        for us, batch in chunks:
+            acc.add(model(*batch).numpy(), valid_rel[us], train_hist[us])
+        return acc.result()["ndcg@10"]
+
+    report = train_hybrid(net, seqs, cfg, validate, progress=progress, log_dir=log_dir)
+    # 4. blend the block in on validation
+    if B is not None:
+        report["item_item"] = blend_on_validation(net, chunks, valid_rel, train_hist, dataset.n_items)
+    weights = net.export()
+    # 5. refit the block on everything the model was given
+    if cfg.item_item and refit_item_item:
+        known_frame = pd.concat([train, valid])
+        B = impute_cold_item_item(
+            ease_weights(dataset.matrix(known_frame), rec.ease_reg).astype(np.float32),
+            T,
+            seen_items(known_frame, dataset.n_items),
+        )
+    rec.scorer = HybridScorer(
+        {**weights, "query_latent": np.ones(1, np.float32), "query_text": np.ones(1, np.float32)}, B
+    )
+    rec._torch_net = net
+    rec.known = KnownHistories.from_frame(rec.item_ids, pd.concat([train, valid], ignore_index=True))
+    # 6. the query's weight
+    calibrate_query(rec, T)
+    report["seconds"] = round(time.perf_counter() - t0, 1)
+    report["ease_reg"] = rec.ease_reg
+    rec.train_report = report
+
+
+def blend_on_validation(net, chunks, valid_rel, train_hist, n_items: int) -> dict:
+    """Blend the trained towers with the closed-form item-item block: score = c * item_item + towers,
+    with the block's recency decay and weight c chosen on validation NDCG@10 (c = 0 keeps the towers
+    alone). The towers are trained without the block, so they learn a signal of their own and the
+    blend is an honest two-model ensemble rather than a correction fit to the block's own errors."""
+    import torch
+
+    from lucidrec.metrics import RankingAccumulator
+    from lucidrec.models.features import N_POSITION_BUCKETS, N_RATING_BINS
+
+    with torch.no_grad():
+        towers = [net(*batch).numpy() for _, batch in chunks]
+
+    def ndcg(c: float, decay: float, item_item_cache: dict) -> float:
+        acc = RankingAccumulator(n_items, ks=(10,), auc=False)
+        for k, (us, (hist, _rb, pb, mask)) in enumerate(chunks):
+            if (decay, k) not in item_item_cache:
+                with torch.no_grad():
+                    item_item_cache[(decay, k)] = net.item_item_scores(hist, pb, mask, decay).numpy()
+            acc.add(c * item_item_cache[(decay, k)] + towers[k], valid_rel[us], train_hist[us])
+        return acc.result()["ndcg@10"]
+
+    cache: dict = {}
+    # Scale c relative to the spread of each part so the grid means the same on any dataset.
+    spread_t = float(np.median([np.std(t, axis=1).mean() for t in towers])) or 1.0
+    with torch.no_grad():
+        e0 = net.item_item_scores(*[chunks[0][1][i] for i in (0, 2, 3)], 1.0).numpy()
+    spread_e = float(np.std(e0, axis=1).mean()) or 1.0
+    unit = spread_t / spread_e
+    grid = []
+    towers_flat = all(float(np.ptp(t, axis=1).max()) < 1e-9 for t in towers)
+    for decay in (1.0, 0.9, 0.75, 0.5):
+        for c in ((0.0,) if not towers_flat else ()) + (0.5, 1, 2, 4, 8, 16, 64, 1e4):
+            if c == 0.0 and decay != 1.0:
+                continue
+            grid.append((ndcg(c * unit, decay, cache), c * unit, decay))
+    best = max(grid, key=lambda g: g[0])
+    _, c, decay = best
+    pi = c * decay ** np.arange(N_POSITION_BUCKETS, dtype=np.float64)
+    net.set_item_item_weights(np.ones(N_RATING_BINS, np.float32), pi.astype(np.float32))
+    towers_only = next((g[0] for g in grid if g[1] == 0.0), None)
+    item_item_only = max(g[0] for g in grid if g[1] >= 1e4 * unit * 0.999)
+    return {
+        "weight": c,
+        "decay": decay,
+        "valid_ndcg@10": best[0],
+        "towers_only_valid_ndcg@10": towers_only,
+        "item_item_only_valid_ndcg@10": item_item_only,
+    }
+
+
+def calibrate_query(rec: Recommender, T: np.ndarray) -> None:
+    """Scale the query terms so a query moves scores about as much as a typical user's history does:
+    the spread (p99 - p50) of history scores over the catalog, against that of query similarity."""
+    from lucidrec.serving import state_for
+
+    rng = np.random.default_rng(rec.config.seed)
+    users = rec.known.user_ids()
+    if not users:
+        return
+    sample = rng.choice(users, size=min(100, len(users)), replace=False)
+    spreads = []
+    for uid in sample:
+        s = rec.scorer.score(state_for(rec, rec.known.history(uid), None))
+        spreads.append(np.percentile(s, 99) - np.percentile(s, 50))
+    probes = T[rng.choice(len(T), size=min(100, len(T)), replace=False)]
+    sims = probes @ T.T
+    sim_spread = float(np.median(np.percentile(sims, 99, axis=1) - np.percentile(sims, 50, axis=1)))
+    latent = probes @ rec.scorer.w["Wa"] @ rec.scorer.w["F"].T
+    lat_spread = float(np.median(np.percentile(latent, 99, axis=1) - np.percentile(latent, 50, axis=1)))
+    target = float(np.median(spreads)) * rec.config.query_strength
+    # Half of the query's pull comes from raw text similarity (readable), half from the learned tower.
+    rec.scorer.w["query_text"] = np.array([0.5 * target / max(sim_spread, 1e-6)], np.float32)
+    rec.scorer.w["query_latent"] = np.array([0.5 * target / max(lat_spread, 1e-6)], np.float32)
+
+
+def seen_items(frame, n_items: int) -> np.ndarray:
+    seen = np.zeros(n_items, bool)
+    seen[np.unique(frame["iidx"].to_numpy())] = True
+    return seen
+
+
+def impute_cold_item_item(B: np.ndarray, text: np.ndarray, seen: np.ndarray, k: int = 10) -> np.ndarray:
+    """Give items without interactions an item-item row and column borrowed from their ``k`` nearest
+    warm items by text (weights = cosine similarity, normalised to sum to one). The closed form leaves
+    them at zero, which would rank a new item below every warm one whatever its text says; borrowed
+    columns keep the score linear in the history, so explanations stay exact."""
+    cold = np.flatnonzero(~seen)
+    warm = np.flatnonzero(seen)
+    if len(cold) == 0 or len(warm) == 0:
+        return B
+    k = min(k, len(warm))
+    sims = text[cold] @ text[warm].T
+    nn = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+    w = np.clip(np.take_along_axis(sims, nn, axis=1), 0.0, None)
+    w = w / np.clip(w.sum(axis=1, keepdims=True), 1e-12, None)
+    B = B.copy()
+    for row, i in enumerate(cold):
+        nbrs = warm[nn[row]]
+        B[:, i] = w[row] @ B[:, nbrs].T
+        B[i, :] = w[row] @ B[nbrs, :]
+        B[i, i] = 0.0
+    return B
+
+
+def holdout(inter: pd.DataFrame, seed: int, fraction: float = 0.05):
+    """A random ``fraction`` of each user's rows (users with 5+ rows) held out for early stopping."""
+    rng = np.random.default_rng(seed)
+    mask = rng.random(len(inter)) < fraction
+    counts = inter.groupby("uidx")["uidx"].transform("size").to_numpy()
+    mask &= counts >= 5
+    return inter[~mask].reset_index(drop=True), inter[mask].reset_index(drop=True)
+
+
+__all__ = ["blend_on_validation", "calibrate_query", "fit", "holdout", "impute_cold_item_item"]
