@@ -115,3 +115,17 @@ def test_bad_param_syntax():
     res = invoke("evaluate", "--param", "reg300")
     assert res.exit_code == 2
     assert "error:" in res.output and "NAME=VALUE" in res.output
+
+
+@pytest.mark.parametrize(
+    "module",
+    ["lucidrec.cli_eval", "lucidrec.cli_recommend", "lucidrec.service.cli", "lucidrec.finetune", "lucidrec.batch"],
+)
+def test_command_modules_do_not_import_the_app(module):
+    """No import circle: command modules take shared options from cli_common; only cli.py assembles the app."""
+    import subprocess
+    import sys
+
+    code = f"import sys, {module}; print('lucidrec.cli' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "False"
