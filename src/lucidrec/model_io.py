@@ -3,8 +3,10 @@
 Layout: ``config.json`` (format version, config, catalog metadata), ``weights.safetensors`` (towers),
 ``item_item.safetensors`` (closed-form block), ``items.json`` (catalog), ``interactions.npz`` (the known
 histories), ``encoder/`` (ONNX text encoder + tokenizer), optionally ``query_synonyms.json`` and the
-candidate index files (:mod:`lucidrec.retrieval`). JSON and npz rather than parquet: reading them needs
-no pyarrow/pandas import, which was most of a fresh ``lucidrec recommend`` process's start-up time.
+candidate index files (:mod:`lucidrec.retrieval`), and ``manifest.json`` (sha256 of each file, written last,
+verified at load; :mod:`lucidrec.model_check` also checks that the files agree with each other). JSON and
+npz rather than parquet: reading them needs no pyarrow/pandas import, which was most of a fresh
+``lucidrec recommend`` process's start-up time.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from lucidrec import model_check as check
 from lucidrec.errors import ModelError
 from lucidrec.models.scoring import HybridScorer
 from lucidrec.user_history import KnownHistories
@@ -77,6 +80,7 @@ def save(rec: Recommender, out_dir: str | Path, export_encoder: bool = True) -> 
     else:
         for f in INDEX_FILES:  # an index left from an earlier model would not match these weights
             (out / f).unlink(missing_ok=True)
+    check.write_manifest(out)  # last: a save cut short leaves the old manifest, which then fails to verify
     return out
 
 
@@ -87,51 +91,58 @@ def read_meta(d: Path) -> dict:
             f"{d}: not a lucidrec model folder (no config.json). Fix: pass the folder written by "
             "'lucidrec train --out DIR'."
         )
-    try:
+    with check.reading(d, "config.json"):
         meta = json.loads((d / "config.json").read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ModelError(f"{d / 'config.json'}: not valid JSON ({e}). Fix: retrain the model.") from None
     if not isinstance(meta, dict) or not isinstance(meta.get("config"), dict):
-        raise ModelError(f"{d / 'config.json'}: no 'config' object. Fix: retrain the model or restore the file.")
+        raise check.broken(d, "config.json", "no 'config' object")
     if meta.get("format_version") != FORMAT_VERSION:
         raise ModelError(
-            f"{d}: model format {meta.get('format_version')} is not supported by this version "
-            f"(expects {FORMAT_VERSION}). Fix: retrain with this version of lucidrec."
+            f"{d}: model format {meta.get('format_version')!r} is not supported by this version "
+            f"(expects {FORMAT_VERSION}). Fix: retrain with this version of lucidrec ('lucidrec train --out DIR')."
         )
-    for f in ("weights.safetensors", "items.json", "interactions.npz"):
-        if not (d / f).exists():
-            raise ModelError(f"{d}: missing {f}. Fix: retrain the model or copy the whole folder.")
+    for f in check.FILES:
+        if f.required and not (d / f.name).is_file():
+            raise check.broken(d, f.name, "is missing")
+    check.check_config(d, meta["config"])
+    check.check_meta(d, meta)
     return meta
 
 
 def load(cls, model_dir: str | Path, load_encoder: bool = True, encoder_threads: int | None = None) -> Recommender:
-    """Read a model folder into a new ``cls`` (a Recommender), ready to serve."""
+    """Read a model folder into a new ``cls`` (a Recommender), ready to serve. A broken folder raises one
+    ModelError naming the file and the fix (checksums first, then each file's shape and agreement)."""
     from safetensors.numpy import load_file
 
     from lucidrec.models.config import HybridConfig
 
     d = Path(model_dir)
     meta = read_meta(d)
-    try:
-        config = HybridConfig(**meta["config"])
-    except TypeError as e:
-        raise ModelError(
-            f"{d / 'config.json'}: config does not match this version ({e}). Fix: retrain the model."
-        ) from None
+    check.verify_manifest(d, {"model", "index"} | ({"encoder"} if load_encoder else set()))
+    config = HybridConfig(**meta["config"])
     rec = cls(config)
     rec.dataset_name = meta.get("dataset")
     rec.ease_reg = meta.get("ease_reg")
-    rec.train_report = meta.get("train_report", {})
-    weights = load_file(str(d / "weights.safetensors"))
-    B = load_file(str(d / "item_item.safetensors"))["B"] if (d / "item_item.safetensors").exists() else None
+    rec.train_report = meta.get("train_report") or {}
+    with check.reading(d, "weights.safetensors") as p:
+        weights = load_file(str(p))
+    B = None
+    if (d / "item_item.safetensors").exists():
+        with check.reading(d, "item_item.safetensors") as p:
+            B = load_file(str(p)).get("B")
+        if B is None:
+            raise check.broken(d, "item_item.safetensors", "lacks the array 'B'")
+    n_items = check.check_weights(d, weights, B, bool(config.item_item))
     rec.scorer = HybridScorer(weights, B)
-    items = json.loads((d / "items.json").read_text(encoding="utf-8"))
+    with check.reading(d, "items.json") as p:
+        items = json.loads(p.read_text(encoding="utf-8"))
+    check.check_items(d, items, n_items)
     rec.item_ids = np.asarray(items["item"], dtype=object)
     rec.item_index = {iid: i for i, iid in enumerate(rec.item_ids)}
     rec.titles = np.asarray(items["title"], dtype=object)
     rec.categories = [list(c or []) for c in items["categories"]]
     rec.years = np.asarray([np.nan if y is None else y for y in items["year"]], dtype=np.float64)
-    with np.load(d / "interactions.npz") as z:
+    with check.reading(d, "interactions.npz") as p, np.load(p) as z:
+        check.check_interactions(d, z, rec.item_ids)
         rec.known = KnownHistories.from_ids(
             rec.item_ids,
             z["user"],
@@ -143,14 +154,48 @@ def load(cls, model_dir: str | Path, load_encoder: bool = True, encoder_threads:
     if (d / "query_synonyms.json").exists():
         rec.query_synonyms = read_synonyms(d / "query_synonyms.json")
     if load_encoder and (d / "encoder" / "model.onnx").exists():
-        from lucidrec.encoders import OnnxEncoder
-
-        rec._query_encoder = OnnxEncoder(d / "encoder", threads=encoder_threads)
-    from lucidrec.retrieval import Retriever
-
-    rec.retriever = Retriever.load(d, rec.scorer)  # None when the folder has no index
+        rec._query_encoder = _load_encoder(d, encoder_threads, rec.scorer.w["T"].shape[1])
+    rec.retriever = _load_index(d, rec.scorer)  # None when the folder has no index
     rec._retriever_scorer = rec.scorer
     return rec
+
+
+def _load_encoder(d: Path, threads: int | None, text_dim: int):
+    """The ONNX encoder; its small files are read first so that a failure names the broken one."""
+    from tokenizers import Tokenizer
+
+    from lucidrec.encoders import OnnxEncoder
+
+    for name in ("encoder/encoder.json", "encoder/tokenizer.json"):
+        if not (d / name).is_file():
+            raise check.broken(d, name, "is missing")
+    with check.reading(d, "encoder/encoder.json") as p:
+        check.check_encoder(d, json.loads(p.read_text(encoding="utf-8")), text_dim)
+    with check.reading(d, "encoder/tokenizer.json") as p:
+        Tokenizer.from_file(str(p))
+    with check.reading(d, "encoder/model.onnx"):
+        return OnnxEncoder(d / "encoder", threads=threads)
+
+
+def _load_index(d: Path, scorer: HybridScorer):
+    from lucidrec.retrieval import Retriever
+
+    if (d / "index_proj.npz").exists():
+        with check.reading(d, "index_proj.npz") as p, np.load(p) as z:
+            [z[k] for k in z.files]  # reads (and CRC-checks) every array
+    with check.reading(d, "index.faiss"):
+        r = Retriever.load(d, scorer)
+    if r is not None and r.index is not None and getattr(r.index, "ntotal", scorer.n_items) != scorer.n_items:
+        raise check.broken(d, "index.faiss", f"indexes {r.index.ntotal} items, the weights have {scorer.n_items}")
+    return r
+
+
+def check_folder(model_dir: str | Path) -> None:
+    """Everything :func:`load` checks, encoder and index included (``lucidrec serve`` calls it before it
+    starts the server, so that a broken folder ends in one clear error rather than a failed startup)."""
+    from lucidrec.recommender import Recommender
+
+    load(Recommender, model_dir, load_encoder=True, encoder_threads=1)
 
 
 def read_synonyms(path: Path) -> dict[str, dict[str, str]]:
@@ -171,4 +216,4 @@ def read_synonyms(path: Path) -> dict[str, dict[str, str]]:
     return table
 
 
-__all__ = ["FORMAT_VERSION", "load", "read_meta", "read_synonyms", "save"]
+__all__ = ["FORMAT_VERSION", "check_folder", "load", "read_meta", "read_synonyms", "save"]

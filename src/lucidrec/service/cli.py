@@ -48,6 +48,9 @@ def register(app: typer.Typer) -> None:
 
         if not (model / "config.json").exists():
             raise ConfigError(f"--model {model}: not a model folder (no config.json). Fix: lucidrec train --out DIR.")
+        from lucidrec.model_io import check_folder
+
+        check_folder(model)  # a broken folder: one clear error here, not uvicorn's "Application startup failed"
         keys = load_api_keys(api_keys_file)
         if demo_key:
             key = new_demo_key()
