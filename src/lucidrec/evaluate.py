@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lucidrec.errors import DataError
 from lucidrec.history import Histories
 from lucidrec.metrics import RankingAccumulator, top_k
 from lucidrec.splits import Split
@@ -72,6 +73,14 @@ def evaluate_scorer(scorer, split: Split, part: str = "test", ks=(10, 20), batch
     """Metrics of an already-fitted ``scorer`` on ``part``; every item in the user's known history is
     excluded from the ranking (full ranking over all other items)."""
     t = _eval_target(split, part)
+    if not len(t.users):
+        # Nothing to rank for: a metric of no users does not exist (its absence was a KeyError later).
+        raise DataError(
+            f"the {part} part of the '{split.protocol}' split has no users with interactions "
+            f"({split.dataset.n_users} users, {len(split.dataset.interactions)} interactions in all): there is "
+            "nothing to evaluate on. Fix: use more data (each user needs several interactions for the split "
+            "to hold some out), or pass a separate validation/test part."
+        )
     n_candidates = None if t.candidates is None else int(t.candidates.sum())
     acc = RankingAccumulator(split.dataset.n_items, ks, n_candidates=n_candidates)
     for start in range(0, len(t.users), batch_size):

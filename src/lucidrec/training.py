@@ -56,6 +56,7 @@ def fit(
         train, valid = holdout(dataset.interactions, cfg.seed) if valid is None else (dataset.interactions, valid)
     elif valid is None:
         train, valid = holdout(train, cfg.seed)
+    require_training_data(dataset, train, valid)
     rec.dataset_name = dataset.name
     rec.set_catalog(dataset)
 
@@ -231,12 +232,34 @@ def impute_cold_item_item(B: np.ndarray, text: np.ndarray, seen: np.ndarray, k: 
 
 
 def holdout(inter: pd.DataFrame, seed: int, fraction: float = 0.05):
-    """A random ``fraction`` of each user's rows (users with 5+ rows) held out for early stopping."""
+    """A random ``fraction`` of each user's rows (users with 5+ rows) held out for early stopping; at least
+    one row when any user has 5+ (on small data the fraction alone often picks none)."""
     rng = np.random.default_rng(seed)
     mask = rng.random(len(inter)) < fraction
     counts = inter.groupby("uidx")["uidx"].transform("size").to_numpy()
     mask &= counts >= 5
+    if not mask.any() and (counts >= 5).any():
+        mask[rng.choice(np.flatnonzero(counts >= 5))] = True
     return inter[~mask].reset_index(drop=True), inter[mask].reset_index(drop=True)
 
 
-__all__ = ["blend_on_validation", "calibrate_query", "fit", "holdout", "impute_cold_item_item"]
+def require_training_data(dataset: Dataset, train: pd.DataFrame, valid: pd.DataFrame) -> None:
+    """Training needs rows to learn from and validation rows to stop early and blend on: a clear error
+    before the (slow) text encoding, not a missing metric deep inside it."""
+    from lucidrec.errors import DataError
+
+    sizes = f"{dataset.n_users} users, {dataset.n_items} items, {len(dataset.interactions)} interactions"
+    if len(train) == 0:
+        raise DataError(f"nothing to train on: the training part is empty ({sizes}). Fix: use more data.")
+    if len(valid) == 0:
+        raise DataError(
+            f"too little data to train on ({sizes}): no interactions are left for validation, which training "
+            "needs for early stopping. Fix: use more data (users with several interactions each: the 'loo' "
+            "split holds out one of each user's with 3+, 'ratio' 10% of each user's), or pass a validation "
+            "part (Recommender.fit(dataset, train, valid))."
+        )
+    if dataset.n_items < 2:
+        raise DataError(f"the catalog has {dataset.n_items} item ({sizes}): nothing to rank. Fix: use more items.")
+
+
+__all__ = ["blend_on_validation", "calibrate_query", "fit", "holdout", "impute_cold_item_item", "require_training_data"]
