@@ -14,6 +14,7 @@ import hashlib
 import json
 import math
 import os
+import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -170,6 +171,30 @@ def verify_manifest(d: Path, groups: set[str]) -> bool:
     return True
 
 
+class BackgroundVerify:
+    """:func:`verify_manifest` on a thread, overlapping the hashing with the loading of the same files
+    (hashlib and file reads release the GIL): on a 108 MB ML-100K folder the checksums alone take about
+    0.2 s. :meth:`result` waits and raises what the verification found."""
+
+    def __init__(self, d: Path, groups: set[str]):
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(d, groups), name="lucidrec-verify", daemon=True)
+        self._thread.start()
+
+    def _run(self, d: Path, groups: set[str]) -> None:
+        try:
+            verify_manifest(d, groups)
+        except LucidrecError as e:
+            self._error = e
+        except Exception as e:  # noqa: BLE001 - e.g. a file that cannot be opened: still one clear error
+            self._error = ModelError(f"{d}: cannot verify the model's checksums ({type(e).__name__}: {e}). {RETRAIN}")
+
+    def result(self) -> None:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+
 # ---------------------------------------------------------------------- config.json
 _CHOICES = {"mode": ("set", "seq", "mixed")}
 _POSITIVE = ("dim", "cls_hidden", "epochs", "batch_size", "samples_per_user")
@@ -280,8 +305,9 @@ def check_items(d: Path, items, n: int) -> None:
 INTERACTION_KEYS = ("user", "item", "rating", "timestamp", "event")
 
 
-def check_interactions(d: Path, z, item_ids: np.ndarray) -> None:
-    """interactions.npz: the five 1-D arrays, equally long, numeric ratings/times, catalog items only."""
+def check_interactions(d: Path, z) -> dict[str, np.ndarray]:
+    """interactions.npz: the five 1-D arrays, equally long, numeric ratings/times. Returns them (each
+    read once: an npz decompresses an array on every access)."""
     name = "interactions.npz"
     missing = [k for k in INTERACTION_KEYS if k not in z]
     if missing:
@@ -291,14 +317,23 @@ def check_interactions(d: Path, z, item_ids: np.ndarray) -> None:
     if len(lengths) != 1 or -1 in lengths:
         raise broken(d, name, "its arrays are not 1-D of one length")
     for k in ("rating", "timestamp"):
-        if not (np.issubdtype(arrays[k].dtype, np.number) and not np.issubdtype(arrays[k].dtype, np.complexfloating)):
+        if arrays[k].dtype.kind not in "iuf":
             raise broken(d, name, f"'{k}' has dtype {arrays[k].dtype}, expected numbers")
     for k in ("user", "item", "event"):
         if arrays[k].dtype.kind not in "UO":
             raise broken(d, name, f"'{k}' has dtype {arrays[k].dtype}, expected strings")
-    unknown = np.setdiff1d(arrays["item"].astype(str), np.asarray(item_ids).astype(str))
+    return arrays
+
+
+def check_known_items(d: Path, known, raw_items: np.ndarray) -> None:
+    """Every interaction names a catalog item (save writes only those; -1 marks an id items.json lacks)."""
+    unknown = np.flatnonzero(known.items < 0)
     if len(unknown):
-        raise broken(d, name, f"names {len(unknown)} items that are not in items.json (e.g. '{unknown[0]}')")
+        raise broken(
+            d,
+            "interactions.npz",
+            f"{len(unknown)} rows name items that are not in items.json (e.g. '{raw_items[unknown[0]]}')",
+        )
 
 
 def check_encoder(d: Path, meta, text_dim: int) -> None:
@@ -311,12 +346,14 @@ def check_encoder(d: Path, meta, text_dim: int) -> None:
 
 __all__ = [
     "FILES",
+    "BackgroundVerify",
     "MANIFEST",
     "ModelFile",
     "broken",
     "check_config",
     "check_encoder",
     "check_interactions",
+    "check_known_items",
     "check_items",
     "check_meta",
     "check_weights",

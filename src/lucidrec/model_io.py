@@ -110,14 +110,25 @@ def read_meta(d: Path) -> dict:
 
 def load(cls, model_dir: str | Path, load_encoder: bool = True, encoder_threads: int | None = None) -> Recommender:
     """Read a model folder into a new ``cls`` (a Recommender), ready to serve. A broken folder raises one
-    ModelError naming the file and the fix (checksums first, then each file's shape and agreement)."""
+    ModelError naming the file and the fix (the checksums, verified alongside, then each file's shape and
+    agreement with the others)."""
+    d = Path(model_dir)
+    meta = read_meta(d)
+    verify = check.BackgroundVerify(d, {"model", "index"} | ({"encoder"} if load_encoder else set()))
+    try:
+        rec = _read(cls, d, meta, load_encoder, encoder_threads)
+    except Exception:
+        verify.result()  # a checksum mismatch is the root cause of a file that failed to read: say that
+        raise
+    verify.result()
+    return rec
+
+
+def _read(cls, d: Path, meta: dict, load_encoder: bool, encoder_threads: int | None) -> Recommender:
     from safetensors.numpy import load_file
 
     from lucidrec.models.config import HybridConfig
 
-    d = Path(model_dir)
-    meta = read_meta(d)
-    check.verify_manifest(d, {"model", "index"} | ({"encoder"} if load_encoder else set()))
     config = HybridConfig(**meta["config"])
     rec = cls(config)
     rec.dataset_name = meta.get("dataset")
@@ -142,15 +153,16 @@ def load(cls, model_dir: str | Path, load_encoder: bool = True, encoder_threads:
     rec.categories = [list(c or []) for c in items["categories"]]
     rec.years = np.asarray([np.nan if y is None else y for y in items["year"]], dtype=np.float64)
     with check.reading(d, "interactions.npz") as p, np.load(p) as z:
-        check.check_interactions(d, z, rec.item_ids)
-        rec.known = KnownHistories.from_ids(
-            rec.item_ids,
-            z["user"],
-            z["item"],
-            z["rating"].astype(np.float64),
-            z["timestamp"].astype(np.float64),
-            z["event"],
-        )
+        a = check.check_interactions(d, z)
+    rec.known = KnownHistories.from_ids(
+        rec.item_ids,
+        a["user"],
+        a["item"],
+        a["rating"].astype(np.float64),
+        a["timestamp"].astype(np.float64),
+        a["event"],
+    )
+    check.check_known_items(d, rec.known, a["item"])
     if (d / "query_synonyms.json").exists():
         rec.query_synonyms = read_synonyms(d / "query_synonyms.json")
     if load_encoder and (d / "encoder" / "model.onnx").exists():
