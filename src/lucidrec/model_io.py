@@ -173,20 +173,27 @@ def _read(cls, d: Path, meta: dict, load_encoder: bool, encoder_threads: int | N
 
 
 def _load_encoder(d: Path, threads: int | None, text_dim: int):
-    """The ONNX encoder; its small files are read first so that a failure names the broken one."""
-    from tokenizers import Tokenizer
-
+    """The ONNX encoder. When it fails to load, the tokenizer is tried alone to name the broken file (only
+    then: loading it twice on every start cost about 60 ms)."""
     from lucidrec.encoders import OnnxEncoder
+    from lucidrec.errors import LucidrecError
 
     for name in ("encoder/encoder.json", "encoder/tokenizer.json"):
         if not (d / name).is_file():
             raise check.broken(d, name, "is missing")
     with check.reading(d, "encoder/encoder.json") as p:
         check.check_encoder(d, json.loads(p.read_text(encoding="utf-8")), text_dim)
-    with check.reading(d, "encoder/tokenizer.json") as p:
-        Tokenizer.from_file(str(p))
-    with check.reading(d, "encoder/model.onnx"):
+    try:
         return OnnxEncoder(d / "encoder", threads=threads)
+    except LucidrecError:
+        raise
+    except Exception:
+        from tokenizers import Tokenizer
+
+        with check.reading(d, "encoder/tokenizer.json") as p:
+            Tokenizer.from_file(str(p))
+        with check.reading(d, "encoder/model.onnx"):
+            raise  # the tokenizer reads: the ONNX model is the broken file
 
 
 def _load_index(d: Path, scorer: HybridScorer):
