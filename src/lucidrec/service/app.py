@@ -43,6 +43,7 @@ from lucidrec.service.schemas import (
     UserSummary,
 )
 from lucidrec.service.store import DEFAULT_MAX_HISTORY, FeedbackStore
+from lucidrec.service.writer import BatchWriter
 
 log = logging.getLogger("lucidrec.service")
 MAX_BODY_BYTES = 256 * 1024
@@ -131,7 +132,8 @@ def create_app(settings: ServiceSettings) -> FastAPI:
     # The model and the database never run on the event loop: /health and every other request stay
     # answerable while recommends run. Writes have their own thread so they never queue behind reads.
     compute = WorkPool("compute", settings.threads, settings.queue)
-    writes = WorkPool("write", 1, settings.queue)
+    writes = WorkPool("write", 1, settings.queue)  # deletes (rare, with a checkpoint)
+    feedback_writer = BatchWriter(store, settings.queue)  # group commit: one fsync per batch of rows
 
     started = threading.Event()
     start_lock = threading.Lock()
@@ -153,6 +155,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         yield
         compute.close()
         writes.close()
+        feedback_writer.close()
         store.close()
 
     app = FastAPI(
@@ -164,7 +167,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         dependencies=[Depends(_no_key_in_url)],
     )
     app.state.store, app.state.holder, app.state.metrics = store, holder, metrics
-    app.state.pools = {"compute": compute, "write": writes}
+    app.state.pools = {"compute": compute, "write": writes, "feedback": feedback_writer}
     app.add_middleware(ServiceMiddleware, metrics=metrics, max_body=settings.max_body)
 
     # ------------------------------------------------------------------ errors -> clear 4xx
@@ -303,13 +306,11 @@ def create_app(settings: ServiceSettings) -> FastAPI:
     )
     async def feedback(req: FeedbackRequest):
         """Record one event; it counts from the user's very next recommendation. Acknowledged (201) only
-        once the row is on disk (synchronous=FULL)."""
-
-        def write():
-            row_id, ts = engine.add_feedback(model(), store, req, time.time())
-            return row_id, ts, store.user_rows(req.user)
-
-        row_id, ts, size = await writes.run(write)
+        once the row is on disk (synchronous=FULL; concurrent writes share one commit)."""
+        rec = holder.get() if started.is_set() else await compute.run(model)  # a lazy first load
+        engine.check_item(rec, req.item, "item")
+        ts = req.effective_timestamp(time.time())
+        row_id, size = await feedback_writer.add(req.user, req.item, req.event, req.rating, ts)
         metrics.feedback_rows.inc()
         return FeedbackResponse(
             id=row_id, user=req.user, item=req.item, event=req.event, rating=req.rating, timestamp=ts, history_size=size

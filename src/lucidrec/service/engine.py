@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from lucidrec.errors import ConfigError, UnknownIdError
-from lucidrec.service.schemas import EVENT_DEFAULT_RATING, FeedbackRequest, RecommendRequest
+from lucidrec.service.schemas import EVENT_DEFAULT_RATING, RecommendRequest
 from lucidrec.service.store import DEFAULT_MAX_HISTORY, FeedbackRow, FeedbackStore
 
 
@@ -221,12 +221,6 @@ def scrub_sensitive(result: dict, lang: str) -> None:
 def _sensitive(evidence: dict) -> bool:
     names = {str(evidence.get(k, "")).lower() for k in ("kind", "name", "attribute", "feature")}
     return bool(names & SENSITIVE_ATTRIBUTES)
-
-
-def add_feedback(rec, store: FeedbackStore, req: FeedbackRequest, now: float) -> tuple[int, float]:
-    check_item(rec, req.item, "item")
-    ts = req.effective_timestamp(now)
-    return store.add(req.user, req.item, req.event, req.rating, ts), ts
 
 
 def item_info(rec, idx: int) -> dict:

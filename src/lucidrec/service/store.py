@@ -174,6 +174,26 @@ class FeedbackStore:
         )
         return int(cur.lastrowid)
 
+    def add_batch(self, rows: list[tuple[str, str, str, float | None, float]]) -> list[tuple[int, int]]:
+        """Append rows in one transaction (one fsync under synchronous=FULL); all or none are stored.
+        Returns, per row, its id and the user's row count right after it."""
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            out = []
+            for user, item, event, rating, timestamp in rows:
+                cur = conn.execute(
+                    "INSERT INTO feedback (user, item, event, rating, timestamp) VALUES (?, ?, ?, ?, ?)",
+                    (user, item, event, rating, timestamp),
+                )
+                n = conn.execute("SELECT COUNT(*) FROM feedback WHERE user = ?", (user,)).fetchone()[0]
+                out.append((int(cur.lastrowid), int(n)))
+            conn.execute("COMMIT")
+            return out
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
     def history(self, user: str, limit: int | None = DEFAULT_MAX_HISTORY, offset: int = 0) -> list[FeedbackRow]:
         """The user's most recent ``limit`` rows (skipping the ``offset`` most recent), oldest first (ties by
         insertion order); ``limit=None`` reads them all. The (user, timestamp, id) index serves it backwards,
