@@ -185,7 +185,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--workers", default="1,2", help="Server processes; a list runs the levels for each.")
     ap.add_argument("--mix", default="0.5,0.2,0.3", help="Weights of recommend, recommend+query, feedback.")
     ap.add_argument("--synchronous", default="FULL,NORMAL", help="Store durability modes to run (FULL is served).")
-    ap.add_argument("--threads", type=int, default=2, help="Worker threads per server process (serve --threads).")
+    ap.add_argument("--threads", type=int, default=1, help="Worker threads per server process (serve --threads).")
     ap.add_argument("--seed", type=int, default=2026)
     ap.add_argument("--out", default=str(RESULTS / "service.json"))
     ap.add_argument("--no-explain", action="store_true", help="Ask for recommendations without reasons.")

@@ -35,7 +35,9 @@ def register(app: typer.Typer) -> None:
         anon_rate_limit: float = typer.Option(
             10.0, "--anon-rate-limit", min=0, help="Requests/s per client address without a key (0: off)."
         ),
-        threads: int = typer.Option(2, "--threads", min=1, max=64, help="Worker threads per process for the model."),
+        threads: int = typer.Option(
+            1, "--threads", min=1, max=64, help="Worker threads per process for the model (more processes: --workers)."
+        ),
         queue: int = typer.Option(
             64, "--queue", min=1, max=10_000, help="Requests a process admits (running + waiting) before 503."
         ),
