@@ -163,8 +163,9 @@ def create_app(settings: ServiceSettings) -> FastAPI:
     app = FastAPI(
         title="lucidrec",
         version=__version__,
-        description="Recommendations that explain themselves. Write endpoints need an API key "
-        "(`Authorization: Bearer KEY` or `X-API-Key: KEY`).",
+        description="Recommendations that explain themselves. Writes, and reads of stored users' data unless "
+        "the server runs with --public-reads, need an API key (`Authorization: Bearer KEY` or `X-API-Key: KEY`; "
+        "never in the URL).",
         lifespan=lifespan,
         dependencies=[Depends(_no_key_in_url)],
     )
