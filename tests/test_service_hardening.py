@@ -388,6 +388,16 @@ def test_key_in_the_url_is_refused_and_db_files_are_private(model_dir, tmp_path)
             assert stat.S_IMODE(p.stat().st_mode) == 0o600, p
 
 
+def test_saved_interactions_are_private(model_dir):
+    assert stat.S_IMODE((model_dir / "interactions.npz").stat().st_mode) == 0o600
+
+
+def test_serve_refuses_contradicting_read_options(model_dir):
+    out = subprocess.run([sys.executable, "-m", "lucidrec.cli", "serve", "--model", str(model_dir), "--public-reads",
+                          "--require-read-keys"], capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert out.returncode == 2 and "contradict" in out.stdout + out.stderr and "Traceback" not in out.stderr
+
+
 def test_served_access_log_has_no_ids_or_keys(model_dir, own_model, tmp_path):
     """The real `lucidrec serve`: the access log names route templates, never ids or query strings."""
     port = _free_port()

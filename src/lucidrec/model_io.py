@@ -10,6 +10,7 @@ no pyarrow/pandas import, which was most of a fresh ``lucidrec recommend`` proce
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -55,6 +56,8 @@ def save(rec: Recommender, out_dir: str | Path, export_encoder: bool = True) -> 
         timestamp=known.times,
         event=known.events.astype(str),
     )
+    # Users' interactions are personal data: readable by the folder's owner only (issue 16).
+    os.chmod(out / "interactions.npz", 0o600)
     if export_encoder:
         if rec._st_encoder is not None:
             rec._st_encoder.export_onnx(out / "encoder")
