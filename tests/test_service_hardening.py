@@ -320,6 +320,19 @@ def test_failed_keys_and_anonymous_requests_are_throttled_per_client(model_dir, 
         assert c.get("/items/100", headers=WRITE).status_code == 200
 
 
+def test_rate_limiter_memory_is_bounded_for_made_up_clients():
+    from lucidrec.service.ratelimit import RateLimiter
+
+    now = [0.0]
+    rl = RateLimiter(1.0, burst=2, clock=lambda: now[0], max_keys=100)
+    for i in range(10_000):
+        rl.acquire(f"client-{i}")
+        now[0] += 0.001
+    assert len(rl._buckets) <= 101
+    rl.acquire("steady")
+    assert rl.acquire("steady") == 0.0 and rl.acquire("steady") > 0  # limiting still works
+
+
 # ============================================================== 7. durable acknowledged writes
 def test_writes_are_fsynced_before_they_are_acknowledged(tmp_path):
     store = FeedbackStore(tmp_path / "a.db")

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import threading
@@ -146,6 +147,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
             with start_lock:
                 if not started.is_set():
                     _start(holder, store)
+                    app.state.rows_changed()
                     metrics.model_loaded.set(1)
                     started.set()
         return holder.get()
@@ -315,6 +317,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         ts = req.effective_timestamp(time.time())
         row_id, size = await feedback_writer.add(req.user, req.item, req.event, req.rating, ts)
         metrics.feedback_rows.inc()
+        rows_changed()
         return FeedbackResponse(
             id=row_id, user=req.user, item=req.item, event=req.event, rating=req.rating, timestamp=ts, history_size=size
         )
@@ -340,6 +343,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
             return n, store.checkpoint(), tombstones.append(settings.model_dir, [user_id])
 
         n, checkpointed, tomb = await writes.run(forget)
+        rows_changed()
         if n == 0:
             raise UnknownIdError(f"user_id: user '{user_id}' has no stored rows. Fix: check the id.")
         if not tomb:
@@ -400,15 +404,30 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         items = await compute.run(lambda: engine.search_items(model(), search, limit))
         return {"search": search, "count": len(items), "items": items}
 
+    rows_seen = {"at": -1.0, "n": 0}  # the row count /health reports, refreshed at most once a second
+
+    async def row_count() -> int:
+        # COUNT(*) reads the whole table: off the event loop, and at most once a second however often
+        # /health is called (after a write in this process, at once).
+        if time.monotonic() - rows_seen["at"] > 1.0:
+            rows_seen["n"] = await asyncio.to_thread(store.count)
+            rows_seen["at"] = time.monotonic()
+        return rows_seen["n"]
+
+    def rows_changed() -> None:
+        rows_seen["at"] = -1.0
+
+    app.state.rows_changed = rows_changed
+
     @app.get("/health")
     async def health():
-        # On the event loop, which the model never blocks: one cheap indexed count, no pool, no thread hop.
+        # On the event loop, never behind the model's pool: answers while heavy requests run.
         return {
             "status": "ok",
             "version": __version__,
             "model_loaded": holder.loaded,
             "items": len(holder.get().item_ids) if holder.loaded else None,
-            "feedback_rows": store.count(),
+            "feedback_rows": await row_count(),
             "write_keys_configured": len(keys) > 0,
             "public_reads": settings.public_reads,
             "queued": {name: pool.pending for name, pool in app.state.pools.items()},
