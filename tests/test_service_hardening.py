@@ -344,6 +344,28 @@ def test_writes_are_fsynced_before_they_are_acknowledged(tmp_path):
         FeedbackStore(tmp_path / "c.db", synchronous="OFF")
 
 
+def test_concurrent_feedback_is_group_committed_and_every_row_is_stored(tmp_path):
+    import asyncio
+
+    from lucidrec.service.writer import BatchWriter
+
+    store = FeedbackStore(tmp_path / "a.db")
+    batches = []
+    real = store.add_batch
+    store.add_batch = lambda rows: batches.append(len(rows)) or real(rows)
+    writer = BatchWriter(store, max_pending=1000)
+
+    async def many():
+        return await asyncio.gather(*(writer.add(f"u{i % 7}", str(i), "liked", None, float(i)) for i in range(300)))
+
+    results = asyncio.run(many())
+    writer.close()
+    ids = [r[0] for r in results]
+    assert len(set(ids)) == 300 and store.ids_present(ids) == 300 and sum(batches) == 300
+    assert len(batches) < 300  # writes waiting together shared a commit (and its fsync)
+    assert max(n for _, n in results) == len(store.history("u0", limit=None))
+
+
 # ============================================================== 9. hostile inputs
 def test_strict_types_bounded_timestamps_and_nested_errors(model_dir, tmp_path):
     with make_client(model_dir, tmp_path / "f.db") as c:
