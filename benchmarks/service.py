@@ -1,15 +1,22 @@
 """Load benchmark of the HTTP service: the real server (``lucidrec serve``, uvicorn) on loopback under N
 concurrent clients that mix recommend (with and without a query) and feedback.
 
-    python benchmarks/service.py [--model models/ml100k] [--clients 1,8,32,64] [--seconds 15] [--workers 1,2]
+    python benchmarks/service.py [--model models/ml100k] [--clients 32,64] [--seconds 8] [--workers 1,2]
+        [--synchronous FULL,NORMAL] [--threads 2]
 
 Each client is closed-loop (sends its next request when the last one is answered) over one keep-alive
 connection; the clients run in one asyncio process with a minimal HTTP/1.1 client, so the load generator
 takes as little of the machine's CPU as possible (server and clients share the same cores). After each
 level every feedback row id the server returned is looked up in the SQLite database.
 
-Writes benchmarks/results/service.json. Targets (issue 6, 2 cores): recommend without a query at 32
-clients p99 < 50 ms, zero errors, zero lost feedback rows.
+The default mix is 70/30 reads/writes (50% recommend for a stored user, 20% with a query, 30% feedback),
+all with an API key (reads of stored users are keyed by default). Each server configuration (workers x
+synchronous) runs every client level; ``synchronous`` NORMAL next to FULL is the throughput cost of
+durable writes (FULL fsyncs every acknowledged write), also measured without HTTP as single-row commits
+per second on the same disk.
+
+Writes benchmarks/results/service.json and service.md. Targets (issues 6 and 16, 2 cores): recommend
+without a query at 32 clients p99 < 50 ms, zero errors, zero lost feedback rows.
 """
 
 from __future__ import annotations
@@ -115,7 +122,7 @@ async def client(cid: int, port: int, users: list[str], items: list[str], mix, d
                     body["query"] = rng.choice(QUERIES)
                 t0 = time.perf_counter()
                 try:
-                    status, raw = await conn.request("POST", "/recommend", body)
+                    status, raw = await conn.request("POST", "/recommend", body, auth)
                 except (OSError, asyncio.IncompleteReadError, ValueError, IndexError):
                     status, raw = 0, b""
                     conn.close()
@@ -149,10 +156,11 @@ def pct(xs, q) -> float | None:
     return round(float(np.percentile(xs, q)) * 1000, 2) if len(xs) else None
 
 
-def start_server(model: Path, db: Path, workers: int, port: int) -> subprocess.Popen:
+def start_server(model: Path, db: Path, workers: int, port: int, synchronous: str, threads: int) -> subprocess.Popen:
     env = {**os.environ, "LUCIDREC_API_KEYS": KEY, "HF_HUB_OFFLINE": "1"}
     cmd = [sys.executable, "-m", "lucidrec.cli", "serve", "--model", str(model), "--db", str(db), "--port", str(port),
-           "--workers", str(workers), "--rate-limit", "0", "--log-level", "warning"]  # fmt: skip
+           "--workers", str(workers), "--rate-limit", "0", "--log-level", "warning", "--synchronous", synchronous,
+           "--threads", str(threads), "--queue", "256"]  # fmt: skip
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     for _ in range(600):
         try:
@@ -171,11 +179,13 @@ def start_server(model: Path, db: Path, workers: int, port: int) -> subprocess.P
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="models/ml100k")
-    ap.add_argument("--clients", default="1,8,32,64")
-    ap.add_argument("--seconds", type=float, default=15.0, help="Measured seconds per level.")
+    ap.add_argument("--clients", default="32,64")
+    ap.add_argument("--seconds", type=float, default=8.0, help="Measured seconds per level.")
     ap.add_argument("--warmup", type=float, default=2.0, help="Unmeasured seconds at the start of each level.")
     ap.add_argument("--workers", default="1,2", help="Server processes; a list runs the levels for each.")
-    ap.add_argument("--mix", default="0.6,0.2,0.2", help="Weights of recommend, recommend+query, feedback.")
+    ap.add_argument("--mix", default="0.5,0.2,0.3", help="Weights of recommend, recommend+query, feedback.")
+    ap.add_argument("--synchronous", default="FULL,NORMAL", help="Store durability modes to run (FULL is served).")
+    ap.add_argument("--threads", type=int, default=1, help="Worker threads per server process (serve --threads).")
     ap.add_argument("--seed", type=int, default=2026)
     ap.add_argument("--out", default=str(RESULTS / "service.json"))
     ap.add_argument("--no-explain", action="store_true", help="Ask for recommendations without reasons.")
@@ -195,7 +205,13 @@ def main(argv=None) -> dict:
 
     baseline = inprocess_baseline(model, users, args.seed)
     print(f"in-process recommend (no HTTP, one at a time): p50 {baseline['p50_ms']} ms, p99 {baseline['p99_ms']} ms")
-    runs = [run_server(model, w, levels, users, items, mix, args) for w in [int(w) for w in args.workers.split(",")]]
+    commits = commit_rate(args.seed)
+    print("single-row commits/s (no HTTP): " + json.dumps(commits))
+    runs = [
+        run_server(model, w, sync, levels, users, items, mix, args)
+        for w in [int(w) for w in args.workers.split(",")]
+        for sync in args.synchronous.upper().split(",")
+    ]
     result = {
         "benchmark": "service",
         "command": "python benchmarks/service.py " + " ".join(argv if argv is not None else sys.argv[1:]),
@@ -205,14 +221,64 @@ def main(argv=None) -> dict:
         "mix": dict(zip(OPS, mix)),
         "seconds_per_level": args.seconds,
         "distinct_queries": len(QUERIES),
+        "threads": args.threads,
         "inprocess_recommend": baseline,
+        "commits_per_second": commits,
         "runs": runs,
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    Path(args.out).with_suffix(".md").write_text(markdown(result))
     for r in runs:
-        print(f"workers={r['workers']}: " + json.dumps(r["targets"]))
+        print(f"workers={r['workers']} synchronous={r['synchronous']}: " + json.dumps(r["targets"]))
     return result
+
+
+def commit_rate(seed: int, n: int = 300) -> dict:
+    """Single-row committed inserts per second through FeedbackStore, FULL vs NORMAL, on the disk the
+    benchmark's databases use: the raw price of an fsync per acknowledged write."""
+    from lucidrec.service.store import FeedbackStore
+
+    out = {}
+    for sync in ("FULL", "NORMAL"):
+        store = FeedbackStore(Path(tempfile.mkdtemp(prefix="lucidrec-bench-")) / "commits.db", synchronous=sync)
+        t0 = time.perf_counter()
+        for i in range(n):
+            store.add(f"u{i % 50}", str(i % 100), "liked", None, float(i))
+        out[sync] = round(n / (time.perf_counter() - t0), 1)
+        store.close()
+    out["full_vs_normal"] = round(out["FULL"] / out["NORMAL"], 3)
+    return out
+
+
+def markdown(result: dict) -> str:
+    lines = [
+        "# Service load benchmark",
+        "",
+        f"`{result['command']}`; {result['cpus']} CPUs shared with other jobs (load average at start "
+        f"{result['load_average_at_start']}); mix {result['mix']}; {result['seconds_per_level']} s per level; "
+        f"{result['threads']} worker threads per process.",
+        "",
+        f"In-process recommend (no HTTP, one at a time): p50 {result['inprocess_recommend']['p50_ms']} ms, "
+        f"p99 {result['inprocess_recommend']['p99_ms']} ms.",
+        f"Single-row commits/s without HTTP: FULL {result['commits_per_second']['FULL']}, NORMAL "
+        f"{result['commits_per_second']['NORMAL']} (ratio {result['commits_per_second']['full_vs_normal']}).",
+        "",
+        "| workers | synchronous | clients | req/s | recommend p50 / p99 ms | query p50 / p99 ms "
+        "| feedback p50 / p99 ms "
+        "| errors | feedback acknowledged | lost |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in result["runs"]:
+        for lv in r["levels"]:
+            lines.append(
+                f"| {r['workers']} | {r['synchronous']} | {lv['clients']} | {lv['throughput_rps']} | "
+                f"{lv['recommend']['p50_ms']} / {lv['recommend']['p99_ms']} | "
+                f"{lv['recommend_query']['p50_ms']} / {lv['recommend_query']['p99_ms']} | "
+                f"{lv['feedback']['p50_ms']} / {lv['feedback']['p99_ms']} | {lv['errors']} | "
+                f"{lv['feedback_written']} | {lv['feedback_rows_lost']} |"
+            )
+    return "\n".join(lines) + "\n"
 
 
 def inprocess_baseline(model: Path, users: list[str], seed: int, n: int = 300) -> dict:
@@ -239,15 +305,15 @@ def inprocess_baseline(model: Path, users: list[str], seed: int, n: int = 300) -
     return {"n": n, "p50_ms": pct(lat, 50), "p95_ms": pct(lat, 95), "p99_ms": pct(lat, 99)}
 
 
-def run_server(model: Path, workers: int, levels, users, items, mix, args) -> dict:
+def run_server(model: Path, workers: int, synchronous: str, levels, users, items, mix, args) -> dict:
     db = Path(tempfile.mkdtemp(prefix="lucidrec-bench-")) / "feedback.db"
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     t0 = time.perf_counter()
-    proc = start_server(model, db, workers, port)
+    proc = start_server(model, db, workers, port, synchronous, args.threads)
     startup_s = time.perf_counter() - t0
-    print(f"--- server with {workers} worker(s), started in {startup_s:.1f} s", flush=True)
+    print(f"--- server with {workers} worker(s), synchronous={synchronous}, started in {startup_s:.1f} s", flush=True)
     rows = []
     try:
         for n in levels:
@@ -258,6 +324,7 @@ def run_server(model: Path, workers: int, levels, users, items, mix, args) -> di
     at32 = next((r for r in rows if r["clients"] == 32), None)
     return {
         "workers": workers,
+        "synchronous": synchronous,
         "server_startup_s": round(startup_s, 2),
         "levels": rows,
         "targets": {

@@ -79,12 +79,26 @@ def known(model_dir):
 def make_client(model_dir: Path, db: Path, **kw) -> TestClient:
     kw.setdefault("api_keys", [KEY, OTHER_KEY])
     kw.setdefault("rate_limit", 0)
+    # Most tests exercise behaviour, not access control: reads open, no per-client throttle. The keyed
+    # default and the throttles have their own tests (test_service_hardening.py).
+    kw.setdefault("public_reads", True)
+    kw.setdefault("anon_rate_limit", 0)
     return TestClient(create_app(ServiceSettings(model_dir=model_dir, db_path=db, **kw)))
+
+
+def own_model_dir(model_dir: Path, tmp_path: Path) -> Path:
+    """The session model's files linked into a folder of this test's own: a DELETE writes a tombstone
+    into the served folder, which must not leak into other tests' databases."""
+    own = tmp_path / "model"
+    own.mkdir()
+    for f in model_dir.iterdir():
+        (own / f.name).symlink_to(f.resolve(), target_is_directory=f.is_dir())
+    return own
 
 
 @pytest.fixture
 def client(model_dir, tmp_path):
-    with make_client(model_dir, tmp_path / "feedback.db") as c:
+    with make_client(own_model_dir(model_dir, tmp_path), tmp_path / "feedback.db") as c:
         yield c
 
 
@@ -208,6 +222,7 @@ def test_delete_forgets_every_row_and_the_user_becomes_a_stranger(client, known,
 
 def test_store_is_seeded_once_so_forgotten_users_stay_forgotten(model_dir, known, tmp_path):
     _, users = known
+    model_dir = own_model_dir(model_dir, tmp_path)
     user = _busy_user(users)
     db = tmp_path / "feedback.db"
     with make_client(model_dir, db) as c:
@@ -303,13 +318,13 @@ def test_api_keys_bearer_header_wrong_key_and_no_leak(model_dir, tmp_path, caplo
         assert bad.status_code == 401 and "wrong-key" not in bad.text
         assert c.post("/feedback", json=fb, headers={"X-API-Key": OTHER_KEY}).status_code == 201
         assert c.post("/feedback", json=fb, headers=WRITE).status_code == 201
-        assert c.post("/recommend", json={"user": "u5"}).status_code == 200  # reads are open by default
+        assert c.post("/recommend", json={"user": "u5"}).status_code == 200  # --public-reads
         metrics = c.get("/metrics").text
     logged = "\n".join(r.getMessage() for r in caplog.records)
     assert KEY not in logged and OTHER_KEY not in logged and KEY not in metrics
-    with make_client(model_dir, tmp_path / "f.db", require_read_keys=True) as c:
+    with make_client(model_dir, tmp_path / "f.db", public_reads=False) as c:  # the default
         assert c.post("/recommend", json={"user": "u5"}).status_code == 401
-        assert c.get("/items/100").status_code == 401
+        assert c.get("/items/100").status_code == 200  # the catalog is not personal data
         assert c.post("/recommend", json={"user": "u5"}, headers={"X-API-Key": KEY}).status_code == 200
         assert c.get("/health").status_code == 200
 
@@ -411,7 +426,8 @@ import sys
 from pathlib import Path
 from fastapi.testclient import TestClient
 from lucidrec.service.app import ServiceSettings, create_app
-app = create_app(ServiceSettings(model_dir=Path({str(model_dir)!r}), db_path=Path({str(tmp_path / "t.db")!r})))
+app = create_app(ServiceSettings(model_dir=Path({str(model_dir)!r}), db_path=Path({str(tmp_path / "t.db")!r}),
+                                public_reads=True))
 with TestClient(app) as c:
     assert c.post("/recommend", json={{"query": "a scary film", "k": 3}}).status_code == 200
     assert c.post("/recommend", json={{"user": "u5", "k": 3}}).status_code == 200

@@ -160,7 +160,7 @@ def test_multi_worker_server_loses_no_feedback(tmp_path, tmp_path_factory):
                                  {"X-API-Key": key})  # fmt: skip
                 assert st == 201, body
                 ids.append(body["id"])
-                st, body = _post(base + "/recommend", {"user": f"load{t}", "k": 5}, {})
+                st, body = _post(base + "/recommend", {"user": f"load{t}", "k": 5}, {"X-API-Key": key})
                 # The very next request sees the write, whichever worker answers it.
                 assert st == 200 and body["history_size"] == len({100 + (j % 40) for j in range(i + 1)}), body
             return ids

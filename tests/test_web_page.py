@@ -33,7 +33,10 @@ def server(tmp_path_factory):
 
     model_dir = Path(os.environ.get("LUCIDREC_WEB_MODEL") or tiny_service_model(tmp_path_factory))
     app = create_app(
-        ServiceSettings(model_dir=model_dir, db_path=tmp_path_factory.mktemp("web") / "f.db", api_keys=[KEY])
+        # public_reads: the page picks a stored user before any key is pasted (reads are keyed by default).
+        ServiceSettings(
+            model_dir=model_dir, db_path=tmp_path_factory.mktemp("web") / "f.db", api_keys=[KEY], public_reads=True
+        )
     )
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

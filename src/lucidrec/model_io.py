@@ -12,6 +12,7 @@ npz rather than parquet: reading them needs no pyarrow/pandas import, which was 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -58,6 +59,8 @@ def save(rec: Recommender, out_dir: str | Path, export_encoder: bool = True) -> 
         timestamp=known.times,
         event=known.events.astype(str),
     )
+    # Users' interactions are personal data: readable by the folder's owner only (issue 16).
+    os.chmod(out / "interactions.npz", 0o600)
     if export_encoder:
         if rec._st_encoder is not None:
             rec._st_encoder.export_onnx(out / "encoder")

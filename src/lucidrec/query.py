@@ -43,6 +43,10 @@ NOT_TOO_OLD_YEARS = 15
 OLD_YEARS = 25
 #: Longest title (in words) looked up after a "like ..." trigger.
 _MAX_TITLE_WORDS = 12
+#: Bounds on the work of one parse (issue 16: "something like " x 150 took 1.6 s of fuzzy matching):
+#: "like ..." triggers looked up, and fuzzy (typo-tolerant) title lookups (~3 ms each on ML-100K).
+_MAX_REFERENCE_LOOKUPS = 10
+_MAX_FUZZY_LOOKUPS = 6
 
 _STOP_EN = set(
     """a an the some any something anything somethin one ones movie movies film films flick flicks picture
@@ -341,6 +345,8 @@ class QueryParser:
     # ------------------------------------------------------------------ references
     def _parse_references(self, text: str, used: np.ndarray, pq: ParsedQuery):
         found: list[int] = []
+        lookups = 0
+        fuzzy = [_MAX_FUZZY_LOOKUPS]  # shared by this parse's lookups (a local: the parser serves threads)
         for m in _QUOTED.finditer(text):
             idx = self._match_title(m.group(1).split(), exact_only=False, whole=True)
             if idx is not None:
@@ -352,7 +358,10 @@ class QueryParser:
                 continue
             if m.group(0).startswith("like") and _VERB_LIKE.search(text[: m.start()]):
                 continue  # "I'd like a comedy" is a wish, not a reference ("something like X" still is)
-            hit = self._title_after(text, m.end(), used)
+            lookups += 1
+            if lookups > _MAX_REFERENCE_LOOKUPS:
+                break
+            hit = self._title_after(text, m.end(), used, fuzzy=fuzzy)
             if hit is not None:
                 idx, end = hit
                 found.append(idx)
@@ -360,7 +369,10 @@ class QueryParser:
         for m in _LIKE_ZH.finditer(text):
             if used[m.start() : m.end()].any():
                 continue
-            hit = self._title_after(text, m.end(), used, zh=True)
+            lookups += 1
+            if lookups > _MAX_REFERENCE_LOOKUPS:
+                break
+            hit = self._title_after(text, m.end(), used, zh=True, fuzzy=fuzzy)
             if hit is not None:
                 idx, end = hit
                 found.append(idx)
@@ -383,7 +395,9 @@ class QueryParser:
         if m:
             used[m.start() : start] = True
 
-    def _title_after(self, text: str, start: int, used: np.ndarray, zh: bool = False) -> tuple[int, int] | None:
+    def _title_after(
+        self, text: str, start: int, used: np.ndarray, zh: bool = False, fuzzy: list[int] | None = None
+    ) -> tuple[int, int] | None:
         """The longest catalog title starting at ``start`` (in words); returns (item, end offset)."""
         stop = len(text)
         m = re.compile(r"[,.;!?，。；！？]" + (r"|[\u4e00-\u9fff]" if zh else "")).search(text, start)
@@ -407,6 +421,10 @@ class QueryParser:
             phrase = " ".join(w[0] for w in words[:n]).replace("'", "")
             if len(phrase) < 5:
                 break
+            if fuzzy is not None:  # the parse's remaining fuzzy lookups
+                if fuzzy[0] <= 0:
+                    break
+                fuzzy[0] -= 1
             close = difflib.get_close_matches(phrase, self._title_keys, n=1, cutoff=0.88)
             if close:
                 return self._best(self._title_index[close[0]]), words[n - 1][2]

@@ -75,6 +75,15 @@ def presented_key(headers: Mapping[str, str]) -> str | None:
     return key.strip() if key and key.strip() else None
 
 
+# Query parameters that look like a key. Keys are only read from headers; a URL carrying one is refused.
+URL_KEY_NAMES = ("api_key", "apikey", "api-key", "key", "token", "access_token", "x-api-key", "authorization")
+
+
+def key_in_url(params: Mapping[str, str]) -> str | None:
+    """The first query parameter name that looks like an API key, or None."""
+    return next((n for n in params if n.lower() in URL_KEY_NAMES), None)
+
+
 class KeyRing:
     """The accepted keys. ``match`` compares against every key with hmac.compare_digest, so the time it
     takes does not reveal which key (or how much of one) matched."""

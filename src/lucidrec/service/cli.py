@@ -24,8 +24,32 @@ def register(app: typer.Typer) -> None:
         api_keys_file: Path = typer.Option(
             None, "--api-keys-file", help="File with one API key per line (added to $LUCIDREC_API_KEYS)."
         ),
-        require_read_keys: bool = typer.Option(False, "--require-read-keys", help="Reads need a key too."),
+        public_reads: bool = typer.Option(
+            False,
+            "--public-reads",
+            help="Let anyone read stored histories (/users, /users/{id}/history, /recommend for a user) without "
+            "a key. Default: those reads need a key.",
+        ),
+        require_read_keys: bool = typer.Option(False, "--require-read-keys", hidden=True),  # the default now
         rate_limit: float = typer.Option(50.0, "--rate-limit", min=0, help="Requests/s per API key (0: off)."),
+        anon_rate_limit: float = typer.Option(
+            10.0, "--anon-rate-limit", min=0, help="Requests/s per client address without a key (0: off)."
+        ),
+        threads: int = typer.Option(
+            1, "--threads", min=1, max=64, help="Worker threads per process for the model (more processes: --workers)."
+        ),
+        queue: int = typer.Option(
+            64, "--queue", min=1, max=10_000, help="Requests a process admits (running + waiting) before 503."
+        ),
+        max_history: int = typer.Option(
+            1000, "--max-history", min=1, max=100_000, help="Most recent stored rows of a user used per request."
+        ),
+        synchronous: str = typer.Option(
+            "FULL",
+            "--synchronous",
+            help="FULL: every acknowledged write is fsync'd (survives power loss). NORMAL: faster, may lose the "
+            "last writes on an OS crash or power loss.",
+        ),
         demo_key: bool = typer.Option(
             False, "--demo-key", help="Make a random write key for this run and print it (for the web page)."
         ),
@@ -46,6 +70,14 @@ def register(app: typer.Typer) -> None:
         from lucidrec.errors import ConfigError
         from lucidrec.service.auth import ENV_VAR, load_api_keys, new_demo_key
 
+        if require_read_keys and public_reads:
+            raise ConfigError(
+                "--require-read-keys and --public-reads contradict. Fix: keep one (reads are keyed by default)."
+            )
+        if synchronous.upper() not in ("FULL", "NORMAL"):
+            raise ConfigError(f"--synchronous {synchronous}: must be FULL or NORMAL. Fix: --synchronous FULL.")
+        if queue < threads:
+            raise ConfigError(f"--queue {queue} is under --threads {threads}. Fix: a queue of at least {threads}.")
         if not (model / "config.json").exists():
             raise ConfigError(f"--model {model}: not a model folder (no config.json). Fix: lucidrec train --out DIR.")
         from lucidrec.model_io import check_folder
@@ -64,14 +96,22 @@ def register(app: typer.Typer) -> None:
             "model_dir": str(model.resolve()),
             "db_path": str((db or model / "feedback.db").resolve()),
             "api_keys_file": str(api_keys_file.resolve()) if api_keys_file else None,
-            "require_read_keys": require_read_keys,
+            "public_reads": public_reads,
             "rate_limit": rate_limit / workers,  # each worker enforces its share
+            "anon_rate_limit": anon_rate_limit / workers,
+            "threads": threads,
+            "queue": queue,
+            "max_history": max_history,
+            "synchronous": synchronous.upper(),
+            "log_level": log_level,
         }
         typer.echo(
             f"lucidrec serving {model} on http://{host}:{port}/ (docs: /docs), feedback db {settings['db_path']}"
         )
         if workers == 1:
-            uvicorn.run(_build(settings, keys), host=host, port=port, log_level=log_level)
+            # uvicorn's access log writes raw paths and query strings (user ids, keys sent in a URL); the
+            # service's own access log (logger lucidrec.access) writes route templates only.
+            uvicorn.run(_build(settings, keys), host=host, port=port, log_level=log_level, access_log=False)
         else:
             os.environ[SETTINGS_ENV] = json.dumps(settings)
             uvicorn.run(
@@ -81,6 +121,7 @@ def register(app: typer.Typer) -> None:
                 port=port,
                 workers=workers,
                 log_level=log_level,
+                access_log=False,
             )
 
 
@@ -101,16 +142,35 @@ def _build(settings: dict, keys: list[str]):
     from lucidrec.service.app import ServiceSettings, create_app
 
     limit_native_threads()
+    _access_log(settings.get("log_level", "info"))
     return create_app(
         ServiceSettings(
             model_dir=Path(settings["model_dir"]),
             db_path=Path(settings["db_path"]),
             api_keys=keys,
-            require_read_keys=settings["require_read_keys"],
+            public_reads=settings["public_reads"],
             rate_limit=settings["rate_limit"],
+            anon_rate_limit=settings["anon_rate_limit"],
+            threads=settings["threads"],
+            queue=settings["queue"],
+            max_history=settings["max_history"],
+            synchronous=settings["synchronous"],
             encoder_threads=1,
         )
     )
+
+
+def _access_log(level: str) -> None:
+    """The service's access log on stderr at --log-level info or lower (route templates, no ids or keys)."""
+    import logging
+
+    logger = logging.getLogger("lucidrec.access")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s:     %(message)s"))
+        logger.addHandler(handler)
+        logger.propagate = False
+    logger.setLevel(logging.getLevelName(level.upper()) if isinstance(logging.getLevelName(level.upper()), int) else 20)
 
 
 def app_from_env():

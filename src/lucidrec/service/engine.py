@@ -17,12 +17,33 @@ from typing import Any
 import numpy as np
 
 from lucidrec.errors import ConfigError, UnknownIdError
-from lucidrec.service.schemas import EVENT_DEFAULT_RATING, FeedbackRequest, RecommendRequest
-from lucidrec.service.store import FeedbackRow, FeedbackStore
+from lucidrec.service.schemas import EVENT_DEFAULT_RATING, RecommendRequest
+from lucidrec.service.store import DEFAULT_MAX_HISTORY, FeedbackRow, FeedbackStore
+
+
+class CostError(ConfigError):
+    """A request over the per-request cost bound (answered 422, naming the field to change)."""
+
 
 # User attributes that must never reach a reason, whatever a future model puts into its evidence.
 SENSITIVE_ATTRIBUTES = frozenset({"age", "gender", "sex", "occupation", "zip", "zip_code", "zipcode", "postcode"})
 QUERY_CACHE_SIZE = 4096
+
+# The per-request cost bound. ``request_cost`` estimates a recommend's CPU time in milliseconds on one
+# core of the 2-core test machine (ML-100K, 1,682 items; fitted on measured requests, see
+# benchmarks/results/service.md): a fixed part, the history rows, the explained items, the query text,
+# and a counterfactual, which re-scores the catalog once per distinct cited history item (up to
+# min(k, history)), each re-score growing with the history. Measured: k=1000 explained 60 ms, a 1,000-row
+# history 3 ms, a 2,000-character query 47 ms, counterfactual k=100 with 100 rows 95 ms and k=1000 with
+# 1,000 rows 1.4 s. The bound admits any request without a counterfactual that the schema allows
+# (about 110 ms at most) and counterfactuals up to about k=150 with 1,000 rows.
+COST_BASE_MS = 1.0
+COST_PER_HISTORY_ROW_MS = 0.003
+COST_PER_EXPLAINED_ITEM_MS = 0.06
+COST_PER_QUERY_CHAR_MS = 0.025
+COST_PER_RESCORE_MS = 0.8
+COST_PER_RESCORE_ROW_MS = 0.0006
+DEFAULT_MAX_COST = 250.0
 
 
 class ModelHolder:
@@ -105,11 +126,53 @@ def _filter_exclusions(rec, req: RecommendRequest) -> list[str]:
     return exclude
 
 
-def recommend(rec, store: FeedbackStore, req: RecommendRequest) -> dict[str, Any]:
+def request_cost(req: RecommendRequest, history_rows: int) -> dict[str, float]:
+    """The estimated cost of ``req`` in milliseconds, by part (see COST_* above)."""
+    explained = req.k if (req.explain or req.counterfactual) else 0
+    rescores = min(req.k, history_rows) if req.counterfactual else 0
+    return {
+        "base": COST_BASE_MS,
+        "history": COST_PER_HISTORY_ROW_MS * history_rows,
+        "k": COST_PER_EXPLAINED_ITEM_MS * explained,
+        "query": COST_PER_QUERY_CHAR_MS * len(req.query or ""),
+        "counterfactual": rescores * (COST_PER_RESCORE_MS + COST_PER_RESCORE_ROW_MS * history_rows),
+    }
+
+
+def check_cost(req: RecommendRequest, stored_rows: int, max_cost: float) -> None:
+    """A 422 that names the field to change when ``req`` would cost over ``max_cost`` (0: no bound).
+    ``stored_rows`` is the (capped) stored history size, or its upper bound before it is read."""
+    if not max_cost:
+        return
+    n_hist = stored_rows + len(req.history or ())
+    parts = request_cost(req, n_hist)
+    total = sum(parts.values())
+    if total <= max_cost:
+        return
+    field = max(("counterfactual", "k", "history", "query"), key=lambda n: parts[n])
+    if field == "history" and req.user is not None and not req.history:
+        field = "user"
+    fixes = {
+        "counterfactual": f"drop 'counterfactual' or ask for a smaller 'k' (now {req.k}): it re-scores the "
+        "catalog once per cited history item",
+        "k": f"ask for a smaller 'k' (now {req.k}) or set 'explain': false",
+        "history": f"send a shorter 'history' (now {len(req.history or ())} items)",
+        "user": "send fewer rows in 'history' alongside 'user'",
+        "query": f"send a shorter 'query' (now {len(req.query or '')} characters)",
+    }
+    raise CostError(
+        f"{field}: this request's estimated cost {total:.0f} is over the server's per-request bound "
+        f"{max_cost:g} ms (" + ", ".join(f"{n} {v:.0f}" for n, v in parts.items()) + f"). Fix: {fixes[field]}."
+    )
+
+
+def recommend(rec, store: FeedbackStore, req: RecommendRequest, max_history: int = DEFAULT_MAX_HISTORY,
+              max_cost: float = 0.0) -> dict[str, Any]:  # fmt: skip
     history: list[tuple[str, float | None]] = []
     source = []
     if req.user is not None:
-        rows = store.history(req.user)
+        # Only the most recent max_history rows: a user with 100k stored rows costs what 1,000 cost.
+        rows = store.history(req.user, limit=max_history)
         # Rows whose item left the catalog (a retrained model) are skipped rather than failing the request.
         history = [(r.item, row_rating(r)) for r in rows if r.item in rec.item_index]
         if history:
@@ -119,6 +182,7 @@ def recommend(rec, store: FeedbackStore, req: RecommendRequest) -> dict[str, Any
                 f"user: '{req.user}' has no history (unknown, or forgotten). Fix: send an inline 'history', a "
                 "'query', or POST /feedback for this user first."
             )
+    check_cost(req, len(history), max_cost)
     if req.history:
         for n, h in enumerate(req.history):
             check_item(rec, h.item, f"history[{n}].item")
@@ -157,12 +221,6 @@ def scrub_sensitive(result: dict, lang: str) -> None:
 def _sensitive(evidence: dict) -> bool:
     names = {str(evidence.get(k, "")).lower() for k in ("kind", "name", "attribute", "feature")}
     return bool(names & SENSITIVE_ATTRIBUTES)
-
-
-def add_feedback(rec, store: FeedbackStore, req: FeedbackRequest, now: float) -> tuple[int, float]:
-    check_item(rec, req.item, "item")
-    ts = req.effective_timestamp(now)
-    return store.add(req.user, req.item, req.event, req.rating, ts), ts
 
 
 def item_info(rec, idx: int) -> dict:

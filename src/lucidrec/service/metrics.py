@@ -1,17 +1,25 @@
 """Prometheus metrics and the request-size guard, as one pure ASGI middleware (no per-request threads).
 
-Requests are counted and timed by route *template* (``/users/{user_id}``), never by raw path, so the
-label set stays small whatever ids clients send. Metrics are per process: with several workers, scrape
-each or sum them.
+Requests are counted and timed by route *template* (``/users/{user_id}``), never by raw path, and by
+method from a fixed list (anything else is ``OTHER``; paths that match no route are ``unmatched``), so
+the label set is fixed whatever clients send. Metrics are per process: with several workers, scrape each
+or sum them.
+
+The same middleware writes the access log (logger ``lucidrec.access``): method, route template, status
+and time, never the raw path or the query string, so user ids and keys sent in a URL are not logged.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import time
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+access_log = logging.getLogger("lucidrec.access")
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
+UNMATCHED = "unmatched"
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
@@ -35,6 +43,8 @@ class Metrics:
         self.feedback_rows = Counter("lucidrec_feedback_written", "Feedback rows written", registry=self.registry)
 
     def observe(self, route: str, method: str, status: int, seconds: float) -> None:
+        method = method if method in METHODS else "OTHER"
+        status = status if 100 <= status <= 599 else 500
         self.requests.labels(route, method, str(status)).inc()
         self.latency.labels(route, method).observe(seconds)
 
@@ -42,13 +52,9 @@ class Metrics:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
 
 
-class _BodyTooLarge(Exception):
-    pass
-
-
 class ServiceMiddleware:
-    """Rejects bodies over ``max_body`` bytes with 413 (by Content-Length, or while streaming a chunked
-    body) and records each request's route, status and latency."""
+    """Rejects bodies over ``max_body`` bytes with 413 (by Content-Length, or while reading a chunked
+    body) and records each request's route, status and latency (metrics and the access log)."""
 
     def __init__(self, app, metrics: Metrics, max_body: int):
         self.app = app
@@ -72,26 +78,39 @@ class ServiceMiddleware:
             if length is not None and length > self.max_body:
                 await self._too_large(send_wrapper, length)
                 return
-            seen = 0
-
-            async def receive_wrapper():
-                nonlocal seen
-                message = await receive()
-                if message["type"] == "http.request":
-                    seen += len(message.get("body", b""))
+            if length or _chunked(scope):
+                # Read the whole body (at most max_body bytes) before the app sees it: a chunked body has
+                # no Content-Length, and an error raised while FastAPI reads would become a generic 400.
+                chunks, seen = [], 0
+                while True:
+                    message = await receive()
+                    if message["type"] != "http.request":
+                        return  # the client went away
+                    chunks.append(message.get("body", b""))
+                    seen += len(chunks[-1])
                     if seen > self.max_body:
-                        raise _BodyTooLarge()
-                return message
-
-            try:
-                await self.app(scope, receive_wrapper, send_wrapper)
-            except _BodyTooLarge:
-                if not status["started"]:
-                    await self._too_large(send_wrapper, seen)
+                        await self._too_large(send_wrapper, seen)
+                        return
+                    if not message.get("more_body", False):
+                        break
+                receive = _replay(b"".join(chunks), receive)
+            await self.app(scope, receive, send_wrapper)
         finally:
             route = scope.get("route")
-            path = getattr(route, "path", None) or "<unmatched>"
-            self.metrics.observe(path, scope.get("method", ""), status["code"], time.perf_counter() - t0)
+            path = getattr(route, "path", None) or UNMATCHED
+            seconds = time.perf_counter() - t0
+            self.metrics.observe(path, scope.get("method", ""), status["code"], seconds)
+            if access_log.isEnabledFor(logging.INFO):
+                client = scope.get("client") or ("-", 0)
+                method = scope.get("method", "")
+                access_log.info(
+                    '%s "%s %s" %d %.1fms',
+                    client[0],
+                    method if method in METHODS else "OTHER",
+                    path,
+                    status["code"],
+                    seconds * 1000,
+                )
 
     async def _too_large(self, send, size: int) -> None:
         body = json.dumps(
@@ -119,3 +138,21 @@ def _content_length(scope) -> int | None:
             except ValueError:
                 return None
     return None
+
+
+def _chunked(scope) -> bool:
+    return any(name == b"transfer-encoding" for name, _ in scope.get("headers", ()))
+
+
+def _replay(body: bytes, receive):
+    """A receive() that hands the buffered body over once, then defers to the real one (disconnects)."""
+    sent = False
+
+    async def replay():
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay

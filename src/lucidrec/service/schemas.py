@@ -8,9 +8,20 @@ names the field. Responses allow extra keys: whatever ``Recommender.recommend`` 
 from __future__ import annotations
 
 import math
+import time
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    ValidationInfo,
+    field_validator,
+)
 
 MAX_ID_CHARS = 128
 MAX_HISTORY = 1000
@@ -20,7 +31,11 @@ MAX_K = 1000
 
 # Ids are strings; JSON numbers are accepted and turned into strings (item 50 == "50"). No control characters.
 Id = Annotated[str, Field(min_length=1, max_length=MAX_ID_CHARS, pattern=r"^[^\x00-\x1f\x7f]+$")]
-Rating = Annotated[float, Field(ge=0, le=5, allow_inf_nan=False)]
+# Strict: a JSON number only (true or "5" is a 422 naming the field, never silently 1.0 or 5.0).
+Rating = Annotated[StrictFloat, Field(ge=0, le=5, allow_inf_nan=False)]
+# Client timestamps: Unix seconds from 1970 to a day ahead (clock skew); 1e308 would sort a row after
+# every future one and never be displaced from a user's most recent rows.
+MAX_FUTURE_SECONDS = 86_400
 
 EVENTS = ("rated", "liked", "disliked", "clicked", "interacted")
 # The model weighs history items by rating bin (0..5); an event without a rating counts as the model's
@@ -79,8 +94,11 @@ class FeedbackRequest(_Request):
     item: Id
     event: Literal[EVENTS] = Field("liked", description="rated (needs rating), liked, disliked, clicked, interacted.")
     rating: Rating | None = Field(None, validate_default=True, description="0..5; required for 'rated'.")
-    timestamp: float | None = Field(
-        None, ge=0, allow_inf_nan=False, description="Unix seconds; default: now. Orders the user's history."
+    timestamp: StrictFloat | None = Field(
+        None,
+        ge=0,
+        allow_inf_nan=False,
+        description="Unix seconds (1970 up to a day from now); default: now. Orders the user's history.",
     )
 
     @field_validator("rating")
@@ -88,6 +106,15 @@ class FeedbackRequest(_Request):
     def _rating_for_rated(cls, v, info: ValidationInfo):
         if info.data.get("event") == "rated" and v is None:
             raise ValueError("event 'rated' needs a rating. Fix: add \"rating\": 0..5, or use event 'liked'")
+        return v
+
+    @field_validator("timestamp")
+    @classmethod
+    def _not_far_future(cls, v):
+        if v is not None and v > time.time() + MAX_FUTURE_SECONDS:
+            raise ValueError(
+                f"{v:g} is more than a day in the future. Fix: send Unix seconds (e.g. {time.time():.0f}) or omit it"
+            )
         return v
 
     def effective_timestamp(self, now: float) -> float:
@@ -143,12 +170,17 @@ class HistoryRow(BaseModel):
 class HistoryResponse(BaseModel):
     user: str
     size: int
+    total: int = Field(description="All rows stored for the user (size is the page returned).")
     history: list[HistoryRow]
 
 
 class DeleteResponse(BaseModel):
     user: str
     deleted_rows: int
+    wal_checkpointed: bool = Field(description="The rows are gone from the database file and its WAL.")
+    model_folder_tombstone: bool = Field(
+        description="A tombstone in the model folder stops a fresh database re-seeding this user from it."
+    )
 
 
 class Item(BaseModel):

@@ -9,6 +9,7 @@ wait for the lock instead of failing.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 import time
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lucidrec.errors import ConfigError
+from lucidrec.service import tombstones
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS feedback (
@@ -30,11 +32,17 @@ CREATE TABLE IF NOT EXISTS feedback (
 );
 CREATE INDEX IF NOT EXISTS feedback_user_time ON feedback (user, timestamp, id);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS tombstones (digest TEXT PRIMARY KEY);
 """
 
 # How long a writer waits for another connection's lock before giving up (ms). Writes take well under a
 # millisecond, so this only matters under heavy contention; losing a row is worse than waiting.
 BUSY_TIMEOUT_MS = 30_000
+# Rows of one user read per request (the most recent ones): a user with 100k stored rows must not make a
+# request slow. The recommender weighs recent items most; older rows stay stored (and visible in full
+# through the history endpoint's paging) but do not reach the model.
+DEFAULT_MAX_HISTORY = 1000
+SYNCHRONOUS = ("FULL", "NORMAL")
 
 
 @dataclass(frozen=True)
@@ -50,8 +58,11 @@ class FeedbackRow:
 class FeedbackStore:
     """Thread-safe access to one SQLite feedback database (one connection per thread)."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, synchronous: str = "FULL"):
         self.path = Path(path)
+        self.synchronous = str(synchronous).upper()
+        if self.synchronous not in SYNCHRONOUS:
+            raise ConfigError(f"synchronous {synchronous!r}: must be FULL or NORMAL. Fix: use FULL (durable).")
         if self.path.is_dir():
             raise ConfigError(f"--db {self.path}: is a folder. Fix: give a file path, e.g. {self.path}/feedback.db.")
         if not self.path.parent.exists():
@@ -59,10 +70,12 @@ class FeedbackStore:
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._all_lock = threading.Lock()
+        _create_private(self.path)
         try:
             conn = self._conn()
-            # journal_mode=WAL is persistent in the file; synchronous=NORMAL is durable against a process
-            # crash in WAL mode (only an OS crash may lose the last commits) and much faster than FULL.
+            # journal_mode=WAL is persistent in the file. synchronous=FULL fsyncs the WAL at every commit,
+            # so an acknowledged write survives power loss, not only a process crash (NORMAL: one fsync
+            # per checkpoint). Its cost is measured in benchmarks/service.py.
             conn.execute("PRAGMA journal_mode=WAL")
             with conn:
                 conn.executescript(SCHEMA)
@@ -81,7 +94,10 @@ class FeedbackStore:
                 self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
             )
             conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute(f"PRAGMA synchronous={self.synchronous}")
+            # Deleted rows are overwritten with zeros, not just unlinked: forgetting a user must not
+            # leave their rows readable in free pages of the file.
+            conn.execute("PRAGMA secure_delete=ON")
             self._local.conn = conn
             with self._all_lock:
                 self._all.append(conn)
@@ -112,11 +128,25 @@ class FeedbackStore:
     def seeded(self) -> bool:
         return self._conn().execute("SELECT 1 FROM meta WHERE key = 'seeded'").fetchone() is not None
 
-    def seed(self, rows: Iterable[tuple[str, str, str, float | None, float]], origin: str) -> int:
+    def seed(
+        self, rows: Iterable[tuple[str, str, str, float | None, float]], origin: str, forgotten: set[str] = frozenset()
+    ) -> int:
         """Load the model's known interactions once, in one transaction, and mark the database seeded.
 
         Seeding happens only on a database's first start: re-seeding on every start would bring back
-        the rows of users who asked to be forgotten."""
+        the rows of users who asked to be forgotten. Users whose tombstone digest is in ``forgotten``
+        (or in this database's tombstones) are skipped."""
+        forgotten = set(forgotten) | self.tombstone_digests()
+        if forgotten:
+            known: dict[str, bool] = {}
+
+            def keep(row) -> bool:
+                u = row[0]
+                if u not in known:
+                    known[u] = tombstones.digest(u) not in forgotten
+                return known[u]
+
+            rows = filter(keep, rows)
         conn = self._conn()
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -144,24 +174,72 @@ class FeedbackStore:
         )
         return int(cur.lastrowid)
 
-    def history(self, user: str) -> list[FeedbackRow]:
-        """The user's rows, oldest first (ties by insertion order)."""
+    def add_batch(self, rows: list[tuple[str, str, str, float | None, float]]) -> list[tuple[int, int]]:
+        """Append rows in one transaction (one fsync under synchronous=FULL); all or none are stored.
+        Returns, per row, its id and the user's row count right after it."""
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            out = []
+            for user, item, event, rating, timestamp in rows:
+                cur = conn.execute(
+                    "INSERT INTO feedback (user, item, event, rating, timestamp) VALUES (?, ?, ?, ?, ?)",
+                    (user, item, event, rating, timestamp),
+                )
+                n = conn.execute("SELECT COUNT(*) FROM feedback WHERE user = ?", (user,)).fetchone()[0]
+                out.append((int(cur.lastrowid), int(n)))
+            conn.execute("COMMIT")
+            return out
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def history(self, user: str, limit: int | None = DEFAULT_MAX_HISTORY, offset: int = 0) -> list[FeedbackRow]:
+        """The user's most recent ``limit`` rows (skipping the ``offset`` most recent), oldest first (ties by
+        insertion order); ``limit=None`` reads them all. The (user, timestamp, id) index serves it backwards,
+        so the cost follows ``limit``, not how many rows the user has."""
         rows = (
             self._conn()
             .execute(
-                "SELECT id, user, item, event, rating, timestamp FROM feedback WHERE user = ? ORDER BY timestamp, id",
-                (user,),
+                "SELECT id, user, item, event, rating, timestamp FROM feedback WHERE user = ? "
+                "ORDER BY timestamp DESC, id DESC LIMIT ? OFFSET ?",
+                (user, -1 if limit is None else int(limit), int(offset)),
             )
             .fetchall()
         )
-        return [FeedbackRow(*r) for r in rows]
+        return [FeedbackRow(*r) for r in reversed(rows)]
 
     def user_rows(self, user: str) -> int:
         return int(self._conn().execute("SELECT COUNT(*) FROM feedback WHERE user = ?", (user,)).fetchone()[0])
 
     def delete_user(self, user: str) -> int:
-        """Remove every row of ``user``; returns how many were removed."""
-        return int(self._write("DELETE FROM feedback WHERE user = ?", (user,)).rowcount)
+        """Erase every row of ``user`` and record a tombstone; returns how many rows were removed.
+
+        With secure_delete the rows are overwritten in the pages; the checkpoint then copies those pages
+        into the database file and truncates the WAL, so no older copy of the rows stays in either file
+        while the server runs. (Copies outside the file remain: see the README.)"""
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            n = int(conn.execute("DELETE FROM feedback WHERE user = ?", (user,)).rowcount)
+            if n:
+                conn.execute("INSERT OR IGNORE INTO tombstones (digest) VALUES (?)", (tombstones.digest(user),))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        if n:
+            self.checkpoint()
+        return n
+
+    def checkpoint(self) -> bool:
+        """Copy the WAL into the database file and truncate it to zero bytes; waits (busy timeout) for
+        readers of older snapshots. Returns False if it could not complete."""
+        busy, _, _ = self._conn().execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        return busy == 0
+
+    def tombstone_digests(self) -> set[str]:
+        return {r[0] for r in self._conn().execute("SELECT digest FROM tombstones")}
 
     def users(self, limit: int = 50) -> list[tuple[str, int]]:
         """Some users with their row counts (most active first), for the web page's picker."""
@@ -187,3 +265,14 @@ class FeedbackStore:
             q = f"SELECT COUNT(*) FROM feedback WHERE id IN ({','.join('?' * len(chunk))})"
             found += int(conn.execute(q, chunk).fetchone()[0])
         return found
+
+
+def _create_private(path: Path) -> None:
+    """Create the database file readable by its owner only (0600) before SQLite opens it; SQLite gives its
+    -wal and -shm files the same mode. An existing file keeps its mode."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
+    except OSError as e:
+        raise ConfigError(f"--db {path}: cannot create it ({e.strerror}). Fix: give a writable path.") from None
