@@ -359,7 +359,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
     async def user_history(
         user_id: str = user_path,
         limit: int = Query(DEFAULT_MAX_HISTORY, ge=1, le=DEFAULT_MAX_HISTORY, description="Most recent rows."),
-        offset: int = Query(0, ge=0, description="Skip this many most recent rows (paging back in time)."),
+        offset: int = Query(0, ge=0, le=2**62, description="Skip this many most recent rows (paging back in time)."),
     ):
         """A user's stored rows, oldest first: the most recent ``limit`` rows after skipping ``offset``."""
         return await compute.run(_history_page, user_id, limit, offset)
