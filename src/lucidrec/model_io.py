@@ -68,6 +68,7 @@ def save(rec: Recommender, out_dir: str | Path, export_encoder: bool = True) -> 
         "train_report": rec.train_report,
         "feature_space": rec.feature_space.to_dict() if getattr(rec, "feature_space", None) is not None else None,
         "encoder": rec._query_encoder.name if rec._query_encoder is not None else None,
+        "implicit_event": rec.implicit_event,
     }
     (out / "config.json").write_text(json.dumps(meta, indent=2))
     from lucidrec.retrieval import INDEX_FILES
@@ -122,6 +123,7 @@ def load(cls, model_dir: str | Path, load_encoder: bool = True, encoder_threads:
     rec.dataset_name = meta.get("dataset")
     rec.ease_reg = meta.get("ease_reg")
     rec.train_report = meta.get("train_report", {})
+    rec.implicit_event = meta.get("implicit_event")
     weights = load_file(str(d / "weights.safetensors"))
     B = load_file(str(d / "item_item.safetensors"))["B"] if (d / "item_item.safetensors").exists() else None
     rec.scorer = HybridScorer(weights, B)

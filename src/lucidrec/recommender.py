@@ -53,6 +53,9 @@ class Recommender:
         self.ease_reg: float | None = None
         self.feature_space = None
         self.query_synonyms: dict | None = None
+        # Implicit-feedback catalogues (no ratings): the event every interaction is, e.g. "purchased";
+        # None for rated data. Inline history items are read as this event, with the training's weight.
+        self.implicit_event: str | None = None
         self.retriever = None
         self._query_encoder = None
         self._st_encoder = None
@@ -87,6 +90,7 @@ class Recommender:
         self.titles = np.asarray(dataset.titles(), dtype=object)
         self.categories = [sorted(c) for c in item_categories(dataset)]
         self.years = item_years(dataset)
+        self.implicit_event = None if getattr(dataset, "has_ratings", True) else dataset.default_event
 
     def set_known(self, known: pd.DataFrame) -> None:
         """Replace the stored histories with an interactions frame's rows."""
