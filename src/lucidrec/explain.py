@@ -44,6 +44,10 @@ def zh_genre(g: str) -> str:
 def constraint_label(c: dict, lang: str = "en") -> str:
     """Human-readable form of one query constraint: 'Comedy', 'not Romance', '1990-1999', 'Comedy or Drama'."""
     t, v = c["type"], c["value"]
+    if t == "range":  # a numeric field with its unit: "price at most $30"
+        from lucidrec.query import range_label
+
+        return range_label(c, lang)
     if t == "year":
         return f"{v[0]}-{v[1]}" if lang == "en" else f"{v[0]}-{v[1]}年"
     if t == "exclude_genre":

@@ -10,7 +10,7 @@ from lucidrec.data.loaders import (
     load_movielens_100k,
     movielens_100k_folder,
 )
-from lucidrec.data.text import ItemTextBuilder, clean_text, item_categories, item_years
+from lucidrec.data.text import ItemTextBuilder, clean_text, item_categories, item_fields, item_numeric, item_years
 
 __all__ = [
     "Dataset",
@@ -19,6 +19,8 @@ __all__ = [
     "clean_text",
     "from_dataframes",
     "item_categories",
+    "item_fields",
+    "item_numeric",
     "item_years",
     "load_amazon",
     "load_atomic",

@@ -108,3 +108,20 @@ def item_years(dataset: Dataset) -> np.ndarray:
     if col and col in dataset.items:
         return dataset.items[col].to_numpy(dtype=np.float64)
     return np.full(dataset.n_items, np.nan)
+
+
+def item_fields(dataset: Dataset) -> dict[str, list[list[str]]]:
+    """Per categorical field, per item, its values without noise values: ``{"brand": [["3M"], ...], ...}``."""
+    return {
+        c: [[v for v in values if v.lower() not in _NOISE_VALUES] for values in dataset.items[c].to_numpy()]
+        for c in dataset.schema.categorical
+    }
+
+
+def item_numeric(dataset: Dataset) -> dict[str, np.ndarray]:
+    """Per numeric field other than the year, per item, its value (NaN when unknown): e.g. price, weight."""
+    return {
+        c: dataset.items[c].to_numpy(dtype=np.float64)
+        for c in dataset.schema.numeric
+        if c != dataset.schema.year and c in dataset.items
+    }
