@@ -53,7 +53,7 @@ OLD_YEARS = 25
 _MAX_TITLE_WORDS = 12
 
 _NEG_EN = (
-    r"no|not|non|without|except|excluding|exclude|avoid|nothing|never|don't want|do not want|don't like|"
+    r"no|not|non(?!-)|without|except|excluding|exclude|avoid|nothing|never|don't want|do not want|don't like|"
     r"do not like|dont want|dont like|hate|anything but|other than|minus|isn't|aren't|none of"
 )
 # "非常" (very) and "特别" (especially) are not negations.
@@ -160,6 +160,13 @@ def _variants(value: str) -> set[str]:
         out |= {b, b + "s", b + "es"}
         if b.endswith("y"):
             out.add(b[:-1] + "ies")
+        # Plural catalogue values ("Screws", "Digital Calipers", "Glass Bottles") also match one of them.
+        if b.endswith("ies") and len(b) > 4:
+            out.add(b[:-3] + "y")
+        elif b.endswith(("ses", "xes", "zes", "ches", "shes")) and len(b) > 4:
+            out |= {b[:-2], b[:-1]}
+        elif b.endswith("s") and not b.endswith(("ss", "'s", "us")) and len(b) > 3:
+            out.add(b[:-1])
     return out
 
 
@@ -827,7 +834,13 @@ class QueryParser:
                     if not typed.startswith(canon[:1]) or (canon.isupper() and not typed.isupper()):
                         continue  # "a duck" is not the brand Duck; "Duck tape" is
                 hits.append((m.start(), m.end(), canon))
-        hits.sort()
+        # Latin and Chinese phrases are found apart; where they overlap ("3d" in "3d打印耗材") the longer wins.
+        hits.sort(key=lambda h: (h[0], -(h[1] - h[0])))
+        kept: list[tuple[int, int, str]] = []
+        for h in sorted(hits, key=lambda h: -(h[1] - h[0])):
+            if all(h[1] <= k[0] or h[0] >= k[1] for k in kept):
+                kept.append(h)
+        hits = sorted(kept)
         negations = []
         for rx in (re.compile(r"\b(?:" + _NEG_EN + r")\b"), re.compile(_NEG_ZH)):
             for m in rx.finditer(text):
@@ -846,6 +859,19 @@ class QueryParser:
                     excluded.append(canon)
             else:
                 positive.append((s, canon))
+        for n0, n1, end in negations:
+            if any(n1 <= s and e <= end for s, e, _ in hits):
+                continue
+            # "nitrile gloves, not latex": what follows a "no" is no value of this catalogue, so it cannot be
+            # excluded; embedding it would pull the results *towards* it, so it is left out of the text.
+            rest = "".join(" " if used[n1 + k] else ch for k, ch in enumerate(text[n1:end]))
+            words = [w for w in re.findall(r"[\w'-]+", rest) if w not in self._stop_en]
+            if words and not used[n0:n1].any():
+                used[n0:end] = True
+                pq.notes.append(
+                    f"'{text[n0:end].strip()}' names nothing this catalogue's fields hold, so it could not be "
+                    "excluded; it was left out of the text the model embeds"
+                )
         genres: list[str] = []
         for _, g in positive:
             if g not in genres:
@@ -880,7 +906,7 @@ class QueryParser:
         for sw in self._stop_zh:
             kept_f = kept_f.replace(sw, " " * len(sw))
         out = []
-        for m in re.finditer(r"[^\s,.;!?，。；！？、:()\"“”《》]+", kept_f):
+        for m in re.finditer(r"(?:[^\s,.;!?，。；！？、:()\"“”《》]|(?<=\d)\.(?=\d))+", kept_f):
             word = m.group(0).strip("'-")
             if not word or word in self._stop_en or not any(ch.isalnum() for ch in word):
                 continue
