@@ -227,6 +227,8 @@ def test_scientific_vocabulary_targets_exist_and_key_queries_parse():
     assert parser.parse("不要HATCHBOX的").exclude_genres == ["HATCHBOX"]
     assert parser.parse("like the Stanley staples").like_titles[0].startswith("Stanley")
     assert parser.parse("烧杯").genres == ["Beakers"]
+    # a negated modifier of an asked-for value names a narrower value, which is excluded
+    assert parser.parse("thermometers, but not infrared ones").exclude_genres == ["Infrared Thermometers"]
     assert parser.numeric == {}  # the Amazon files have no price or weight field
 
 

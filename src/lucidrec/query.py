@@ -866,6 +866,18 @@ class QueryParser:
             # excluded; embedding it would pull the results *towards* it, so it is left out of the text.
             rest = "".join(" " if used[n1 + k] else ch for k, ch in enumerate(text[n1:end]))
             words = [w for w in re.findall(r"[\w'-]+", rest) if w not in self._stop_en]
+            # "thermometers, not infrared ones": the word plus an asked-for value names a value of its own
+            # ("Infrared Thermometers"); that one is excluded.
+            narrower = [
+                self.phrases[f"{w} {_fold(g)}"]
+                for w in words
+                for _, g in positive
+                if f"{w} {_fold(g)}" in self.phrases and self.phrases[f"{w} {_fold(g)}"] != g
+            ]
+            if narrower and not used[n0:n1].any():
+                used[n0:end] = True
+                excluded.extend(v for v in dict.fromkeys(narrower) if v not in excluded)
+                continue
             if words and not used[n0:n1].any():
                 used[n0:end] = True
                 pq.notes.append(
