@@ -300,3 +300,17 @@ def test_model_folder_vocabulary_is_editable(product_model, tmp_path):
     (copy / "vocabulary.json").write_text(json.dumps(vocab))
     rec = Recommender.load(copy, load_encoder=False)
     assert rec.parse_query("sticky stuff").genres == ["Duct Tape"]
+
+
+def test_purchase_reasons_read_naturally_in_both_languages():
+    from lucidrec.explain import render_reason
+
+    evidence = [
+        {"kind": "history", "title": "Duct Tape", "action": "bought", "similarity": 0.8, "contribution": 1.0},
+        {"kind": "history", "title": "Staples", "action": "bought", "similarity": 0.5, "contribution": 0.9},
+        {"kind": "popularity", "contribution": 0.1},
+    ]
+    en = render_reason("Glue", evidence, "en")
+    assert en.startswith("Recommended Glue because you bought Duct Tape (similarity 0.80) and bought Staples.")
+    zh = render_reason("Glue", evidence, "zh")
+    assert zh.startswith("推荐《Glue》：基于您购买过的《Duct Tape》、《Staples》，我们推荐您尝试《Glue》。")

@@ -256,7 +256,9 @@ def _render_zh(title, hist, query, pop, attr, query_first=False) -> str:
             bits.append(f"想看类似《{h['title']}》的作品")
         else:
             verb = _ZH_VERBS.get(act, "喜欢")
-            bits.append(f"{verb}过的《{h['title']}》")
+            # "购买过的《A》、《B》": one verb for a run of items with the same action.
+            same = bits and hist[len(bits) - 1]["action"] == act
+            bits.append(f"《{h['title']}》" if same else f"{verb}过的《{h['title']}》")
     parts = []
     if bits:
         parts.append("基于您" + "、".join(bits))
