@@ -37,12 +37,23 @@ def print_recs(result: dict, explain: bool):
 def _understood(pq: dict) -> str:
     """One line saying how a query was parsed, e.g. 'genres Comedy; not Romance; years 1990-1999; text "dark"'."""
     bits = []
-    if pq["genres"]:
+    fields = pq.get("fields") or {}
+    if pq["genres"] and fields:  # a catalogue with several fields: "brand HATCHBOX; category_4 3D Printing Filament"
+        by_field: dict[str, list[str]] = {}
+        for v in pq["genres"]:
+            by_field.setdefault(fields.get(v, "value"), []).append(v)
+        bits += [f"{f} {' or '.join(vs)}" for f, vs in by_field.items()]
+    elif pq["genres"]:
         bits.append("genres " + (" or " if pq["genre_mode"] == "any" else " and ").join(pq["genres"]))
     if pq["exclude_genres"]:
         bits.append("not " + ", ".join(pq["exclude_genres"]))
     if pq["year"]:
         bits.append(f"years {pq['year'][0]}-{pq['year'][1]}")
+    for name, (lo, hi) in pq.get("ranges", {}).items():
+        bits.append(
+            f"{name} "
+            + (f"{lo:g}-{hi:g}" if lo is not None and hi is not None else f"<= {hi:g}" if lo is None else f">= {lo:g}")
+        )
     if pq["like_titles"]:
         bits.append("like " + ", ".join(pq["like_titles"]))
     if pq["text"]:

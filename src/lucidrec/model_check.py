@@ -49,6 +49,8 @@ FILES: tuple[ModelFile, ...] = (
     ModelFile("item_item.safetensors", False),  # required when config.item_item (checked in check_loaded)
     ModelFile("items.json", True),
     ModelFile("interactions.npz", True),
+    ModelFile("vocabulary.json", False),  # query vocabulary (absent in folders saved before it existed)
+    ModelFile("query_synonyms.json", False),
     ModelFile("encoder/model.onnx", False, "encoder"),
     ModelFile("encoder/tokenizer.json", False, "encoder"),
     ModelFile("encoder/encoder.json", False, "encoder"),
