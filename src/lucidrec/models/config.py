@@ -26,6 +26,11 @@ class HybridConfig:
     init_logit_scale: float = 10.0
     id_embeddings: bool = True  # learned item-ID vectors in the latent block
     cross: bool = True  # the CLS cross-interaction term
+    # Training loss (lucidrec.models.losses): "full" softmax over the catalog, "sampled" softmax
+    # (log-Q corrected, popularity-sampled negatives), or "auto": sampled above sampled_softmax_above items.
+    loss: str = "auto"
+    sampled_negatives: int = 2048  # items drawn per batch for sampled softmax
+    sampled_softmax_above: int = 50_000
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -24,6 +24,7 @@ import pandas as pd
 from lucidrec.errors import DependencyError
 from lucidrec.models.config import HybridConfig
 from lucidrec.models.features import N_POSITION_BUCKETS, N_RATING_BINS, position_buckets, rating_bins
+from lucidrec.models.losses import PopularitySampler, full_softmax_loss, resolve_loss, sampled_batch_loss
 
 try:
     import torch
@@ -140,6 +141,37 @@ class HybridNet(torch.nn.Module if torch is not None else object):
         if self.use_B:
             base_e = self.rho_E[rbin] * self.pi_E[pbin] * m
             scores = scores + (scatter(base_e) @ self.B) * keep
+        return scores + self.cross(pL, F) if self.use_cross else scores
+
+    def score_items(
+        self,
+        hist: torch.Tensor,
+        rbin: torch.Tensor,
+        pbin: torch.Tensor,
+        mask: torch.Tensor,
+        items: torch.Tensor,
+        id_keep: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The scores of :meth:`forward` for the columns ``items`` only, (B, len(items)); ``id_keep`` is
+        indexed like ``items``. Nothing catalog-sized is built: the user tower gathers its history rows
+        instead of scattering into (B, n_items), so a sampled-softmax step costs O(B * len(items))."""
+        use = 1.0 if self.use_id else 0.0
+        keep = self.has_id[items] if id_keep is None else self.has_id[items] * id_keep
+        Ti, Gi = self.T[items], self.G[items]
+        F = use * keep[:, None] * self.E_t[items] + Ti @ self.Wc + Gi @ self.Gt
+        b = keep * self.b_id[items] + Ti @ self.v + Gi @ self.vg
+        m = mask.float()
+        length = m.sum(1, keepdim=True).clamp(min=1.0)
+        base_l = F_.softplus(self.rho_L)[rbin] * F_.softplus(self.pi_L)[pbin] * m
+        Th = self.T[hist]
+        Hh = use * self.has_id[hist][..., None] * self.E_h[hist] + Th @ self.Wa + self.G[hist] @ self.Gh
+        pL = torch.einsum("bl,bld->bd", base_l / length.sqrt(), Hh)
+        pT = torch.einsum("bl,bld->bd", self.alpha * base_l / length, Th)
+        scores = pL @ F.T + pT @ Ti.T + b
+        if self.use_B:
+            base_e = self.rho_E[rbin] * self.pi_E[pbin] * m
+            x = torch.zeros(hist.shape[0], self.T.shape[0]).scatter_add_(1, hist, base_e)
+            scores = scores + (x @ self.B[:, items]) * keep
         return scores + self.cross(pL, F) if self.use_cross else scores
 
     def cross(self, pL: torch.Tensor, F: torch.Tensor) -> torch.Tensor:
@@ -269,6 +301,11 @@ def train_hybrid(
         except Exception:  # tensorboard not installed: logging is optional
             writer = None
     n_items = net.T.shape[0]
+    # Full softmax for small catalogs, sampled softmax above cfg.sampled_softmax_above items (losses.py).
+    sampler = None
+    if resolve_loss(cfg.loss, n_items, cfg.sampled_softmax_above) == "sampled":
+        counts = np.bincount(np.concatenate([np.zeros(0, np.int64), *train_seqs.items]), minlength=n_items)
+        sampler = PopularitySampler(counts, seed=cfg.seed)
     # No "epoch 0" baseline: untrained towers score every item alike, and a tie broken by item order
     # can look deceptively good on validation. At least one trained epoch is always kept.
     best, best_state, bad, history = -1.0, None, 0, []
@@ -286,15 +323,13 @@ def train_hybrid(
             if not targets:
                 continue
             hist, rb, pb, mask = pad_histories(hists, rats)
-            id_keep = torch.as_tensor((rng.random(n_items) >= cfg.id_dropout).astype(np.float32))
-            scores = net(hist, rb, pb, mask, id_keep)
-            seen = torch.zeros_like(scores).scatter_add_(1, hist, mask.float()) > 0
-            scores = scores.masked_fill(seen, -1e9)
-            logp = F_.log_softmax(scores * net.logit_scale.exp(), dim=1)
-            tgt = np.zeros((len(targets), n_items), np.float32)
-            for k, t in enumerate(targets):
-                tgt[k, t] = 1.0 / len(t)
-            loss = -(logp * torch.as_tensor(tgt[: len(targets)])).sum(1).mean()
+            if sampler is not None:  # sampled softmax: only the targets and the drawn items are scored
+                loss = sampled_batch_loss(net, hist, rb, pb, mask, targets, sampler, cfg, rng)
+            else:
+                id_keep = torch.as_tensor((rng.random(n_items) >= cfg.id_dropout).astype(np.float32))
+                scores = net(hist, rb, pb, mask, id_keep)
+                seen = torch.zeros_like(scores).scatter_add_(1, hist, mask.float()) > 0
+                loss = full_softmax_loss(scores * net.logit_scale.exp(), seen, targets)
             loss = loss + cfg.l2_emb * (net.E_t.pow(2).sum() + net.E_h.pow(2).sum())
             opt.zero_grad()
             loss.backward()
@@ -336,4 +371,5 @@ def train_hybrid(
         net.load_state_dict(best_state)
     if writer:
         writer.close()
-    return {"best_valid_ndcg@10": best, "epochs": history}
+    loss_kind = "full" if sampler is None else f"sampled ({cfg.sampled_negatives} negatives)"
+    return {"best_valid_ndcg@10": best, "epochs": history, "loss": loss_kind}
