@@ -32,7 +32,11 @@ def save(rec: Recommender, out_dir: str | Path, export_encoder: bool = True) -> 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     save_file(
-        {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in rec.scorer.w.items()},
+        # float16 stays float16 (the text block of large catalogs, lucidrec.models.scoring.TEXT_FLOAT16_FROM)
+        {
+            k: np.ascontiguousarray(v, dtype=v.dtype if v.dtype == np.float16 else np.float32)
+            for k, v in rec.scorer.w.items()
+        },
         str(out / "weights.safetensors"),
     )
     if rec.scorer.B is not None:

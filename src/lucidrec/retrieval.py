@@ -51,6 +51,9 @@ class IndexConfig:
     kind: str = "auto"  # auto | exact | ivf | hnsw
     exact_threshold: int = 50_000  # auto: exact scoring below this many items, IVF from here on
     candidates: int = 2000  # items retrieved per user, then scored exactly (cross term included)
+    # Items added per user from the item-item block's neighbour lists (the top of the block's own score
+    # over the union of the history items' neighbours): the index does not see that block.
+    neighbour_candidates: int = 1000
     text_dim: int | None = 64  # PCA components of the text block in the index (None: the full block)
     nlist: int | None = None  # IVF lists (None: about 2 * sqrt(n_items))
     nprobe: int | None = None  # IVF lists visited per query (None: a tenth of the lists)
@@ -70,6 +73,7 @@ class IndexConfig:
         positive = {
             "exact_threshold": self.exact_threshold,
             "candidates": self.candidates,
+            "neighbour_candidates": self.neighbour_candidates,
             "hnsw_m": self.hnsw_m,
             "ef_construction": self.ef_construction,
             "ef_search": self.ef_search,
@@ -123,6 +127,34 @@ def weights_fingerprint(scorer: HybridScorer) -> str:
         h.update(f"{name}{w[name].shape}".encode())
         h.update(a.tobytes())
     return h.hexdigest()[:20]
+
+
+# ====================================================================== item-item neighbours
+def item_item_neighbours(scorer: HybridScorer):
+    """The scorer's item-item block when it is a scipy sparse matrix (as CSR), else None."""
+    B = getattr(scorer, "B", None)
+    if B is None:
+        return None
+    from scipy import sparse
+
+    return B.tocsr() if sparse.issparse(B) else None
+
+
+def neighbour_top(neighbours, hist: np.ndarray, weights: np.ndarray, m: int) -> np.ndarray:
+    """The ``m`` items with the largest item-item score ``sum_j weights_j * N[hist_j, i]`` (``N`` a CSR
+    neighbour matrix), computed on the union of the history rows only: O(len(hist) * neighbours per row),
+    whatever the catalog size. Items scoring <= 0 are left out (they do not pull an item up)."""
+    sub = neighbours[np.asarray(hist, dtype=np.int64)]
+    if sub.nnz == 0:
+        return np.zeros(0, np.int64)
+    items, inverse = np.unique(sub.indices, return_inverse=True)
+    row_w = np.repeat(np.asarray(weights, dtype=np.float64), np.diff(sub.indptr))
+    score = np.bincount(inverse, weights=sub.data * row_w, minlength=len(items))
+    keep = score > 0
+    items, score = items[keep], score[keep]
+    if len(items) > m:
+        items = items[np.argpartition(-score, m - 1)[:m]]
+    return items.astype(np.int64)
 
 
 # ====================================================================== vectors
@@ -279,16 +311,23 @@ class Retriever:
         return ids
 
     def candidates(
-        self, scorer: HybridScorer, states: list[UserState], n: int | None = None
+        self, scorer: HybridScorer, states: list[UserState], n: int | None = None, neighbours=None
     ) -> list[np.ndarray | None]:
-        """Candidate item indices per user: the index's top ``max(n, candidates)`` (plus, when the model
-        has an item-item block, that block's own top items, which the index does not see). ``None`` for a
-        user means "score the whole catalog exactly": the retriever is exact, or the index found fewer
-        items than asked for even after widening an IVF search (HNSW can run short on tiny catalogs)."""
+        """Candidate item indices per user: the index's top ``max(n, candidates)``, joined with the top
+        items of the item-item block, which the index does not see. ``neighbours`` is that block as a
+        ``scipy.sparse.csr_matrix`` (row ``j``: the neighbours of item ``j`` and their weights; default:
+        the scorer's block when it is sparse): the block's score of a user is then nonzero only on the
+        union of the history items' rows, so its top ``neighbour_candidates`` are found there without a
+        pass over the catalog. A dense block falls back to the top ``max(n, candidates)`` of its scores.
+        ``None`` for a user means "score the whole catalog exactly": the retriever is exact, or the index
+        found fewer items than asked for even after widening an IVF search (HNSW can run short on tiny
+        catalogs)."""
         if self.exact:
             return [None] * len(states)
         want = max(int(n or 0), int(self.config.candidates))
         want = min(want, scorer.n_items)
+        if neighbours is None:
+            neighbours = item_item_neighbours(scorer)
         ids = self.search(self.vectors.users(states), want)
         out: list[np.ndarray | None] = []
         for s, row in zip(states, ids):
@@ -296,7 +335,9 @@ class Retriever:
             if len(row) < want:
                 out.append(None)
                 continue
-            if scorer.B is not None and len(s.hist):
+            if len(s.hist) and neighbours is not None:
+                row = np.union1d(row, neighbour_top(neighbours, s.hist, s.wE, self.config.neighbour_candidates))
+            elif len(s.hist) and scorer.B is not None:
                 top_e = np.argpartition(-s.pE, want - 1)[:want] if want < len(s.pE) else np.arange(len(s.pE))
                 row = np.union1d(row, top_e)
             out.append(row.astype(np.int64))
@@ -441,6 +482,8 @@ __all__ = [
     "Retriever",
     "RetrievalVectors",
     "exact_top",
+    "item_item_neighbours",
+    "neighbour_top",
     "require_faiss",
     "resolve_kind",
     "weights_fingerprint",
