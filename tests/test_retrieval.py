@@ -137,6 +137,34 @@ def test_item_item_top_items_join_the_candidates():
     assert set(top_e) <= set(cand)
 
 
+def test_the_cross_terms_linear_part_in_the_query_brings_the_exact_top_into_the_candidates():
+    sc = clustered_scorer(n=3000)
+    rng = np.random.default_rng(4)
+    d = sc.w["F"].shape[1]
+    sc.w["W1"] = (0.8 * rng.standard_normal((3 * d, 8))).astype(np.float32)  # a cross term that matters
+    sc.w["w2"] = (0.8 * rng.standard_normal(8)).astype(np.float32)
+    states = user_states(sc, 30)
+    exact = [np.argsort(-sc.score(s))[:20] for s in states]
+
+    def recall(cross_sample: int) -> float:
+        r = Retriever.build(
+            sc, IndexConfig(kind="ivf", nlist=8, nprobe=8, text_dim=None, candidates=150, cross_sample=cross_sample)
+        )
+        return overlap(r.candidates(sc, states), exact)
+
+    off, on = recall(0), recall(512)
+    assert on > off + 0.05 and on > 0.9, (off, on)
+
+
+def test_no_cross_term_means_no_linearisation(scorer):
+    sc = clustered_scorer(n=500)
+    sc.w["w2"] = np.zeros_like(sc.w["w2"])
+    assert Retriever.build(sc, IndexConfig(kind="ivf", nlist=4)).vectors.cross_items is None
+    assert Retriever.build(scorer, IndexConfig(kind="ivf", nlist=4)).vectors.cross_items is not None
+    with pytest.raises(ConfigError, match="cross_sample"):
+        IndexConfig(cross_sample=-1).validate()
+
+
 def _random_neighbours(n: int, per_row: int, seed: int = 3):
     from scipy import sparse
 
@@ -205,9 +233,11 @@ def test_save_load_round_trip(scorer, tmp_path, kind):
     back = Retriever.load(tmp_path, scorer)
     assert back.kind == kind and back.config.nprobe == 8
     if kind != "exact":
-        q = r.vectors.users(user_states(scorer, 10))
+        q = r.vectors.users(user_states(scorer, 10), scorer)
         np.testing.assert_array_equal(back.search(q, 50), r.search(q, 50))
         np.testing.assert_allclose(back.vectors.components, r.vectors.components)
+        np.testing.assert_array_equal(back.vectors.cross_items, r.vectors.cross_items)
+        np.testing.assert_allclose(back.vectors.users(user_states(scorer, 10), scorer), q)
     assert Retriever.load(tmp_path / "nothing-here") is None
 
 

@@ -286,7 +286,7 @@ def model_payload(rec: Recommender, encoder_dir: str | None = None) -> dict[str,
             "kind": r.kind,
             "config": asdict(r.config),
             "info": r.info,
-            "vectors": None if v is None else (v.mean, v.components, v.dim_latent, v.dim_text),
+            "vectors": None if v is None else v.as_tuple(),
             "index": index_bytes,
         }
     return payload

@@ -54,6 +54,8 @@ class IndexConfig:
     # Items added per user from the item-item block's neighbour lists (the top of the block's own score
     # over the union of the history items' neighbours): the index does not see that block.
     neighbour_candidates: int = 1000
+    # Items sampled to fit each query's linear approximation of the cross term (0: off); see RetrievalVectors.
+    cross_sample: int = 1024
     text_dim: int | None = 64  # PCA components of the text block in the index (None: the full block)
     nlist: int | None = None  # IVF lists (None: about 2 * sqrt(n_items))
     nprobe: int | None = None  # IVF lists visited per query (None: a tenth of the lists)
@@ -79,6 +81,12 @@ class IndexConfig:
             "ef_search": self.ef_search,
             "train_size": self.train_size,
         }
+        if (
+            not isinstance(self.cross_sample, (int, np.integer))
+            or isinstance(self.cross_sample, bool)
+            or (self.cross_sample < 0)
+        ):
+            raise ConfigError(f"cross_sample={self.cross_sample!r}: must be an integer >= 0. Fix: e.g. 1024.")
         optional = {"text_dim": self.text_dim, "nlist": self.nlist, "nprobe": self.nprobe, "threads": self.threads}
         for name, v in {**positive, **optional}.items():
             if v is None and name in optional:
@@ -160,21 +168,44 @@ def neighbour_top(neighbours, hist: np.ndarray, weights: np.ndarray, m: int) -> 
 # ====================================================================== vectors
 class RetrievalVectors:
     """Maps the model's item and user towers to the index space: items ``[F, P(T - mean), b]``, users
-    ``[pL, P pT, 1]``, where ``P`` holds ``text_dim`` principal directions of ``T`` (identity if None)."""
+    ``[pL + g(pL), P pT, 1]``, where ``P`` holds ``text_dim`` principal directions of ``T`` (identity if
+    None) and ``g(pL)`` is the cross term's best linear approximation in ``F`` for this user.
 
-    def __init__(self, mean: np.ndarray | None, components: np.ndarray | None, dim_latent: int, dim_text: int):
+    Why ``g``: the cross term ``CLS(pL, F_i)`` is invisible to an inner-product index, and on the 1M
+    synthetic catalog it moved a tenth of the exact top-100 out of the towers' top-2,000. Per user, the
+    least-squares fit ``CLS(pL, F_i) ~ g . F_i + c`` over a fixed sample of items (``cross_sample``) is one
+    small matrix-vector product, ``g = Pc (CLS(pL, F_S) - mean)`` with ``Pc = (Fc' Fc + lam I)^-1 Fc'``
+    precomputed, and it folds into the query's latent block: the item vectors do not change. Measured on
+    that catalog (exact inner products, 30 users): the exact top-100 inside the top-1,000 went from 0.79
+    to 0.98. Candidates are still re-scored with the full model, so ``g`` only decides which items are
+    looked at."""
+
+    def __init__(
+        self,
+        mean: np.ndarray | None,
+        components: np.ndarray | None,
+        dim_latent: int,
+        dim_text: int,
+        cross_items: np.ndarray | None = None,
+        cross_proj: np.ndarray | None = None,
+    ):
         self.mean = mean
         self.components = components  # (text_dim, d_text) or None: the full text block
         self.dim_latent = dim_latent
         self.dim_text = dim_text if components is None else components.shape[0]
+        self.cross_items = cross_items  # (S,) item sample of the cross-term linearisation, or None
+        self.cross_proj = cross_proj  # (d_latent, S) its least-squares projection
 
     @classmethod
-    def fit(cls, scorer: HybridScorer, text_dim: int | None, sample: int, seed: int) -> RetrievalVectors:
+    def fit(
+        cls, scorer: HybridScorer, text_dim: int | None, sample: int, seed: int, cross_sample: int = 0
+    ) -> RetrievalVectors:
         T = scorer.w["T"]
         dl = scorer.w["F"].shape[1]
-        if text_dim is None or text_dim >= T.shape[1]:
-            return cls(None, None, dl, T.shape[1])
         rng = np.random.default_rng(seed)
+        cross_items, cross_proj = _cross_linearisation(scorer, cross_sample, rng)
+        if text_dim is None or text_dim >= T.shape[1]:
+            return cls(None, None, dl, T.shape[1], cross_items, cross_proj)
         rows = np.sort(rng.choice(len(T), size=min(sample, len(T)), replace=False))
         x = T[rows].astype(np.float64)
         mean = x.mean(0)
@@ -184,7 +215,9 @@ class RetrievalVectors:
         del x
         vals, vecs = np.linalg.eigh(cov)
         top = vecs[:, np.argsort(vals)[::-1][:text_dim]].T
-        return cls(mean.astype(np.float32), np.ascontiguousarray(top, dtype=np.float32), dl, text_dim)
+        return cls(
+            mean.astype(np.float32), np.ascontiguousarray(top, dtype=np.float32), dl, text_dim, cross_items, cross_proj
+        )
 
     @property
     def dim(self) -> int:
@@ -197,25 +230,56 @@ class RetrievalVectors:
         t = T if self.components is None else (T - self.mean) @ self.components.T
         return np.concatenate([w["F"][start:stop], t, w["bias"][start:stop, None]], axis=1).astype(np.float32)
 
-    def users(self, states: list[UserState]) -> np.ndarray:
+    def users(self, states: list[UserState], scorer: HybridScorer | None = None) -> np.ndarray:
+        """Query vectors; with ``scorer`` (and a linearisation fitted) the cross term's linear part is in."""
         pL = np.stack([s.pL for s in states])
+        if scorer is not None and self.cross_items is not None:
+            pL = pL + np.stack([self.cross_direction(scorer, s.pL) for s in states])
         pT = np.stack([s.pT for s in states])
         t = pT if self.components is None else pT @ self.components.T
         return np.concatenate([pL, t, np.ones((len(states), 1), np.float32)], axis=1).astype(np.float32)
+
+    def cross_direction(self, scorer: HybridScorer, pL: np.ndarray) -> np.ndarray:
+        """``g(pL)``: the least-squares slope of ``CLS(pL, F_i)`` in ``F_i`` over the item sample."""
+        c = scorer.cross(pL, self.cross_items)
+        return (self.cross_proj @ (c - c.mean())).astype(np.float32)
+
+    def as_tuple(self) -> tuple:
+        """Constructor arguments (a batch job ships them to its workers)."""
+        return (self.mean, self.components, self.dim_latent, self.dim_text, self.cross_items, self.cross_proj)
 
     def save(self, path: Path):
         arrays = {"dims": np.array([self.dim_latent, self.dim_text])}
         if self.components is not None:
             arrays.update(mean=self.mean, components=self.components)
+        if self.cross_items is not None:
+            arrays.update(cross_items=self.cross_items, cross_proj=self.cross_proj)
         np.savez(path, **arrays)
 
     @classmethod
     def load(cls, path: Path) -> RetrievalVectors:
         with np.load(path) as z:
             dl, dt = (int(v) for v in z["dims"])
+            cross = (z["cross_items"], z["cross_proj"].astype(np.float32)) if "cross_items" in z else (None, None)
             if "components" in z:
-                return cls(z["mean"].astype(np.float32), z["components"].astype(np.float32), dl, dt)
-            return cls(None, None, dl, dt)
+                return cls(z["mean"].astype(np.float32), z["components"].astype(np.float32), dl, dt, *cross)
+            return cls(None, None, dl, dt, *cross)
+
+
+def _cross_linearisation(scorer: HybridScorer, size: int, rng) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """The item sample and ``(Fc' Fc + lam I)^-1 Fc'`` of the cross term's per-user linear fit (None when
+    ``size`` is 0 or the model has no cross term: its output weights are all zero)."""
+    w = scorer.w
+    if size <= 0 or not np.any(w["w2"]):
+        return None, None
+    n = scorer.n_items
+    items = np.sort(rng.choice(n, size=min(int(size), n), replace=False)).astype(np.int64)
+    Fc = w["F"][items].astype(np.float64)
+    Fc -= Fc.mean(0)
+    gram = Fc.T @ Fc
+    lam = 1e-3 * np.trace(gram) / len(gram)  # a little ridge: the sample may not span every direction
+    proj = np.linalg.solve(gram + lam * np.eye(len(gram)), Fc.T)
+    return items, proj.astype(np.float32)
 
 
 # ====================================================================== the retriever
@@ -246,7 +310,7 @@ class Retriever:
         if config.threads:
             faiss.omp_set_num_threads(int(config.threads))
         t0 = time.perf_counter()
-        vectors = RetrievalVectors.fit(scorer, config.text_dim, config.train_size, config.seed)
+        vectors = RetrievalVectors.fit(scorer, config.text_dim, config.train_size, config.seed, config.cross_sample)
         d = vectors.dim
         if kind == "ivf":
             index, extra = _build_ivf(faiss, scorer, vectors, config, progress)
@@ -328,7 +392,7 @@ class Retriever:
         want = min(want, scorer.n_items)
         if neighbours is None:
             neighbours = item_item_neighbours(scorer)
-        ids = self.search(self.vectors.users(states), want)
+        ids = self.search(self.vectors.users(states, scorer), want)
         out: list[np.ndarray | None] = []
         for s, row in zip(states, ids):
             row = row[row >= 0]
