@@ -203,8 +203,10 @@ def test_sparse_neighbours_join_the_candidates(scorer):
         top_n = neighbour_top(N, state.hist, state.wE, 40)
         assert len(top_n) == 40 and set(top_n) <= set(cand)
         assert len(cand) >= 50 and len(set(cand)) == len(cand)
-    # Without a block no neighbours are added: exactly the index's candidates.
+    # Without a block, or with neighbour_candidates=0, no neighbours are added: the index's candidates.
     assert all(len(c) == 50 for c in r.candidates(scorer, states))
+    r.config.neighbour_candidates = 0
+    assert all(len(c) == 50 for c in r.candidates(scorer, states, neighbours=N))
 
 
 def test_large_catalogs_keep_the_text_block_in_float16_with_exact_decompositions(monkeypatch, tmp_path):

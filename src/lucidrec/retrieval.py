@@ -75,18 +75,15 @@ class IndexConfig:
         positive = {
             "exact_threshold": self.exact_threshold,
             "candidates": self.candidates,
-            "neighbour_candidates": self.neighbour_candidates,
             "hnsw_m": self.hnsw_m,
             "ef_construction": self.ef_construction,
             "ef_search": self.ef_search,
             "train_size": self.train_size,
         }
-        if (
-            not isinstance(self.cross_sample, (int, np.integer))
-            or isinstance(self.cross_sample, bool)
-            or (self.cross_sample < 0)
-        ):
-            raise ConfigError(f"cross_sample={self.cross_sample!r}: must be an integer >= 0. Fix: e.g. 1024.")
+        for name in ("cross_sample", "neighbour_candidates"):  # 0 switches these off
+            v = getattr(self, name)
+            if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 0:
+                raise ConfigError(f"{name}={v!r}: must be an integer >= 0 (0: off). Fix: e.g. {name}=1000.")
         optional = {"text_dim": self.text_dim, "nlist": self.nlist, "nprobe": self.nprobe, "threads": self.threads}
         for name, v in {**positive, **optional}.items():
             if v is None and name in optional:
@@ -153,7 +150,7 @@ def neighbour_top(neighbours, hist: np.ndarray, weights: np.ndarray, m: int) -> 
     neighbour matrix), computed on the union of the history rows only: O(len(hist) * neighbours per row),
     whatever the catalog size. Items scoring <= 0 are left out (they do not pull an item up)."""
     sub = neighbours[np.asarray(hist, dtype=np.int64)]
-    if sub.nnz == 0:
+    if sub.nnz == 0 or m < 1:
         return np.zeros(0, np.int64)
     items, inverse = np.unique(sub.indices, return_inverse=True)
     row_w = np.repeat(np.asarray(weights, dtype=np.float64), np.diff(sub.indptr))
@@ -399,9 +396,9 @@ class Retriever:
             if len(row) < want:
                 out.append(None)
                 continue
-            if len(s.hist) and neighbours is not None:
+            if len(s.hist) and neighbours is not None and self.config.neighbour_candidates:
                 row = np.union1d(row, neighbour_top(neighbours, s.hist, s.wE, self.config.neighbour_candidates))
-            elif len(s.hist) and scorer.B is not None:
+            elif len(s.hist) and neighbours is None and scorer.B is not None:  # a dense block
                 top_e = np.argpartition(-s.pE, want - 1)[:want] if want < len(s.pE) else np.arange(len(s.pE))
                 row = np.union1d(row, top_e)
             out.append(row.astype(np.int64))
