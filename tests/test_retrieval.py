@@ -318,6 +318,21 @@ def test_a_float16_text_block_is_saved_and_loaded_as_float16(tiny_rec, tmp_path,
     np.testing.assert_allclose(back.scorer.score(state), rec.scorer.score(state), rtol=1e-6)
 
 
+def test_ranking_candidates_gives_the_catalog_ranking_restricted_to_them(tiny_rec):
+    rec = tiny_rec
+    entries = rec._known_history("u5")
+    state = rec._state_for(entries, None)
+    everything = rec.rank(state, entries, k=10, candidates=None)["items"]
+    all_items = np.arange(len(rec.item_ids))[::-1].copy()  # unsorted on purpose
+    same = rec.rank(state, entries, k=10, candidates=all_items)["items"]
+    assert [i["item_id"] for i in same] == [i["item_id"] for i in everything]
+    some = all_items[::3]
+    sub = rec.rank(state, entries, k=5, candidates=some)["items"]
+    allowed = {str(rec.item_ids[i]) for i in some} - {str(rec.item_ids[e.item]) for e in entries}
+    expected = [i["item_id"] for i in rec.rank(state, entries, k=len(rec.item_ids), candidates=None)["items"]]
+    assert [i["item_id"] for i in sub] == [i for i in expected if i in allowed][:5]
+
+
 def test_an_index_of_older_weights_is_refused(tiny_rec):
     import copy
 
