@@ -120,7 +120,7 @@ def stage_build(n_items: int, force: bool = False) -> Path:
     from lucidrec.data.synthetic import item_vectors, make_catalog
     from lucidrec.models.config import HybridConfig
     from lucidrec.models.features import FeatureSpace
-    from lucidrec.models.scoring import HybridScorer
+    from lucidrec.models.scoring import TEXT_FLOAT16_FROM, HybridScorer
     from lucidrec.recommender import Recommender
 
     out = work_dir() / f"model-{n_items}"
@@ -149,6 +149,8 @@ def stage_build(n_items: int, force: bool = False) -> Path:
         F[s:e] = T[s:e] @ proj["Wc"] + G[s:e] @ proj["Gt"] + ids[:, :d]
         H[s:e] = T[s:e] @ proj["Wa"] + G[s:e] @ proj["Gh"] + ids[:, d : 2 * d]
         bias[s:e] = T[s:e] @ proj["v"] + G[s:e] @ proj["vg"] + ids[:, 2 * d]
+    if n_items >= TEXT_FLOAT16_FROM:  # the scorer would convert it anyway; doing it now halves the peak
+        T = T.astype(np.float16)
     weights = {"F": F, "H": H, "bias": bias, "T": T, "Wa": proj["Wa"]}
     weights.update({k[2:]: v for k, v in proj.items() if k.startswith("w_")})
     t_block = time.perf_counter()
@@ -187,6 +189,8 @@ def stage_sampled(n_items: int, steps: int = 60, warmup: int = 3) -> dict:
     """Time training steps of the towers on the ``n_items`` catalog with the loss ``auto`` picks there
     (sampled softmax above 50k items), and extrapolate to an epoch (users x samples_per_user / batch).
     The full softmax is not run at this size: its cross term alone is batch x n_items x cls_hidden floats."""
+    import gc
+
     import torch
 
     from lucidrec.data.synthetic import item_vectors, make_catalog
@@ -197,12 +201,13 @@ def stage_sampled(n_items: int, steps: int = 60, warmup: int = 3) -> dict:
 
     torch.set_num_threads(1)
     cat = make_catalog(n_items, seed=SEED)
-    ds = cat.dataset()
     T = item_vectors(cat, n_encode=N_ENCODE, progress=False)
+    ds = cat.dataset()
     G = FeatureSpace.fit(ds).transform(ds)
-    inter = ds.interactions
-    seqs = Sequences.from_frame(inter, ds.n_users)
-    counts = np.bincount(inter["iidx"].to_numpy(), minlength=n_items)
+    seqs = Sequences.from_frame(ds.interactions, ds.n_users)
+    counts = np.bincount(ds.interactions["iidx"].to_numpy(), minlength=n_items)
+    del cat, ds  # the catalog's text and frames are not needed for training steps (keeps the peak < 6 GB)
+    gc.collect()
     cfg = HybridConfig(item_item=False, dim=64, mode="set", seed=2026)
     loss_kind = resolve_loss(cfg.loss, n_items, cfg.sampled_softmax_above)
     net = HybridNet(n_items, T, G, None, (counts > 0).astype(np.float32), cfg)

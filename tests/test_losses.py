@@ -11,6 +11,7 @@ torch = pytest.importorskip("torch")
 
 from lucidrec.errors import ConfigError  # noqa: E402
 from lucidrec.models.config import HybridConfig  # noqa: E402
+from lucidrec.models.features import N_POSITION_BUCKETS, N_RATING_BINS  # noqa: E402
 from lucidrec.models.hybrid import HybridNet, pad_histories  # noqa: E402
 from lucidrec.models.losses import (  # noqa: E402
     PopularitySampler,
@@ -54,6 +55,30 @@ def test_score_items_equals_the_full_forward_on_its_columns():
     with torch.no_grad():
         full = net(hist, rb, pb, mask)
         part = net.score_items(hist, rb, pb, mask, items)
+    np.testing.assert_allclose(part.numpy(), full[:, items].numpy(), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("sparse_block", [False, True])
+def test_score_items_with_the_item_item_block_on(sparse_block):
+    from scipy import sparse
+
+    rng = np.random.default_rng(2)
+    dense = (rng.random((N_ITEMS, N_ITEMS)) < 0.1) * rng.standard_normal((N_ITEMS, N_ITEMS))
+    np.fill_diagonal(dense, 0.0)
+    block = sparse.csr_matrix(dense.astype(np.float32)) if sparse_block else dense.astype(np.float32)
+    text = rng.standard_normal((N_ITEMS, 16)).astype(np.float32)
+    feats = rng.standard_normal((N_ITEMS, 3)).astype(np.float32)
+    net = HybridNet(N_ITEMS, text, feats, block, np.ones(N_ITEMS, np.float32), HybridConfig(dim=8, cls_hidden=4))
+    net.set_item_item_weights(
+        np.linspace(0.5, 1.5, N_RATING_BINS).astype(np.float32),
+        np.linspace(1.0, 0.2, N_POSITION_BUCKETS).astype(np.float32),
+    )
+    (hist, rb, pb, mask), _ = _batch()
+    items = torch.as_tensor(np.array([1, 4, 9, 58]))
+    with torch.no_grad():
+        full = net(hist, rb, pb, mask)
+        part = net.score_items(hist, rb, pb, mask, items)
+    assert float(full.abs().max()) > 0.1
     np.testing.assert_allclose(part.numpy(), full[:, items].numpy(), rtol=1e-5, atol=1e-5)
 
 

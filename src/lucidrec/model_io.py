@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from lucidrec.errors import ModelError
+from lucidrec.models.item_item import is_sparse
 from lucidrec.models.scoring import HybridScorer
 from lucidrec.user_history import KnownHistories
 
@@ -23,6 +24,8 @@ if TYPE_CHECKING:
     from lucidrec.recommender import Recommender
 
 FORMAT_VERSION = 1
+#: The item-item block's file (dense ``B`` or CSR arrays, see save_item_item).
+ITEM_ITEM_FILE = "item_item.safetensors"
 
 
 def save(rec: Recommender, out_dir: str | Path, export_encoder: bool = True) -> Path:
@@ -39,10 +42,7 @@ def save(rec: Recommender, out_dir: str | Path, export_encoder: bool = True) -> 
         },
         str(out / "weights.safetensors"),
     )
-    if rec.scorer.B is not None:
-        save_file({"B": np.ascontiguousarray(rec.scorer.B)}, str(out / "item_item.safetensors"))
-    elif (out / "item_item.safetensors").exists():
-        (out / "item_item.safetensors").unlink()
+    save_item_item(rec.scorer.B, out)
     catalog = {
         "item": [str(i) for i in rec.item_ids],
         "title": [str(t) for t in rec.titles],
@@ -82,6 +82,50 @@ def save(rec: Recommender, out_dir: str | Path, export_encoder: bool = True) -> 
         for f in INDEX_FILES:  # an index left from an earlier model would not match these weights
             (out / f).unlink(missing_ok=True)
     return out
+
+
+def save_item_item(B, out: Path) -> None:
+    """The item-item block in :data:`ITEM_ITEM_FILE`: ``B`` for a dense block, ``indptr``/``indices``/
+    ``data``/``shape`` for a CSR one (the sparse block, O(n N)); no file when the model has none."""
+    from safetensors.numpy import save_file
+
+    path = out / ITEM_ITEM_FILE
+    if B is None:
+        path.unlink(missing_ok=True)
+    elif is_sparse(B):
+        B = B.tocsr()
+        arrays = {
+            "indptr": np.ascontiguousarray(B.indptr, dtype=np.int64),
+            "indices": np.ascontiguousarray(B.indices, dtype=np.int32),
+            "data": np.ascontiguousarray(B.data, dtype=np.float32),
+            "shape": np.asarray(B.shape, dtype=np.int64),
+        }
+        save_file(arrays, str(path))
+    else:
+        save_file({"B": np.ascontiguousarray(B, dtype=np.float32)}, str(path))
+
+
+def load_item_item(d: Path):
+    """The block written by :func:`save_item_item` (dense array, scipy CSR matrix, or None), checked."""
+    from safetensors.numpy import load_file
+
+    path = d / ITEM_ITEM_FILE
+    if not path.exists():
+        return None
+    arrays = load_file(str(path))
+    if "B" in arrays:
+        return arrays["B"]
+    if not {"indptr", "indices", "data", "shape"} <= set(arrays):
+        raise ModelError(f"{path}: neither a dense 'B' nor CSR 'indptr/indices/data/shape'. Fix: retrain the model.")
+    import scipy.sparse as sp
+
+    shape = tuple(int(v) for v in arrays["shape"])
+    try:
+        B = sp.csr_matrix((arrays["data"], arrays["indices"], arrays["indptr"]), shape=shape)
+        B.check_format(full_check=True)
+    except ValueError as e:
+        raise ModelError(f"{path}: corrupt sparse item-item block ({e}). Fix: retrain the model.") from None
+    return B
 
 
 def read_meta(d: Path) -> dict:
@@ -127,7 +171,7 @@ def load(cls, model_dir: str | Path, load_encoder: bool = True, encoder_threads:
     rec.ease_reg = meta.get("ease_reg")
     rec.train_report = meta.get("train_report", {})
     weights = load_file(str(d / "weights.safetensors"))
-    B = load_file(str(d / "item_item.safetensors"))["B"] if (d / "item_item.safetensors").exists() else None
+    B = load_item_item(d)
     rec.scorer = HybridScorer(weights, B)
     items = json.loads((d / "items.json").read_text(encoding="utf-8"))
     rec.item_ids = np.asarray(items["item"], dtype=object)
@@ -175,4 +219,13 @@ def read_synonyms(path: Path) -> dict[str, dict[str, str]]:
     return table
 
 
-__all__ = ["FORMAT_VERSION", "load", "read_meta", "read_synonyms", "save"]
+__all__ = [
+    "FORMAT_VERSION",
+    "ITEM_ITEM_FILE",
+    "load",
+    "load_item_item",
+    "read_meta",
+    "read_synonyms",
+    "save",
+    "save_item_item",
+]

@@ -24,6 +24,7 @@ import pandas as pd
 from lucidrec.errors import DependencyError
 from lucidrec.models.config import HybridConfig
 from lucidrec.models.features import N_POSITION_BUCKETS, N_RATING_BINS, position_buckets, rating_bins
+from lucidrec.models.item_item import batch_scores, is_sparse
 from lucidrec.models.losses import PopularitySampler, full_softmax_loss, resolve_loss, sampled_batch_loss
 
 try:
@@ -61,9 +62,11 @@ class HybridNet(torch.nn.Module if torch is not None else object):
 
         self.register_buffer("T", torch.as_tensor(text, dtype=torch.float32))
         self.register_buffer("G", torch.as_tensor(feats, dtype=torch.float32))
-        self.register_buffer(
-            "B", torch.as_tensor(item_item, dtype=torch.float32) if item_item is not None else torch.zeros(0)
-        )
+        # The item-item block: a dense buffer, or a scipy CSR matrix kept outside torch (never densified;
+        # it is not trained, so it needs no gradient). See item_item_apply.
+        self.B_csr = item_item if is_sparse(item_item) else None
+        dense_b = item_item is not None and self.B_csr is None
+        self.register_buffer("B", torch.as_tensor(item_item, dtype=torch.float32) if dense_b else torch.zeros(0))
         # The item-item block is not trained by SGD: its history weights (per rating bin and position
         # bucket) are chosen on validation after the towers are trained (see set_item_item_weights).
         self.register_buffer("rho_E", torch.zeros(N_RATING_BINS))
@@ -106,13 +109,18 @@ class HybridNet(torch.nn.Module if torch is not None else object):
         """Switch the item-item block on with history weights rho[rating bin] * pi[position bucket]."""
         self.rho_E = torch.as_tensor(rho, dtype=torch.float32)
         self.pi_E = torch.as_tensor(pi, dtype=torch.float32)
-        self.use_B = self.B.numel() > 0
+        self.use_B = self.B.numel() > 0 or self.B_csr is not None
+
+    def item_item_apply(self, hist: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        """sum_j w[b, j] * B[hist[b, j], :] for a padded batch (padded slots carry w = 0), dense or CSR."""
+        if self.B_csr is not None:
+            return torch.from_numpy(batch_scores(self.B_csr, hist.cpu().numpy(), w.detach().cpu().numpy()))
+        x = torch.zeros(hist.shape[0], self.T.shape[0], device=hist.device).scatter_add_(1, hist, w)
+        return x @ self.B
 
     def item_item_scores(self, hist, pbin, mask, decay: float) -> torch.Tensor:
         """Item-item block scores with position weights decay**bucket (for the validation search)."""
-        w = (decay ** pbin.float()) * mask.float()
-        x = torch.zeros(hist.shape[0], self.T.shape[0]).scatter_add_(1, hist, w)
-        return x @ self.B
+        return self.item_item_apply(hist, (decay ** pbin.float()) * mask.float())
 
     def forward(
         self,
@@ -140,7 +148,7 @@ class HybridNet(torch.nn.Module if torch is not None else object):
         scores = pL @ F.T + (pT @ self.T.T) + b
         if self.use_B:
             base_e = self.rho_E[rbin] * self.pi_E[pbin] * m
-            scores = scores + (scatter(base_e) @ self.B) * keep
+            scores = scores + self.item_item_apply(hist, base_e) * keep
         return scores + self.cross(pL, F) if self.use_cross else scores
 
     def score_items(
@@ -176,8 +184,13 @@ class HybridNet(torch.nn.Module if torch is not None else object):
         scores = pL @ F.T + pT @ Ti.T + b
         if self.use_B:
             base_e = self.rho_E[rbin] * self.pi_E[pbin] * m
-            x = torch.zeros(hist.shape[0], self.T.shape[0]).scatter_add_(1, hist, base_e)
-            scores = scores + (x @ self.B[:, items]) * keep
+            if self.B_csr is not None:  # only the columns asked for, never densified
+                cols = self.B_csr[:, items.numpy()].tocsr()
+                block = torch.from_numpy(batch_scores(cols, hist.numpy(), base_e.detach().numpy()))
+            else:
+                x = torch.zeros(hist.shape[0], self.T.shape[0]).scatter_add_(1, hist, base_e)
+                block = x @ self.B[:, items]
+            scores = scores + block * keep
         return scores + self.cross(pL, F) if self.use_cross else scores
 
     def cross(self, pL: torch.Tensor, F: torch.Tensor) -> torch.Tensor:

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from lucidrec.models.features import position_buckets, rating_bins
+from lucidrec.models.item_item import as_block, history_scores
+from lucidrec.models.item_item import entries as item_item_entries
 
 #: Names of the arrays a trained model carries (saved as safetensors).
 WEIGHT_NAMES = (
@@ -73,7 +75,8 @@ class HybridScorer:
             k: v if k == "T" and getattr(v, "dtype", None) == np.float16 else np.asarray(v, dtype=np.float32)
             for k, v in weights.items()
         }
-        self.B = None if item_item is None else np.asarray(item_item, dtype=np.float32)
+        # Dense (n x n) or scipy CSR (the sparse block, lucidrec.models.item_item); both apply the same way.
+        self.B = None if item_item is None else as_block(item_item)
         self.n_items = self.w["F"].shape[0]
         if self.n_items >= TEXT_FLOAT16_FROM and self.w["T"].dtype != np.float16:
             self.w["T"] = self.w["T"].astype(np.float16)
@@ -114,7 +117,7 @@ class HybridScorer:
         wE = base_e.astype(np.float32)
         wL = (base_l / np.sqrt(max(n, 1))).astype(np.float32)
         wT = (_s(w["alpha"]) * base_l / max(n, 1)).astype(np.float32)
-        pE = wE @ self.B[hist] if (self.B is not None and n) else np.zeros(self.n_items, np.float32)
+        pE = history_scores(self.B, hist, wE, self.n_items)
         pL = wL @ w["H"][hist] if n else np.zeros(w["H"].shape[1], np.float32)
         pT = wT @ w["T"][hist].astype(np.float32) if n else np.zeros(w["T"].shape[1], np.float32)
         if query is not None:
@@ -157,7 +160,7 @@ class HybridScorer:
         n = len(hist)
         if n:
             item_item = (
-                state.wE[:, None] * self.B[np.ix_(hist, items)]
+                state.wE[:, None] * item_item_entries(self.B, hist, items)
                 if self.B is not None
                 else np.zeros((n, len(items)), np.float32)
             )
