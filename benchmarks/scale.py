@@ -196,7 +196,7 @@ def stage_sampled(n_items: int, steps: int = 60, warmup: int = 3) -> dict:
     from lucidrec.data.synthetic import item_vectors, make_catalog
     from lucidrec.models.config import HybridConfig
     from lucidrec.models.features import FeatureSpace
-    from lucidrec.models.hybrid import HybridNet, Sequences, _sample, pad_histories
+    from lucidrec.models.hybrid import HybridNet, Sequences, _sample, make_optimizers, pad_histories
     from lucidrec.models.losses import PopularitySampler, resolve_loss, sampled_batch_loss
 
     torch.set_num_threads(1)
@@ -212,7 +212,7 @@ def stage_sampled(n_items: int, steps: int = 60, warmup: int = 3) -> dict:
     loss_kind = resolve_loss(cfg.loss, n_items, cfg.sampled_softmax_above)
     net = HybridNet(n_items, T, G, None, (counts > 0).astype(np.float32), cfg)
     del T
-    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opts = make_optimizers(net, cfg, sparse_ids=loss_kind == "sampled")  # as train_hybrid does
     sampler = PopularitySampler(counts, seed=cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     users = np.array([u for u, it in enumerate(seqs.items) if len(it) >= 2])
@@ -223,9 +223,11 @@ def stage_sampled(n_items: int, steps: int = 60, warmup: int = 3) -> dict:
         hists, rats, targets = _sample(seqs, batch, rng, cfg.mode)
         hist, rb, pb, mask = pad_histories(hists, rats)
         loss = sampled_batch_loss(net, hist, rb, pb, mask, targets, sampler, cfg, rng)
-        opt.zero_grad()
+        for opt in opts:
+            opt.zero_grad()
         loss.backward()
-        opt.step()
+        for opt in opts:
+            opt.step()
         if step >= warmup:
             times.append(time.perf_counter() - t0)
             losses.append(float(loss.detach()))

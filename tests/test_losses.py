@@ -193,3 +193,27 @@ def test_training_with_sampled_softmax_learns(tiny_dataset):
     assert rec.train_report["loss"].startswith("sampled")
     losses = [e["loss"] for e in rec.train_report["epochs"]]
     assert all(np.isfinite(losses)) and np.mean(losses[-2:]) < 0.9 * losses[0]
+
+
+def test_sparse_id_gradients_equal_the_dense_ones():
+    from lucidrec.models.hybrid import make_optimizers
+    from lucidrec.models.losses import sampled_batch_loss
+
+    (hist, rb, pb, mask), targets = _batch()
+    cfg = HybridConfig(dim=8, cls_hidden=4, sampled_negatives=20, id_dropout=0.0)
+    grads = {}
+    for sparse in (False, True):
+        net = _net()
+        opts = make_optimizers(net, cfg, sparse_ids=sparse)
+        loss = sampled_batch_loss(
+            net, hist, rb, pb, mask, targets, PopularitySampler.uniform(N_ITEMS, 1), cfg, np.random.default_rng(0)
+        )
+        loss.backward()
+        g = net.E_t.grad
+        assert g.is_sparse == sparse
+        grads[sparse] = g.to_dense()
+        assert len(opts) == (2 if sparse else 1)
+        for opt in opts:
+            opt.step()  # SparseAdam accepts the sparse gradients
+    assert float(grads[False].abs().max()) > 0
+    np.testing.assert_allclose(grads[True].numpy(), grads[False].numpy(), rtol=1e-5, atol=1e-8)

@@ -74,6 +74,7 @@ class HybridNet(torch.nn.Module if torch is not None else object):
         self.use_B = False
         self.register_buffer("has_id", torch.as_tensor(has_id, dtype=torch.float32))
         self.use_id = cfg.id_embeddings
+        self.sparse_ids = False  # sparse gradients for the ID embeddings in score_items (make_optimizers)
         self.use_cross = cfg.cross
         # History-side parts start at zero and the target side small and random: gradients reach both,
         # and the untrained towers score every item alike.
@@ -166,7 +167,7 @@ class HybridNet(torch.nn.Module if torch is not None else object):
         use = 1.0 if self.use_id else 0.0
         keep = self.has_id[items] if id_keep is None else self.has_id[items] * id_keep
         Ti, Gi = self.T[items], self.G[items]
-        F = use * keep[:, None] * self.E_t[items] + Ti @ self.Wc + Gi @ self.Gt
+        F = use * keep[:, None] * F_.embedding(items, self.E_t, sparse=self.sparse_ids) + Ti @ self.Wc + Gi @ self.Gt
         b = keep * self.b_id[items] + Ti @ self.v + Gi @ self.vg
         m = mask.float()
         length = m.sum(1, keepdim=True).clamp(min=1.0)
@@ -176,7 +177,9 @@ class HybridNet(torch.nn.Module if torch is not None else object):
         wL = base_l / length.sqrt()
         text_sums = torch.einsum("bkl,bld->bkd", torch.stack([wL, self.alpha * base_l / length], 1), self.T[hist])
         pL = (
-            torch.einsum("bl,bld->bd", use * self.has_id[hist] * wL, self.E_h[hist])
+            torch.einsum(
+                "bl,bld->bd", use * self.has_id[hist] * wL, F_.embedding(hist, self.E_h, sparse=self.sparse_ids)
+            )
             + text_sums[:, 0] @ self.Wa
             + torch.einsum("bl,blf->bf", wL, self.G[hist]) @ self.Gh
         )
@@ -292,6 +295,25 @@ def _sample(seqs: Sequences, users, rng, mode):
     return hists, rats, targets
 
 
+def make_optimizers(net: HybridNet, cfg: HybridConfig, sparse_ids: bool = False) -> list:
+    """AdamW over every parameter (ID embeddings with 10x the weight decay, the temperature with none).
+    ``sparse_ids`` (sampled softmax): the ID embeddings get sparse gradients (``net.sparse_ids``) and
+    SparseAdam, so a step touches only the rows of the batch's items, not all n_items rows (at 1M items the
+    dense gradients and AdamW update of the two n x d tables were most of a step); their L2 penalty is then
+    applied to those rows in the loss (``losses.sampled_batch_loss``)."""
+    net.sparse_ids = sparse_ids
+    special = ("E_t", "E_h", "logit_scale")
+    others = [p for n, p in net.named_parameters() if n not in special]
+    groups = [
+        {"params": others, "weight_decay": cfg.weight_decay},
+        {"params": [net.logit_scale], "weight_decay": 0.0},
+    ]
+    if sparse_ids:
+        return [torch.optim.AdamW(groups, lr=cfg.lr), torch.optim.SparseAdam([net.E_t, net.E_h], lr=cfg.lr)]
+    groups.insert(0, {"params": [net.E_t, net.E_h], "weight_decay": cfg.weight_decay * 10})
+    return [torch.optim.AdamW(groups, lr=cfg.lr)]
+
+
 def train_hybrid(
     net: HybridNet, train_seqs: Sequences, cfg: HybridConfig, validate, progress=True, log_dir: str | None = None
 ) -> dict:
@@ -302,17 +324,13 @@ def train_hybrid(
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     users = np.array([u for u, s in enumerate(train_seqs.items) if len(s) >= 2])
-    params_decay = [net.E_t, net.E_h]
-    special = ("E_t", "E_h", "logit_scale")
-    others = [p for n, p in net.named_parameters() if n not in special]
-    opt = torch.optim.AdamW(
-        [
-            {"params": params_decay, "weight_decay": cfg.weight_decay * 10},
-            {"params": others, "weight_decay": cfg.weight_decay},
-            {"params": [net.logit_scale], "weight_decay": 0.0},
-        ],
-        lr=cfg.lr,
-    )
+    n_items = net.T.shape[0]
+    # Full softmax for small catalogs, sampled softmax above cfg.sampled_softmax_above items (losses.py).
+    sampler = None
+    if resolve_loss(cfg.loss, n_items, cfg.sampled_softmax_above) == "sampled":
+        counts = np.bincount(np.concatenate([np.zeros(0, np.int64), *train_seqs.items]), minlength=n_items)
+        sampler = PopularitySampler(counts, seed=cfg.seed)
+    opts = make_optimizers(net, cfg, sparse_ids=sampler is not None)
     writer = None
     if log_dir:
         try:
@@ -321,12 +339,6 @@ def train_hybrid(
             writer = SummaryWriter(log_dir)
         except Exception:  # tensorboard not installed: logging is optional
             writer = None
-    n_items = net.T.shape[0]
-    # Full softmax for small catalogs, sampled softmax above cfg.sampled_softmax_above items (losses.py).
-    sampler = None
-    if resolve_loss(cfg.loss, n_items, cfg.sampled_softmax_above) == "sampled":
-        counts = np.bincount(np.concatenate([np.zeros(0, np.int64), *train_seqs.items]), minlength=n_items)
-        sampler = PopularitySampler(counts, seed=cfg.seed)
     # No "epoch 0" baseline: untrained towers score every item alike, and a tie broken by item order
     # can look deceptively good on validation. At least one trained epoch is always kept.
     best, best_state, bad, history = -1.0, None, 0, []
@@ -351,10 +363,12 @@ def train_hybrid(
                 scores = net(hist, rb, pb, mask, id_keep)
                 seen = torch.zeros_like(scores).scatter_add_(1, hist, mask.float()) > 0
                 loss = full_softmax_loss(scores * net.logit_scale.exp(), seen, targets)
-            loss = loss + cfg.l2_emb * (net.E_t.pow(2).sum() + net.E_h.pow(2).sum())
-            opt.zero_grad()
+                loss = loss + cfg.l2_emb * (net.E_t.pow(2).sum() + net.E_h.pow(2).sum())
+            for opt in opts:
+                opt.zero_grad()
             loss.backward()
-            opt.step()
+            for opt in opts:
+                opt.step()
             losses.append(loss.item())
             step += 1
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")

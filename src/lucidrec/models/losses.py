@@ -30,6 +30,7 @@ from lucidrec.errors import ConfigError
 
 try:
     import torch
+    import torch.nn.functional as F_
 except ImportError:  # pragma: no cover - serving installs have no torch
     torch = None
 
@@ -120,7 +121,12 @@ def sampled_batch_loss(net, hist, rbin, pbin, mask, targets: list[np.ndarray], s
     h, m = hist.numpy(), mask.numpy()
     seen = np.stack([np.isin(neg, h[k][m[k]]) for k in range(len(h))])
     rows_t = torch.as_tensor(rows)
-    return sampled_softmax_loss(
+    # The ID embeddings' L2 penalty on the rows this batch touches (all rows would make every step O(n)).
+    touched = torch.as_tensor(np.unique(np.concatenate([items, hist.numpy()[mask.numpy()]])))
+    sparse = bool(getattr(net, "sparse_ids", False))
+    l2 = F_.embedding(touched, net.E_t, sparse=sparse).pow(2).sum()
+    l2 = l2 + F_.embedding(touched, net.E_h, sparse=sparse).pow(2).sum()
+    return cfg.l2_emb * l2 + sampled_softmax_loss(
         scores[rows_t, torch.as_tensor(pos_col)],
         rows_t,
         torch.as_tensor(pos),
