@@ -50,7 +50,9 @@ class IndexConfig:
 
     kind: str = "auto"  # auto | exact | ivf | hnsw
     exact_threshold: int = 50_000  # auto: exact scoring below this many items, IVF from here on
-    candidates: int = 2000  # items retrieved per user, then scored exactly (cross term included)
+    # Items retrieved per user, then scored exactly (cross term included). 1,000 since the query carries
+    # the cross term's linear part: recall@100 0.982 at 1M items (0.988 with 2,000, at twice the latency).
+    candidates: int = 1000
     # Items added per user from the item-item block's neighbour lists (the top of the block's own score
     # over the union of the history items' neighbours): the index does not see that block.
     neighbour_candidates: int = 1000
