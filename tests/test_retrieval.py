@@ -183,11 +183,12 @@ def test_neighbour_top_is_the_top_of_the_item_item_score():
     wE = np.array([1.0, 0.5, 0.25, 2.0, 0.7], np.float32)
     dense = np.asarray(N[hist].T @ wE).ravel()  # sum_j wE_j N[hist_j, :] over the catalog
     for m in (5, 30, 10_000):
-        got = neighbour_top(N, hist, wE, m)
         positive = np.flatnonzero(dense > 0)
         want = positive[np.argsort(-dense[positive])][:m]
-        assert len(got) == min(m, len(positive))
-        assert set(got) == set(want)
+        for scores in (None, dense.astype(np.float32)):  # computed from the rows, or read from pE
+            got = neighbour_top(N, hist, wE, m, scores)
+            assert len(got) == min(m, len(positive))
+            assert set(got) == set(want)
     from scipy import sparse
 
     assert len(neighbour_top(sparse.csr_matrix((3000, 3000), dtype=np.float32), hist, wE, 5)) == 0
@@ -207,6 +208,19 @@ def test_sparse_neighbours_join_the_candidates(scorer):
     assert all(len(c) == 50 for c in r.candidates(scorer, states))
     r.config.neighbour_candidates = 0
     assert all(len(c) == 50 for c in r.candidates(scorer, states, neighbours=N))
+
+
+def test_the_scorers_own_sparse_block_gives_the_neighbour_candidates():
+    from lucidrec.retrieval import neighbour_top
+
+    base = clustered_scorer(n=2000)
+    N = _random_neighbours(2000, 25, seed=8)
+    sc = HybridScorer(dict(base.w), N)
+    r = Retriever.build(sc, IndexConfig(kind="ivf", nlist=16, nprobe=2, candidates=50, neighbour_candidates=30))
+    states = user_states(sc, 5)
+    for state, cand in zip(states, r.candidates(sc, states)):  # neighbours read from the scorer, scores from pE
+        top_n = neighbour_top(N, state.hist, state.wE, 30)
+        assert len(top_n) == 30 and set(top_n) <= set(cand)
 
 
 def test_large_catalogs_keep_the_text_block_in_float16_with_exact_decompositions(monkeypatch, tmp_path):

@@ -137,6 +137,11 @@ def weights_fingerprint(scorer: HybridScorer) -> str:
 
 
 # ====================================================================== item-item neighbours
+def _dense(pE, scorer: HybridScorer):
+    """The state's item-item scores when they are a full catalog-length array, else None."""
+    return pE if isinstance(pE, np.ndarray) and pE.shape == (scorer.n_items,) else None
+
+
 def item_item_neighbours(scorer: HybridScorer):
     """The scorer's item-item block when it is a scipy sparse matrix (as CSR), else None."""
     B = getattr(scorer, "B", None)
@@ -147,16 +152,24 @@ def item_item_neighbours(scorer: HybridScorer):
     return B.tocsr() if sparse.issparse(B) else None
 
 
-def neighbour_top(neighbours, hist: np.ndarray, weights: np.ndarray, m: int) -> np.ndarray:
+def neighbour_top(neighbours, hist: np.ndarray, weights: np.ndarray, m: int, scores: np.ndarray | None = None):
     """The ``m`` items with the largest item-item score ``sum_j weights_j * N[hist_j, i]`` (``N`` a CSR
-    neighbour matrix), computed on the union of the history rows only: O(len(hist) * neighbours per row),
-    whatever the catalog size. Items scoring <= 0 are left out (they do not pull an item up)."""
+    neighbour matrix), looked for on the union of the history rows only. Items scoring <= 0 are left out
+    (they do not pull an item up). ``scores``: that score over the catalog when the user state already
+    holds it (``UserState.pE``); the support is then deduplicated with a bitmap instead of a sort of
+    every row entry (the rows of popular items are long)."""
     sub = neighbours[np.asarray(hist, dtype=np.int64)]
     if sub.nnz == 0 or m < 1:
         return np.zeros(0, np.int64)
-    items, inverse = np.unique(sub.indices, return_inverse=True)
-    row_w = np.repeat(np.asarray(weights, dtype=np.float64), np.diff(sub.indptr))
-    score = np.bincount(inverse, weights=sub.data * row_w, minlength=len(items))
+    if scores is not None:
+        mark = np.zeros(neighbours.shape[1], bool)
+        mark[sub.indices] = True
+        items = np.flatnonzero(mark)
+        score = scores[items]
+    else:
+        items, inverse = np.unique(sub.indices, return_inverse=True)
+        row_w = np.repeat(np.asarray(weights, dtype=np.float64), np.diff(sub.indptr))
+        score = np.bincount(inverse, weights=sub.data * row_w, minlength=len(items))
     keep = score > 0
     items, score = items[keep], score[keep]
     if len(items) > m:
@@ -389,7 +402,8 @@ class Retriever:
             return [None] * len(states)
         want = max(int(n or 0), int(self.config.candidates))
         want = min(want, scorer.n_items)
-        if neighbours is None:
+        own_block = neighbours is None  # the scorer's own block: its scores are already in each state's pE
+        if own_block:
             neighbours = item_item_neighbours(scorer)
         ids = self.search(self.vectors.users(states, scorer), want)
         out: list[np.ndarray | None] = []
@@ -399,7 +413,9 @@ class Retriever:
                 out.append(None)
                 continue
             if len(s.hist) and neighbours is not None and self.config.neighbour_candidates:
-                row = np.union1d(row, neighbour_top(neighbours, s.hist, s.wE, self.config.neighbour_candidates))
+                pE = _dense(s.pE, scorer) if own_block else None
+                top_n = neighbour_top(neighbours, s.hist, s.wE, self.config.neighbour_candidates, pE)
+                row = np.union1d(row, top_n)
             elif len(s.hist) and neighbours is None and scorer.B is not None:  # a dense block
                 top_e = np.argpartition(-s.pE, want - 1)[:want] if want < len(s.pE) else np.arange(len(s.pE))
                 row = np.union1d(row, top_e)
