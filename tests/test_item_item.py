@@ -53,7 +53,7 @@ def test_weighted_input_and_separate_target_match_the_full_ridge():
     np.testing.assert_allclose(ii.dense_ridge_item_item(x, 2.0), ease_weights(x, 2.0), atol=1e-8)
 
 
-def test_pruned_columns_keep_the_most_co_occurring_items_and_solve_their_ridge():
+def test_pruned_columns_keep_the_nearest_items_and_solve_their_ridge():
     x = random_interactions(5, users=300, items=50, density=0.2)
     n, N, reg = 50, 6, 3.0
     B = ii.sparse_item_item(x, reg, N)
@@ -62,9 +62,9 @@ def test_pruned_columns_keep_the_most_co_occurring_items_and_solve_their_ridge()
     assert np.diff(csc.indptr).max() <= N
     for i in (0, 7, 31):
         rows = csc.indices[csc.indptr[i] : csc.indptr[i + 1]]
-        co = g[:, i].copy()
+        co = g[:, i] / np.sqrt(np.diag(g))  # co-occurrence over the neighbour's root popularity (cosine)
         co[i] = -1
-        expected = np.lexsort((np.arange(n), -co))[:N]  # largest co-occurrence, ties by index
+        expected = np.lexsort((np.arange(n), -co))[:N]  # the largest, ties by index
         expected = expected[co[expected] > 0]
         assert set(rows) == set(expected)
         S = np.sort(expected)
@@ -254,3 +254,9 @@ def test_trained_model_with_sparse_block_serves_and_explains_exactly(tmp_path):
     for it in res["items"]:
         contrib = sum(e["contribution"] for e in it["evidence"] if "contribution" in e)
         assert contrib == pytest.approx(it["score"], abs=1e-4)
+
+
+def test_neighbour_grid_shrinks_with_the_catalogue():
+    assert ii.neighbor_grid(2_000) == ii.NEIGHBOR_GRID
+    assert max(ii.neighbor_grid(100_000)) == 128
+    assert ii.neighbor_grid(10**9) == ii.NEIGHBOR_GRID[:1]

@@ -123,7 +123,7 @@ def choose_item_item(cfg, split) -> dict:
     says), regularisation and neighbour count, chosen on validation NDCG@10 of the block alone.
 
     Dense: reg from the EASE grid. Sparse (catalogues up to ``SELECT_MAX_ITEMS``): reg from ``REG_GRID`` at
-    N = ``neighbors`` or ``DEFAULT_NEIGHBORS``, then N from ``NEIGHBOR_GRID`` at that reg (a coordinate
+    N = ``neighbors`` or ``DEFAULT_NEIGHBORS``, then N from ``neighbor_grid(n)`` at that reg (a coordinate
     search: each grid point is one fit). Above ``SELECT_MAX_ITEMS`` unset values take the defaults."""
     from lucidrec.baselines import EASE
     from lucidrec.evaluate import choose_on_validation, evaluate_scorer
@@ -155,7 +155,7 @@ def choose_item_item(cfg, split) -> dict:
             tried[(r, n0)] = ndcg(r, n0)
         reg = max((k for k in tried if k[1] == n0), key=tried.get)[0]
     if nb is None:
-        for k in ii.NEIGHBOR_GRID:
+        for k in ii.neighbor_grid(n):
             if (reg, k) not in tried:
                 tried[(reg, k)] = ndcg(reg, k)
         nb = max((k for k in tried if k[0] == reg), key=tried.get)[1]
