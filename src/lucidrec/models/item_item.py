@@ -266,7 +266,8 @@ def impute_cold_sparse(
     """The sparse counterpart of ``training.impute_cold_item_item``: an item without interactions borrows
     the column and row of its ``k`` nearest warm items by text (cosine weights, normalised), each pruned to
     its ``neighbors`` largest |entries| so the block stays O(n N). The text neighbours are searched among
-    the ``max_pool`` most-connected warm items (all of them on small catalogues), in chunks."""
+    the ``max_pool`` most-connected warm items (all of them on small catalogues; fewer when there are so
+    many cold items that the search would pass ~2e9 pairs), in chunks."""
     import scipy.sparse as sp
 
     cold = np.flatnonzero(~seen)
@@ -274,6 +275,8 @@ def impute_cold_sparse(
     n = B.shape[0]
     if len(cold) == 0 or len(warm) == 0:
         return B
+    # Bound the text search to ~2e9 similarity pairs (e.g. 600k cold items at 1M search ~3k warm ones).
+    max_pool = min(max_pool, max(1_000, int(2e9 // len(cold))))
     if len(warm) > max_pool:
         degree = np.diff(B.indptr)[warm] + np.diff(B.tocsc().indptr)[warm]
         warm = np.sort(warm[np.argsort(-degree, kind="stable")[:max_pool]])
