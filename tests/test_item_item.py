@@ -260,3 +260,24 @@ def test_neighbour_grid_shrinks_with_the_catalogue():
     assert ii.neighbor_grid(2_000) == ii.NEIGHBOR_GRID
     assert max(ii.neighbor_grid(100_000)) == 128
     assert ii.neighbor_grid(10**9) == ii.NEIGHBOR_GRID[:1]
+
+
+def test_torch_net_applies_a_csr_block_like_the_dense_one():
+    torch = pytest.importorskip("torch")
+    from lucidrec.models.config import HybridConfig
+    from lucidrec.models.hybrid import HybridNet, pad_histories
+
+    n = 30
+    Bs = ii.sparse_item_item(random_interactions(21, items=n), 2.0, 6)
+    rng = np.random.default_rng(0)
+    text, feats = rng.standard_normal((n, 8)).astype(np.float32), rng.standard_normal((n, 3)).astype(np.float32)
+    nets = [HybridNet(n, text, feats, B, np.ones(n, np.float32), HybridConfig(dim=4)) for B in (Bs, Bs.toarray())]
+    batch = pad_histories([np.array([1, 4, 9]), np.array([2])], [np.array([5.0, 3.0, 4.0]), np.array([1.0])])
+    with torch.no_grad():
+        for net in nets:
+            net.set_item_item_weights(np.linspace(0.5, 1.5, 6), np.linspace(1.0, 0.2, 9))
+        out = [net(*batch).numpy() for net in nets]
+        e = [net.item_item_scores(batch[0], batch[2], batch[3], 0.9).numpy() for net in nets]
+    np.testing.assert_allclose(out[0], out[1], atol=1e-5)
+    np.testing.assert_allclose(e[0], e[1], atol=1e-6)
+    assert np.abs(e[0]).max() > 0
