@@ -281,3 +281,17 @@ def test_torch_net_applies_a_csr_block_like_the_dense_one():
     np.testing.assert_allclose(out[0], out[1], atol=1e-5)
     np.testing.assert_allclose(e[0], e[1], atol=1e-6)
     assert np.abs(e[0]).max() > 0
+
+
+def test_huge_catalogues_take_cost_bounded_defaults_without_a_search():
+    from types import SimpleNamespace
+
+    from lucidrec.models.config import HybridConfig
+    from lucidrec.training import choose_item_item
+
+    split = SimpleNamespace(dataset=SimpleNamespace(n_items=1_000_000))
+    assert choose_item_item(HybridConfig(), split) == {"kind": "sparse", "reg": ii.DEFAULT_REG, "neighbors": 32}
+    cfg = HybridConfig(ease_reg=50.0, neighbors=16)
+    assert choose_item_item(cfg, split) == {"kind": "sparse", "reg": 50.0, "neighbors": 16}
+    with pytest.raises(ConfigError, match="item_item_kind"):
+        choose_item_item(HybridConfig(item_item_kind="approx"), split)

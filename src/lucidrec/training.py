@@ -124,7 +124,8 @@ def choose_item_item(cfg, split) -> dict:
 
     Dense: reg from the EASE grid. Sparse (catalogues up to ``SELECT_MAX_ITEMS``): reg from ``REG_GRID`` at
     N = ``neighbors`` or ``DEFAULT_NEIGHBORS``, then N from ``neighbor_grid(n)`` at that reg (a coordinate
-    search: each grid point is one fit). Above ``SELECT_MAX_ITEMS`` unset values take the defaults."""
+    search: each grid point is one fit). Above ``SELECT_MAX_ITEMS`` nothing is searched: N is the largest
+    of ``neighbor_grid(n)`` (cost-bounded) and reg ``DEFAULT_REG``, unless the config sets them."""
     from lucidrec.baselines import EASE
     from lucidrec.evaluate import choose_on_validation, evaluate_scorer
     from lucidrec.models import item_item as ii
@@ -140,7 +141,9 @@ def choose_item_item(cfg, split) -> dict:
         return {"kind": "dense", "reg": float(reg), "neighbors": None}
     reg, nb = cfg.ease_reg, cfg.neighbors
     if n > ii.SELECT_MAX_ITEMS:
-        return {"kind": "sparse", "reg": float(reg or ii.DEFAULT_REG), "neighbors": int(nb or ii.DEFAULT_NEIGHBORS)}
+        # No search: the largest N within the cost bound (32 at 1M items) and the default reg.
+        nb = nb or max(ii.neighbor_grid(n))
+        return {"kind": "sparse", "reg": float(reg or ii.DEFAULT_REG), "neighbors": int(nb)}
     # The evaluation scores (users x n) densely: keep each batch near 20M floats on large catalogues.
     batch = max(16, min(1024, 20_000_000 // n))
 

@@ -39,10 +39,10 @@ DENSE_MAX_ITEMS = 10_000
 NEIGHBOR_GRID = (32, 64, 128, 256)
 #: Regularisations tried on validation for the sparse block (same grid as dense EASE).
 REG_GRID = (100.0, 200.0, 300.0, 500.0, 1000.0)
-#: Above this many items, fitting every grid point is too slow: N and reg fall back to the defaults below
-#: unless the config sets them.
+#: Above this many items, fitting every grid point is too slow: N is the largest of neighbor_grid(n) and
+#: reg DEFAULT_REG unless the config sets them.
 SELECT_MAX_ITEMS = 200_000
-DEFAULT_NEIGHBORS = 64
+DEFAULT_NEIGHBORS = 64  # N while the reg is searched on validation
 #: A grid point N is tried only while n * N^2 stays under this (the fit's cost is ~n N^2 lookups + n N^3/3
 #: flops): all of NEIGHBOR_GRID at 20k items, up to 128 at 100k.
 GRID_BUDGET = 2e9
