@@ -180,8 +180,12 @@ def item_item_block(ds, T: np.ndarray, seen: np.ndarray):
     x = ds.matrix(ds.interactions)
     if item_item.resolve_kind("auto", ds.n_items) == "dense":
         return impute_cold_item_item(ease_weights(x, EASE_REG).astype(np.float32), T, seen)
-    B = item_item.sparse_item_item(x, item_item.DEFAULT_REG, item_item.DEFAULT_NEIGHBORS)
-    return item_item.impute_cold_sparse(B, T, seen, item_item.DEFAULT_NEIGHBORS)
+    # N as training picks it where it does not search on validation (above SELECT_MAX_ITEMS: the largest
+    # cost-bounded N, 32 at 1M); at 100k the search's starting point (training would search 32-128 there).
+    n = ds.n_items
+    nb = max(item_item.neighbor_grid(n)) if n > item_item.SELECT_MAX_ITEMS else item_item.DEFAULT_NEIGHBORS
+    B = item_item.sparse_item_item(x, item_item.DEFAULT_REG, nb)
+    return item_item.impute_cold_sparse(B, T, seen, nb)
 
 
 # ====================================================================== 1b. training at scale

@@ -53,7 +53,7 @@ def test_weighted_input_and_separate_target_match_the_full_ridge():
     np.testing.assert_allclose(ii.dense_ridge_item_item(x, 2.0), ease_weights(x, 2.0), atol=1e-8)
 
 
-def test_pruned_columns_keep_the_most_co_occurring_items_and_solve_their_ridge():
+def test_pruned_columns_keep_the_nearest_items_and_solve_their_ridge():
     x = random_interactions(5, users=300, items=50, density=0.2)
     n, N, reg = 50, 6, 3.0
     B = ii.sparse_item_item(x, reg, N)
@@ -62,9 +62,9 @@ def test_pruned_columns_keep_the_most_co_occurring_items_and_solve_their_ridge()
     assert np.diff(csc.indptr).max() <= N
     for i in (0, 7, 31):
         rows = csc.indices[csc.indptr[i] : csc.indptr[i + 1]]
-        co = g[:, i].copy()
+        co = g[:, i] / np.sqrt(np.diag(g))  # co-occurrence over the neighbour's root popularity (cosine)
         co[i] = -1
-        expected = np.lexsort((np.arange(n), -co))[:N]  # largest co-occurrence, ties by index
+        expected = np.lexsort((np.arange(n), -co))[:N]  # the largest, ties by index
         expected = expected[co[expected] > 0]
         assert set(rows) == set(expected)
         S = np.sort(expected)
@@ -254,3 +254,44 @@ def test_trained_model_with_sparse_block_serves_and_explains_exactly(tmp_path):
     for it in res["items"]:
         contrib = sum(e["contribution"] for e in it["evidence"] if "contribution" in e)
         assert contrib == pytest.approx(it["score"], abs=1e-4)
+
+
+def test_neighbour_grid_shrinks_with_the_catalogue():
+    assert ii.neighbor_grid(2_000) == ii.NEIGHBOR_GRID
+    assert max(ii.neighbor_grid(100_000)) == 128
+    assert ii.neighbor_grid(10**9) == ii.NEIGHBOR_GRID[:1]
+
+
+def test_torch_net_applies_a_csr_block_like_the_dense_one():
+    torch = pytest.importorskip("torch")
+    from lucidrec.models.config import HybridConfig
+    from lucidrec.models.hybrid import HybridNet, pad_histories
+
+    n = 30
+    Bs = ii.sparse_item_item(random_interactions(21, items=n), 2.0, 6)
+    rng = np.random.default_rng(0)
+    text, feats = rng.standard_normal((n, 8)).astype(np.float32), rng.standard_normal((n, 3)).astype(np.float32)
+    nets = [HybridNet(n, text, feats, B, np.ones(n, np.float32), HybridConfig(dim=4)) for B in (Bs, Bs.toarray())]
+    batch = pad_histories([np.array([1, 4, 9]), np.array([2])], [np.array([5.0, 3.0, 4.0]), np.array([1.0])])
+    with torch.no_grad():
+        for net in nets:
+            net.set_item_item_weights(np.linspace(0.5, 1.5, 6), np.linspace(1.0, 0.2, 9))
+        out = [net(*batch).numpy() for net in nets]
+        e = [net.item_item_scores(batch[0], batch[2], batch[3], 0.9).numpy() for net in nets]
+    np.testing.assert_allclose(out[0], out[1], atol=1e-5)
+    np.testing.assert_allclose(e[0], e[1], atol=1e-6)
+    assert np.abs(e[0]).max() > 0
+
+
+def test_huge_catalogues_take_cost_bounded_defaults_without_a_search():
+    from types import SimpleNamespace
+
+    from lucidrec.models.config import HybridConfig
+    from lucidrec.training import choose_item_item
+
+    split = SimpleNamespace(dataset=SimpleNamespace(n_items=1_000_000))
+    assert choose_item_item(HybridConfig(), split) == {"kind": "sparse", "reg": ii.DEFAULT_REG, "neighbors": 32}
+    cfg = HybridConfig(ease_reg=50.0, neighbors=16)
+    assert choose_item_item(cfg, split) == {"kind": "sparse", "reg": 50.0, "neighbors": 16}
+    with pytest.raises(ConfigError, match="item_item_kind"):
+        choose_item_item(HybridConfig(item_item_kind="approx"), split)

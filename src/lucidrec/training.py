@@ -123,8 +123,9 @@ def choose_item_item(cfg, split) -> dict:
     says), regularisation and neighbour count, chosen on validation NDCG@10 of the block alone.
 
     Dense: reg from the EASE grid. Sparse (catalogues up to ``SELECT_MAX_ITEMS``): reg from ``REG_GRID`` at
-    N = ``neighbors`` or ``DEFAULT_NEIGHBORS``, then N from ``NEIGHBOR_GRID`` at that reg (a coordinate
-    search: each grid point is one fit). Above ``SELECT_MAX_ITEMS`` unset values take the defaults."""
+    N = ``neighbors`` or ``DEFAULT_NEIGHBORS``, then N from ``neighbor_grid(n)`` at that reg (a coordinate
+    search: each grid point is one fit). Above ``SELECT_MAX_ITEMS`` nothing is searched: N is the largest
+    of ``neighbor_grid(n)`` (cost-bounded) and reg ``DEFAULT_REG``, unless the config sets them."""
     from lucidrec.baselines import EASE
     from lucidrec.evaluate import choose_on_validation, evaluate_scorer
     from lucidrec.models import item_item as ii
@@ -140,7 +141,9 @@ def choose_item_item(cfg, split) -> dict:
         return {"kind": "dense", "reg": float(reg), "neighbors": None}
     reg, nb = cfg.ease_reg, cfg.neighbors
     if n > ii.SELECT_MAX_ITEMS:
-        return {"kind": "sparse", "reg": float(reg or ii.DEFAULT_REG), "neighbors": int(nb or ii.DEFAULT_NEIGHBORS)}
+        # No search: the largest N within the cost bound (32 at 1M items) and the default reg.
+        nb = nb or max(ii.neighbor_grid(n))
+        return {"kind": "sparse", "reg": float(reg or ii.DEFAULT_REG), "neighbors": int(nb)}
     # The evaluation scores (users x n) densely: keep each batch near 20M floats on large catalogues.
     batch = max(16, min(1024, 20_000_000 // n))
 
@@ -155,7 +158,7 @@ def choose_item_item(cfg, split) -> dict:
             tried[(r, n0)] = ndcg(r, n0)
         reg = max((k for k in tried if k[1] == n0), key=tried.get)[0]
     if nb is None:
-        for k in ii.NEIGHBOR_GRID:
+        for k in ii.neighbor_grid(n):
             if (reg, k) not in tried:
                 tried[(reg, k)] = ndcg(reg, k)
         nb = max((k for k in tried if k[0] == reg), key=tried.get)[1]
