@@ -137,6 +137,111 @@ def test_item_item_top_items_join_the_candidates():
     assert set(top_e) <= set(cand)
 
 
+def test_the_cross_terms_linear_part_in_the_query_brings_the_exact_top_into_the_candidates():
+    sc = clustered_scorer(n=3000)
+    rng = np.random.default_rng(4)
+    d = sc.w["F"].shape[1]
+    sc.w["W1"] = (0.8 * rng.standard_normal((3 * d, 8))).astype(np.float32)  # a cross term that matters
+    sc.w["w2"] = (0.8 * rng.standard_normal(8)).astype(np.float32)
+    states = user_states(sc, 30)
+    exact = [np.argsort(-sc.score(s))[:20] for s in states]
+
+    def recall(cross_sample: int) -> float:
+        r = Retriever.build(
+            sc, IndexConfig(kind="ivf", nlist=8, nprobe=8, text_dim=None, candidates=150, cross_sample=cross_sample)
+        )
+        return overlap(r.candidates(sc, states), exact)
+
+    off, on = recall(0), recall(512)
+    assert on > off + 0.05 and on > 0.9, (off, on)
+
+
+def test_no_cross_term_means_no_linearisation(scorer):
+    sc = clustered_scorer(n=500)
+    sc.w["w2"] = np.zeros_like(sc.w["w2"])
+    assert Retriever.build(sc, IndexConfig(kind="ivf", nlist=4)).vectors.cross_items is None
+    assert Retriever.build(scorer, IndexConfig(kind="ivf", nlist=4)).vectors.cross_items is not None
+    with pytest.raises(ConfigError, match="cross_sample"):
+        IndexConfig(cross_sample=-1).validate()
+
+
+def _random_neighbours(n: int, per_row: int, seed: int = 3):
+    from scipy import sparse
+
+    rng = np.random.default_rng(seed)
+    rows = np.repeat(np.arange(n), per_row)
+    cols = rng.integers(n, size=n * per_row)
+    vals = rng.standard_normal(n * per_row).astype(np.float32)
+    return sparse.csr_matrix((vals, (rows, cols)), shape=(n, n))
+
+
+def test_neighbour_top_is_the_top_of_the_item_item_score():
+    from lucidrec.retrieval import neighbour_top
+
+    N = _random_neighbours(3000, 20)
+    hist = np.array([5, 17, 17, 2999, 40])  # a repeated item counts twice, as in the score
+    wE = np.array([1.0, 0.5, 0.25, 2.0, 0.7], np.float32)
+    dense = np.asarray(N[hist].T @ wE).ravel()  # sum_j wE_j N[hist_j, :] over the catalog
+    for m in (5, 30, 10_000):
+        positive = np.flatnonzero(dense > 0)
+        want = positive[np.argsort(-dense[positive])][:m]
+        for scores in (None, dense.astype(np.float32)):  # computed from the rows, or read from pE
+            got = neighbour_top(N, hist, wE, m, scores)
+            assert len(got) == min(m, len(positive))
+            assert set(got) == set(want)
+    from scipy import sparse
+
+    assert len(neighbour_top(sparse.csr_matrix((3000, 3000), dtype=np.float32), hist, wE, 5)) == 0
+
+
+def test_sparse_neighbours_join_the_candidates(scorer):
+    from lucidrec.retrieval import neighbour_top
+
+    N = _random_neighbours(scorer.n_items, 30)
+    r = Retriever.build(scorer, IndexConfig(kind="ivf", nlist=16, nprobe=2, candidates=50, neighbour_candidates=40))
+    states = user_states(scorer, 5)
+    for state, cand in zip(states, r.candidates(scorer, states, neighbours=N)):
+        top_n = neighbour_top(N, state.hist, state.wE, 40)
+        assert len(top_n) == 40 and set(top_n) <= set(cand)
+        assert len(cand) >= 50 and len(set(cand)) == len(cand)
+    # Without a block, or with neighbour_candidates=0, no neighbours are added: the index's candidates.
+    assert all(len(c) == 50 for c in r.candidates(scorer, states))
+    r.config.neighbour_candidates = 0
+    assert all(len(c) == 50 for c in r.candidates(scorer, states, neighbours=N))
+
+
+def test_the_scorers_own_sparse_block_gives_the_neighbour_candidates():
+    from lucidrec.retrieval import neighbour_top
+
+    base = clustered_scorer(n=2000)
+    N = _random_neighbours(2000, 25, seed=8)
+    sc = HybridScorer(dict(base.w), N)
+    r = Retriever.build(sc, IndexConfig(kind="ivf", nlist=16, nprobe=2, candidates=50, neighbour_candidates=30))
+    states = user_states(sc, 5)
+    for state, cand in zip(states, r.candidates(sc, states)):  # neighbours read from the scorer, scores from pE
+        top_n = neighbour_top(N, state.hist, state.wE, 30)
+        assert len(top_n) == 30 and set(top_n) <= set(cand)
+
+
+def test_large_catalogs_keep_the_text_block_in_float16_with_exact_decompositions(monkeypatch, tmp_path):
+    import lucidrec.models.scoring as scoring
+
+    monkeypatch.setattr(scoring, "TEXT_FLOAT16_FROM", 1000)
+    monkeypatch.setattr(scoring, "_TEXT_CHUNK", 300)  # several chunks on the full-catalog path
+    sc = clustered_scorer(n=1500)
+    assert sc.w["T"].dtype == np.float16 and sc.w["F"].dtype == np.float32
+    state = user_states(sc, 1)[0]
+    full = sc.score(state)
+    assert full.dtype == np.float32
+    items = np.array([3, 700, 1499])
+    np.testing.assert_allclose(sc.score(state, items), full[items], rtol=1e-5, atol=1e-6)
+    for i, parts in zip(items, sc.decompose_many(state, items)):
+        total = parts["history"].sum() + parts["query"] + parts["bias"] + parts["interaction"]
+        assert total == pytest.approx(float(full[i]), abs=1e-4)
+    small = clustered_scorer(n=500)
+    assert small.w["T"].dtype == np.float32  # below the threshold nothing changes
+
+
 @pytest.mark.parametrize("kind", ["ivf", "hnsw", "exact"])
 def test_save_load_round_trip(scorer, tmp_path, kind):
     r = Retriever.build(scorer, IndexConfig(kind=kind, nlist=32, nprobe=8, text_dim=16))
@@ -144,9 +249,11 @@ def test_save_load_round_trip(scorer, tmp_path, kind):
     back = Retriever.load(tmp_path, scorer)
     assert back.kind == kind and back.config.nprobe == 8
     if kind != "exact":
-        q = r.vectors.users(user_states(scorer, 10))
+        q = r.vectors.users(user_states(scorer, 10), scorer)
         np.testing.assert_array_equal(back.search(q, 50), r.search(q, 50))
         np.testing.assert_allclose(back.vectors.components, r.vectors.components)
+        np.testing.assert_array_equal(back.vectors.cross_items, r.vectors.cross_items)
+        np.testing.assert_allclose(back.vectors.users(user_states(scorer, 10), scorer), q)
     assert Retriever.load(tmp_path / "nothing-here") is None
 
 
@@ -205,6 +312,39 @@ def test_recommender_builds_saves_and_loads_its_index(tiny_rec, tmp_path):
     rec.save(out, export_encoder=False)
     assert not any((out / f).exists() for f in INDEX_FILES)
     assert Recommender.load(out, load_encoder=False).retriever is None
+
+
+def test_a_float16_text_block_is_saved_and_loaded_as_float16(tiny_rec, tmp_path, monkeypatch):
+    import copy
+
+    import lucidrec.models.scoring as scoring
+    from lucidrec.recommender import Recommender
+
+    monkeypatch.setattr(scoring, "TEXT_FLOAT16_FROM", 10)
+    rec = copy.copy(tiny_rec)
+    rec.scorer = HybridScorer(dict(tiny_rec.scorer.w), tiny_rec.scorer.B)
+    assert rec.scorer.w["T"].dtype == np.float16
+    rec.drop_index()
+    back = Recommender.load(rec.save(tmp_path / "m16", export_encoder=False), load_encoder=False)
+    assert back.scorer.w["T"].dtype == np.float16
+    np.testing.assert_array_equal(back.scorer.w["T"], rec.scorer.w["T"])
+    state = rec._state_for(rec._known_history("u5"), None)
+    np.testing.assert_allclose(back.scorer.score(state), rec.scorer.score(state), rtol=1e-6)
+
+
+def test_ranking_candidates_gives_the_catalog_ranking_restricted_to_them(tiny_rec):
+    rec = tiny_rec
+    entries = rec._known_history("u5")
+    state = rec._state_for(entries, None)
+    everything = rec.rank(state, entries, k=10, candidates=None)["items"]
+    all_items = np.arange(len(rec.item_ids))[::-1].copy()  # unsorted on purpose
+    same = rec.rank(state, entries, k=10, candidates=all_items)["items"]
+    assert [i["item_id"] for i in same] == [i["item_id"] for i in everything]
+    some = all_items[::3]
+    sub = rec.rank(state, entries, k=5, candidates=some)["items"]
+    allowed = {str(rec.item_ids[i]) for i in some} - {str(rec.item_ids[e.item]) for e in entries}
+    expected = [i["item_id"] for i in rec.rank(state, entries, k=len(rec.item_ids), candidates=None)["items"]]
+    assert [i["item_id"] for i in sub] == [i for i in expected if i in allowed][:5]
 
 
 def test_an_index_of_older_weights_is_refused(tiny_rec):

@@ -286,7 +286,7 @@ def model_payload(rec: Recommender, encoder_dir: str | None = None) -> dict[str,
             "kind": r.kind,
             "config": asdict(r.config),
             "info": r.info,
-            "vectors": None if v is None else (v.mean, v.components, v.dim_latent, v.dim_text),
+            "vectors": None if v is None else v.as_tuple(),
             "index": index_bytes,
         }
     return payload
@@ -585,7 +585,7 @@ def register(app: typer.Typer) -> None:
         exact_threshold: int = typer.Option(50_000, "--exact-threshold", help="auto: exact below this many items."),
         nprobe: int | None = typer.Option(None, "--nprobe", help="IVF lists searched per query (default: 1/10)."),
         nlist: int | None = typer.Option(None, "--nlist", help="IVF lists (default ~2 sqrt(items))."),
-        candidates: int = typer.Option(2000, "--candidates", help="Items retrieved per user, then scored exactly."),
+        candidates: int = typer.Option(1000, "--candidates", help="Items retrieved per user, then scored exactly."),
         text_dim: int = typer.Option(64, "--text-dim", help="PCA size of the text block in the index (0: full)."),
         storage: str = typer.Option("flat", "--storage", help="IVF storage: flat or sq8."),
     ):

@@ -249,7 +249,7 @@ def check_meta(d: Path, meta: dict) -> None:
 
 
 # ---------------------------------------------------------------------- weights
-def check_weights(d: Path, w: dict[str, np.ndarray], B: np.ndarray | None, item_item: bool) -> int:
+def check_weights(d: Path, w: dict[str, np.ndarray], B, item_item: bool) -> int:
     """Names, dtypes, shapes and finiteness of the towers' arrays; returns the number of items."""
     from lucidrec.models.features import N_POSITION_BUCKETS, N_RATING_BINS
     from lucidrec.models.scoring import WEIGHT_NAMES
@@ -282,8 +282,8 @@ def check_weights(d: Path, w: dict[str, np.ndarray], B: np.ndarray | None, item_
     if B is not None:
         if B.shape != (n, n) or not np.issubdtype(B.dtype, np.floating):
             raise broken(d, "item_item.safetensors", f"'B' is {B.dtype} {B.shape}, expected floats ({n}, {n})")
-        if not np.isfinite(B).all():
-            raise broken(d, "item_item.safetensors", "'B' holds NaN or infinite values")
+        if not np.isfinite(B.data if hasattr(B, "tocsr") else B).all():  # a CSR block: its stored values
+            raise broken(d, "item_item.safetensors", "the block holds NaN or infinite values")
     return n
 
 

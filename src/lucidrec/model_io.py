@@ -22,6 +22,7 @@ import numpy as np
 
 from lucidrec import model_check as check
 from lucidrec.errors import ModelError
+from lucidrec.models.item_item import is_sparse
 from lucidrec.models.scoring import HybridScorer
 from lucidrec.user_history import KnownHistories
 
@@ -29,6 +30,8 @@ if TYPE_CHECKING:
     from lucidrec.recommender import Recommender
 
 FORMAT_VERSION = 1
+#: The item-item block's file (dense ``B`` or CSR arrays, see save_item_item).
+ITEM_ITEM_FILE = "item_item.safetensors"
 
 
 def save(rec: Recommender, out_dir: str | Path, export_encoder: bool = True) -> Path:
@@ -38,13 +41,14 @@ def save(rec: Recommender, out_dir: str | Path, export_encoder: bool = True) -> 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     save_file(
-        {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in rec.scorer.w.items()},
+        # float16 stays float16 (the text block of large catalogs, lucidrec.models.scoring.TEXT_FLOAT16_FROM)
+        {
+            k: np.ascontiguousarray(v, dtype=v.dtype if v.dtype == np.float16 else np.float32)
+            for k, v in rec.scorer.w.items()
+        },
         str(out / "weights.safetensors"),
     )
-    if rec.scorer.B is not None:
-        save_file({"B": np.ascontiguousarray(rec.scorer.B)}, str(out / "item_item.safetensors"))
-    elif (out / "item_item.safetensors").exists():
-        (out / "item_item.safetensors").unlink()
+    save_item_item(rec.scorer.B, out)
     catalog = {
         "item": [str(i) for i in rec.item_ids],
         "title": [str(t) for t in rec.titles],
@@ -95,6 +99,50 @@ def save(rec: Recommender, out_dir: str | Path, export_encoder: bool = True) -> 
             (out / f).unlink(missing_ok=True)
     check.write_manifest(out)  # last: a save cut short leaves the old manifest, which then fails to verify
     return out
+
+
+def save_item_item(B, out: Path) -> None:
+    """The item-item block in :data:`ITEM_ITEM_FILE`: ``B`` for a dense block, ``indptr``/``indices``/
+    ``data``/``shape`` for a CSR one (the sparse block, O(n N)); no file when the model has none."""
+    from safetensors.numpy import save_file
+
+    path = out / ITEM_ITEM_FILE
+    if B is None:
+        path.unlink(missing_ok=True)
+    elif is_sparse(B):
+        B = B.tocsr()
+        arrays = {
+            "indptr": np.ascontiguousarray(B.indptr, dtype=np.int64),
+            "indices": np.ascontiguousarray(B.indices, dtype=np.int32),
+            "data": np.ascontiguousarray(B.data, dtype=np.float32),
+            "shape": np.asarray(B.shape, dtype=np.int64),
+        }
+        save_file(arrays, str(path))
+    else:
+        save_file({"B": np.ascontiguousarray(B, dtype=np.float32)}, str(path))
+
+
+def load_item_item(d: Path):
+    """The block written by :func:`save_item_item` (dense array, scipy CSR matrix, or None), checked."""
+    from safetensors.numpy import load_file
+
+    path = d / ITEM_ITEM_FILE
+    if not path.exists():
+        return None
+    arrays = load_file(str(path))
+    if "B" in arrays:
+        return arrays["B"]
+    if not {"indptr", "indices", "data", "shape"} <= set(arrays):
+        raise ModelError(f"{path}: neither a dense 'B' nor CSR 'indptr/indices/data/shape'. Fix: retrain the model.")
+    import scipy.sparse as sp
+
+    shape = tuple(int(v) for v in arrays["shape"])
+    try:
+        B = sp.csr_matrix((arrays["data"], arrays["indices"], arrays["indptr"]), shape=shape)
+        B.check_format(full_check=True)
+    except ValueError as e:
+        raise ModelError(f"{path}: corrupt sparse item-item block ({e}). Fix: retrain the model.") from None
+    return B
 
 
 def read_meta(d: Path) -> dict:
@@ -150,12 +198,8 @@ def _read(cls, d: Path, meta: dict, load_encoder: bool, encoder_threads: int | N
     rec.implicit_event = meta.get("implicit_event")
     with check.reading(d, "weights.safetensors") as p:
         weights = load_file(str(p))
-    B = None
-    if (d / "item_item.safetensors").exists():
-        with check.reading(d, "item_item.safetensors") as p:
-            B = load_file(str(p)).get("B")
-        if B is None:
-            raise check.broken(d, "item_item.safetensors", "lacks the array 'B'")
+    with check.reading(d, ITEM_ITEM_FILE):
+        B = load_item_item(d)
     n_items = check.check_weights(d, weights, B, bool(config.item_item))
     rec.scorer = HybridScorer(weights, B)
     with check.reading(d, "items.json") as p:
@@ -259,4 +303,14 @@ def read_synonyms(path: Path) -> dict[str, dict[str, str]]:
     return table
 
 
-__all__ = ["FORMAT_VERSION", "check_folder", "load", "read_meta", "read_synonyms", "save"]
+__all__ = [
+    "FORMAT_VERSION",
+    "ITEM_ITEM_FILE",
+    "check_folder",
+    "load",
+    "load_item_item",
+    "read_meta",
+    "read_synonyms",
+    "save",
+    "save_item_item",
+]

@@ -50,7 +50,14 @@ class IndexConfig:
 
     kind: str = "auto"  # auto | exact | ivf | hnsw
     exact_threshold: int = 50_000  # auto: exact scoring below this many items, IVF from here on
-    candidates: int = 2000  # items retrieved per user, then scored exactly (cross term included)
+    # Items retrieved per user, then scored exactly (cross term included). 1,000 since the query carries
+    # the cross term's linear part: recall@100 0.982 at 1M items (0.988 with 2,000, at twice the latency).
+    candidates: int = 1000
+    # Items added per user from the item-item block's neighbour lists (the top of the block's own score
+    # over the union of the history items' neighbours): the index does not see that block.
+    neighbour_candidates: int = 1000
+    # Items sampled to fit each query's linear approximation of the cross term (0: off); see RetrievalVectors.
+    cross_sample: int = 1024
     text_dim: int | None = 64  # PCA components of the text block in the index (None: the full block)
     nlist: int | None = None  # IVF lists (None: about 2 * sqrt(n_items))
     nprobe: int | None = None  # IVF lists visited per query (None: a tenth of the lists)
@@ -75,6 +82,10 @@ class IndexConfig:
             "ef_search": self.ef_search,
             "train_size": self.train_size,
         }
+        for name in ("cross_sample", "neighbour_candidates"):  # 0 switches these off
+            v = getattr(self, name)
+            if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 0:
+                raise ConfigError(f"{name}={v!r}: must be an integer >= 0 (0: off). Fix: e.g. {name}=1000.")
         optional = {"text_dim": self.text_dim, "nlist": self.nlist, "nprobe": self.nprobe, "threads": self.threads}
         for name, v in {**positive, **optional}.items():
             if v is None and name in optional:
@@ -125,24 +136,88 @@ def weights_fingerprint(scorer: HybridScorer) -> str:
     return h.hexdigest()[:20]
 
 
+# ====================================================================== item-item neighbours
+def _dense(pE, scorer: HybridScorer):
+    """The state's item-item scores when they are a full catalog-length array, else None."""
+    return pE if isinstance(pE, np.ndarray) and pE.shape == (scorer.n_items,) else None
+
+
+def item_item_neighbours(scorer: HybridScorer):
+    """The scorer's item-item block when it is a scipy sparse matrix (as CSR), else None."""
+    B = getattr(scorer, "B", None)
+    if B is None:
+        return None
+    from scipy import sparse
+
+    return B.tocsr() if sparse.issparse(B) else None
+
+
+def neighbour_top(neighbours, hist: np.ndarray, weights: np.ndarray, m: int, scores: np.ndarray | None = None):
+    """The ``m`` items with the largest item-item score ``sum_j weights_j * N[hist_j, i]`` (``N`` a CSR
+    neighbour matrix), looked for on the union of the history rows only. Items scoring <= 0 are left out
+    (they do not pull an item up). ``scores``: that score over the catalog when the user state already
+    holds it (``UserState.pE``); the support is then deduplicated with a bitmap instead of a sort of
+    every row entry (the rows of popular items are long)."""
+    sub = neighbours[np.asarray(hist, dtype=np.int64)]
+    if sub.nnz == 0 or m < 1:
+        return np.zeros(0, np.int64)
+    if scores is not None:
+        mark = np.zeros(neighbours.shape[1], bool)
+        mark[sub.indices] = True
+        items = np.flatnonzero(mark)
+        score = scores[items]
+    else:
+        items, inverse = np.unique(sub.indices, return_inverse=True)
+        row_w = np.repeat(np.asarray(weights, dtype=np.float64), np.diff(sub.indptr))
+        score = np.bincount(inverse, weights=sub.data * row_w, minlength=len(items))
+    keep = score > 0
+    items, score = items[keep], score[keep]
+    if len(items) > m:
+        items = items[np.argpartition(-score, m - 1)[:m]]
+    return items.astype(np.int64)
+
+
 # ====================================================================== vectors
 class RetrievalVectors:
     """Maps the model's item and user towers to the index space: items ``[F, P(T - mean), b]``, users
-    ``[pL, P pT, 1]``, where ``P`` holds ``text_dim`` principal directions of ``T`` (identity if None)."""
+    ``[pL + g(pL), P pT, 1]``, where ``P`` holds ``text_dim`` principal directions of ``T`` (identity if
+    None) and ``g(pL)`` is the cross term's best linear approximation in ``F`` for this user.
 
-    def __init__(self, mean: np.ndarray | None, components: np.ndarray | None, dim_latent: int, dim_text: int):
+    Why ``g``: the cross term ``CLS(pL, F_i)`` is invisible to an inner-product index, and on the 1M
+    synthetic catalog it moved a tenth of the exact top-100 out of the towers' top-2,000. Per user, the
+    least-squares fit ``CLS(pL, F_i) ~ g . F_i + c`` over a fixed sample of items (``cross_sample``) is one
+    small matrix-vector product, ``g = Pc (CLS(pL, F_S) - mean)`` with ``Pc = (Fc' Fc + lam I)^-1 Fc'``
+    precomputed, and it folds into the query's latent block: the item vectors do not change. Measured on
+    that catalog (exact inner products, 30 users): the exact top-100 inside the top-1,000 went from 0.79
+    to 0.98. Candidates are still re-scored with the full model, so ``g`` only decides which items are
+    looked at."""
+
+    def __init__(
+        self,
+        mean: np.ndarray | None,
+        components: np.ndarray | None,
+        dim_latent: int,
+        dim_text: int,
+        cross_items: np.ndarray | None = None,
+        cross_proj: np.ndarray | None = None,
+    ):
         self.mean = mean
         self.components = components  # (text_dim, d_text) or None: the full text block
         self.dim_latent = dim_latent
         self.dim_text = dim_text if components is None else components.shape[0]
+        self.cross_items = cross_items  # (S,) item sample of the cross-term linearisation, or None
+        self.cross_proj = cross_proj  # (d_latent, S) its least-squares projection
 
     @classmethod
-    def fit(cls, scorer: HybridScorer, text_dim: int | None, sample: int, seed: int) -> RetrievalVectors:
+    def fit(
+        cls, scorer: HybridScorer, text_dim: int | None, sample: int, seed: int, cross_sample: int = 0
+    ) -> RetrievalVectors:
         T = scorer.w["T"]
         dl = scorer.w["F"].shape[1]
-        if text_dim is None or text_dim >= T.shape[1]:
-            return cls(None, None, dl, T.shape[1])
         rng = np.random.default_rng(seed)
+        cross_items, cross_proj = _cross_linearisation(scorer, cross_sample, rng)
+        if text_dim is None or text_dim >= T.shape[1]:
+            return cls(None, None, dl, T.shape[1], cross_items, cross_proj)
         rows = np.sort(rng.choice(len(T), size=min(sample, len(T)), replace=False))
         x = T[rows].astype(np.float64)
         mean = x.mean(0)
@@ -152,7 +227,9 @@ class RetrievalVectors:
         del x
         vals, vecs = np.linalg.eigh(cov)
         top = vecs[:, np.argsort(vals)[::-1][:text_dim]].T
-        return cls(mean.astype(np.float32), np.ascontiguousarray(top, dtype=np.float32), dl, text_dim)
+        return cls(
+            mean.astype(np.float32), np.ascontiguousarray(top, dtype=np.float32), dl, text_dim, cross_items, cross_proj
+        )
 
     @property
     def dim(self) -> int:
@@ -165,25 +242,56 @@ class RetrievalVectors:
         t = T if self.components is None else (T - self.mean) @ self.components.T
         return np.concatenate([w["F"][start:stop], t, w["bias"][start:stop, None]], axis=1).astype(np.float32)
 
-    def users(self, states: list[UserState]) -> np.ndarray:
+    def users(self, states: list[UserState], scorer: HybridScorer | None = None) -> np.ndarray:
+        """Query vectors; with ``scorer`` (and a linearisation fitted) the cross term's linear part is in."""
         pL = np.stack([s.pL for s in states])
+        if scorer is not None and self.cross_items is not None:
+            pL = pL + np.stack([self.cross_direction(scorer, s.pL) for s in states])
         pT = np.stack([s.pT for s in states])
         t = pT if self.components is None else pT @ self.components.T
         return np.concatenate([pL, t, np.ones((len(states), 1), np.float32)], axis=1).astype(np.float32)
+
+    def cross_direction(self, scorer: HybridScorer, pL: np.ndarray) -> np.ndarray:
+        """``g(pL)``: the least-squares slope of ``CLS(pL, F_i)`` in ``F_i`` over the item sample."""
+        c = scorer.cross(pL, self.cross_items)
+        return (self.cross_proj @ (c - c.mean())).astype(np.float32)
+
+    def as_tuple(self) -> tuple:
+        """Constructor arguments (a batch job ships them to its workers)."""
+        return (self.mean, self.components, self.dim_latent, self.dim_text, self.cross_items, self.cross_proj)
 
     def save(self, path: Path):
         arrays = {"dims": np.array([self.dim_latent, self.dim_text])}
         if self.components is not None:
             arrays.update(mean=self.mean, components=self.components)
+        if self.cross_items is not None:
+            arrays.update(cross_items=self.cross_items, cross_proj=self.cross_proj)
         np.savez(path, **arrays)
 
     @classmethod
     def load(cls, path: Path) -> RetrievalVectors:
         with np.load(path) as z:
             dl, dt = (int(v) for v in z["dims"])
+            cross = (z["cross_items"], z["cross_proj"].astype(np.float32)) if "cross_items" in z else (None, None)
             if "components" in z:
-                return cls(z["mean"].astype(np.float32), z["components"].astype(np.float32), dl, dt)
-            return cls(None, None, dl, dt)
+                return cls(z["mean"].astype(np.float32), z["components"].astype(np.float32), dl, dt, *cross)
+            return cls(None, None, dl, dt, *cross)
+
+
+def _cross_linearisation(scorer: HybridScorer, size: int, rng) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """The item sample and ``(Fc' Fc + lam I)^-1 Fc'`` of the cross term's per-user linear fit (None when
+    ``size`` is 0 or the model has no cross term: its output weights are all zero)."""
+    w = scorer.w
+    if size <= 0 or not np.any(w["w2"]):
+        return None, None
+    n = scorer.n_items
+    items = np.sort(rng.choice(n, size=min(int(size), n), replace=False)).astype(np.int64)
+    Fc = w["F"][items].astype(np.float64)
+    Fc -= Fc.mean(0)
+    gram = Fc.T @ Fc
+    lam = 1e-3 * np.trace(gram) / len(gram)  # a little ridge: the sample may not span every direction
+    proj = np.linalg.solve(gram + lam * np.eye(len(gram)), Fc.T)
+    return items, proj.astype(np.float32)
 
 
 # ====================================================================== the retriever
@@ -214,7 +322,7 @@ class Retriever:
         if config.threads:
             faiss.omp_set_num_threads(int(config.threads))
         t0 = time.perf_counter()
-        vectors = RetrievalVectors.fit(scorer, config.text_dim, config.train_size, config.seed)
+        vectors = RetrievalVectors.fit(scorer, config.text_dim, config.train_size, config.seed, config.cross_sample)
         d = vectors.dim
         if kind == "ivf":
             index, extra = _build_ivf(faiss, scorer, vectors, config, progress)
@@ -279,24 +387,36 @@ class Retriever:
         return ids
 
     def candidates(
-        self, scorer: HybridScorer, states: list[UserState], n: int | None = None
+        self, scorer: HybridScorer, states: list[UserState], n: int | None = None, neighbours=None
     ) -> list[np.ndarray | None]:
-        """Candidate item indices per user: the index's top ``max(n, candidates)`` (plus, when the model
-        has an item-item block, that block's own top items, which the index does not see). ``None`` for a
-        user means "score the whole catalog exactly": the retriever is exact, or the index found fewer
-        items than asked for even after widening an IVF search (HNSW can run short on tiny catalogs)."""
+        """Candidate item indices per user: the index's top ``max(n, candidates)``, joined with the top
+        items of the item-item block, which the index does not see. ``neighbours`` is that block as a
+        ``scipy.sparse.csr_matrix`` (row ``j``: the neighbours of item ``j`` and their weights; default:
+        the scorer's block when it is sparse): the block's score of a user is then nonzero only on the
+        union of the history items' rows, so its top ``neighbour_candidates`` are found there without a
+        pass over the catalog. A dense block falls back to the top ``max(n, candidates)`` of its scores.
+        ``None`` for a user means "score the whole catalog exactly": the retriever is exact, or the index
+        found fewer items than asked for even after widening an IVF search (HNSW can run short on tiny
+        catalogs)."""
         if self.exact:
             return [None] * len(states)
         want = max(int(n or 0), int(self.config.candidates))
         want = min(want, scorer.n_items)
-        ids = self.search(self.vectors.users(states), want)
+        own_block = neighbours is None  # the scorer's own block: its scores are already in each state's pE
+        if own_block:
+            neighbours = item_item_neighbours(scorer)
+        ids = self.search(self.vectors.users(states, scorer), want)
         out: list[np.ndarray | None] = []
         for s, row in zip(states, ids):
             row = row[row >= 0]
             if len(row) < want:
                 out.append(None)
                 continue
-            if scorer.B is not None and len(s.hist):
+            if len(s.hist) and neighbours is not None and self.config.neighbour_candidates:
+                pE = _dense(s.pE, scorer) if own_block else None
+                top_n = neighbour_top(neighbours, s.hist, s.wE, self.config.neighbour_candidates, pE)
+                row = np.union1d(row, top_n)
+            elif len(s.hist) and neighbours is None and scorer.B is not None:  # a dense block
                 top_e = np.argpartition(-s.pE, want - 1)[:want] if want < len(s.pE) else np.arange(len(s.pE))
                 row = np.union1d(row, top_e)
             out.append(row.astype(np.int64))
@@ -444,6 +564,8 @@ __all__ = [
     "Retriever",
     "RetrievalVectors",
     "exact_top",
+    "item_item_neighbours",
+    "neighbour_top",
     "require_faiss",
     "resolve_kind",
     "weights_fingerprint",

@@ -164,7 +164,13 @@ def rank(
             break
         candidates = None
     met = np.sum([m for _, m in constraints], axis=0) if constraints else None
-    top, relaxed = top_by_tiers(scores, tiers, k, met)
+    if candidates is not None and not constraints:
+        # Only the candidates hold finite scores: rank them, not the catalog (a top-k over 1M items per
+        # request cost more than scoring the candidates). Sorted, so ties break by item index as top_k does.
+        sub = np.sort(candidates[allowed[candidates]])
+        top, relaxed = sub[top_k(scores[sub][None, :], min(k, len(sub)))[0]] if len(sub) else sub, []
+    else:
+        top, relaxed = top_by_tiers(scores, tiers, k, met)
     if relaxed:
         strict = int(sum(1 for i in top if all(m[i] for _, m in constraints)))
         parsed.notes.append(
@@ -173,7 +179,6 @@ def rank(
         )
     if constraints and len(top) < k:
         parsed.notes.append(f"only {len(top)} item(s) are left after the exclusions; a 'no' is never relaxed")
-    masked = np.where(allowed, scores, -np.inf)
     items = []
     for position, i in enumerate(top, 1):
         items.append(
@@ -192,6 +197,7 @@ def rank(
     if explain and items:
         from lucidrec.explain import explain_items
 
+        masked = np.where(allowed, scores, -np.inf)
         explain_items(rec, state, entries, top, masked, result, lang, counterfactual, constraints)
         if rewriter is not None:
             # The LLM may rephrase; its text is kept only if every title and number is in the evidence.

@@ -3,7 +3,8 @@ item-item block, train the towers, blend the two on validation, calibrate the qu
 
 The steps of :func:`fit`, in order:
 1. frozen language-model embeddings of the item text (cached on disk) and the item features;
-2. the closed-form item-item block (EASE), its regularisation chosen on validation;
+2. the closed-form item-item block (dense EASE, or the sparse N-neighbour block on large catalogues:
+   :mod:`lucidrec.models.item_item`), its kind, regularisation and N chosen on validation;
 3. the towers (latent + text + bias + CLS), full softmax, early stopping on validation NDCG@10;
 4. :func:`blend_on_validation` - the block's weight and recency decay in ``c * item_item + towers``;
 5. the block refit on train+valid, so the served model knows every interaction it was given;
@@ -39,10 +40,8 @@ def fit(
     """Train ``rec`` in place (see the module docstring for the steps)."""
     import pandas as pd
 
-    from lucidrec.baselines import EASE, ease_weights
     from lucidrec.data.text import ItemTextBuilder
     from lucidrec.encoders import CachedEncoder, SentenceTransformerEncoder
-    from lucidrec.evaluate import choose_on_validation
     from lucidrec.metrics import RankingAccumulator
     from lucidrec.models.features import FeatureSpace
     from lucidrec.models.hybrid import HybridNet, Sequences, _require_torch, pad_histories, train_hybrid
@@ -70,15 +69,11 @@ def fit(
 
     # 2. the closed-form item-item block, its regularisation chosen on validation
     split = Split(dataset, "custom", train, valid, valid.iloc[:0])
+    block_info = None
     if cfg.item_item:
-        reg = cfg.ease_reg
-        if reg is None:
-            grid = [{"reg": r} for r in (100.0, 200.0, 300.0, 500.0, 1000.0)]
-            reg = choose_on_validation(EASE, grid, split, ks=(10,))["reg"]
-        rec.ease_reg = float(reg)
-        B = impute_cold_item_item(
-            ease_weights(dataset.matrix(train), reg).astype(np.float32), T, seen_items(train, dataset.n_items)
-        )
+        block_info = choose_item_item(cfg, split)
+        rec.ease_reg = block_info["reg"]
+        B = item_item_block(dataset, train, T, block_info)
     else:
         rec.ease_reg, B = None, None
 
@@ -104,16 +99,14 @@ def fit(
     report = train_hybrid(net, seqs, cfg, validate, progress=progress, log_dir=log_dir)
     # 4. blend the block in on validation
     if B is not None:
-        report["item_item"] = blend_on_validation(net, chunks, valid_rel, train_hist, dataset.n_items)
+        report["item_item"] = {
+            **block_info,
+            **blend_on_validation(net, chunks, valid_rel, train_hist, dataset.n_items),
+        }
     weights = net.export()
     # 5. refit the block on everything the model was given
     if cfg.item_item and refit_item_item:
-        known_frame = pd.concat([train, valid])
-        B = impute_cold_item_item(
-            ease_weights(dataset.matrix(known_frame), rec.ease_reg).astype(np.float32),
-            T,
-            seen_items(known_frame, dataset.n_items),
-        )
+        B = item_item_block(dataset, pd.concat([train, valid]), T, block_info)
     rec.scorer = HybridScorer(
         {**weights, "query_latent": np.ones(1, np.float32), "query_text": np.ones(1, np.float32)}, B
     )
@@ -124,6 +117,71 @@ def fit(
     report["seconds"] = round(time.perf_counter() - t0, 1)
     report["ease_reg"] = rec.ease_reg
     rec.train_report = report
+
+
+def choose_item_item(cfg, split) -> dict:
+    """The item-item block's kind (dense EASE / sparse N-neighbour, by catalogue size unless the config
+    says), regularisation and neighbour count, chosen on validation NDCG@10 of the block alone.
+
+    Dense: reg from the EASE grid. Sparse (catalogues up to ``SELECT_MAX_ITEMS``): reg from ``REG_GRID`` at
+    N = ``neighbors`` or ``DEFAULT_NEIGHBORS``, then N from ``neighbor_grid(n)`` at that reg (a coordinate
+    search: each grid point is one fit). Above ``SELECT_MAX_ITEMS`` nothing is searched: N is the largest
+    of ``neighbor_grid(n)`` (cost-bounded) and reg ``DEFAULT_REG``, unless the config sets them."""
+    from lucidrec.baselines import EASE
+    from lucidrec.evaluate import choose_on_validation, evaluate_scorer
+    from lucidrec.models import item_item as ii
+
+    n = split.dataset.n_items
+    kind = ii.resolve_kind(cfg.item_item_kind, n)
+    ii.check_neighbors(cfg.neighbors)
+    if kind == "dense":
+        reg = cfg.ease_reg
+        if reg is None:
+            grid = [{"reg": r} for r in (100.0, 200.0, 300.0, 500.0, 1000.0)]
+            reg = choose_on_validation(EASE, grid, split, ks=(10,))["reg"]
+        return {"kind": "dense", "reg": float(reg), "neighbors": None}
+    reg, nb = cfg.ease_reg, cfg.neighbors
+    if n > ii.SELECT_MAX_ITEMS:
+        # No search: the largest N within the cost bound (32 at 1M items) and the default reg.
+        nb = nb or max(ii.neighbor_grid(n))
+        return {"kind": "sparse", "reg": float(reg or ii.DEFAULT_REG), "neighbors": int(nb)}
+    # The evaluation scores (users x n) densely: keep each batch near 20M floats on large catalogues.
+    batch = max(16, min(1024, 20_000_000 // n))
+
+    def ndcg(r: float, k: int) -> float:
+        scorer = ii.SparseEASE(r, k).fit(split.dataset, split.train)
+        return evaluate_scorer(scorer, split, "valid", ks=(10,), batch_size=batch)["ndcg@10"]
+
+    tried: dict = {}
+    if reg is None:
+        n0 = nb or ii.DEFAULT_NEIGHBORS
+        for r in ii.REG_GRID:
+            tried[(r, n0)] = ndcg(r, n0)
+        reg = max((k for k in tried if k[1] == n0), key=tried.get)[0]
+    if nb is None:
+        for k in ii.neighbor_grid(n):
+            if (reg, k) not in tried:
+                tried[(reg, k)] = ndcg(reg, k)
+        nb = max((k for k in tried if k[0] == reg), key=tried.get)[1]
+    return {
+        "kind": "sparse",
+        "reg": float(reg),
+        "neighbors": int(nb),
+        "valid_grid": [{"reg": r, "neighbors": k, "ndcg@10": v} for (r, k), v in tried.items()],
+    }
+
+
+def item_item_block(dataset, frame, T: np.ndarray, info: dict):
+    """The block fit on ``frame`` with the chosen kind/reg/N, cold items given borrowed rows and columns:
+    a dense float32 array, or a float32 CSR matrix for the sparse kind."""
+    from lucidrec.baselines import ease_weights
+    from lucidrec.models.item_item import impute_cold_sparse, sparse_item_item
+
+    seen = seen_items(frame, dataset.n_items)
+    if info["kind"] == "dense":
+        return impute_cold_item_item(ease_weights(dataset.matrix(frame), info["reg"]).astype(np.float32), T, seen)
+    B = sparse_item_item(dataset.matrix(frame), info["reg"], info["neighbors"])
+    return impute_cold_sparse(B, T, seen, info["neighbors"])
 
 
 def blend_on_validation(net, chunks, valid_rel, train_hist, n_items: int) -> dict:
@@ -262,4 +320,13 @@ def require_training_data(dataset: Dataset, train: pd.DataFrame, valid: pd.DataF
         raise DataError(f"the catalog has {dataset.n_items} item ({sizes}): nothing to rank. Fix: use more items.")
 
 
-__all__ = ["blend_on_validation", "calibrate_query", "fit", "holdout", "impute_cold_item_item", "require_training_data"]
+__all__ = [
+    "blend_on_validation",
+    "calibrate_query",
+    "choose_item_item",
+    "fit",
+    "holdout",
+    "impute_cold_item_item",
+    "item_item_block",
+    "require_training_data",
+]
