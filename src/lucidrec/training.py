@@ -17,11 +17,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from lucidrec.models.scoring import HybridScorer
+from lucidrec.models.scoring import DISLIKE_MARGIN, HybridScorer, liked_mask
 from lucidrec.user_history import KnownHistories
 
 if TYPE_CHECKING:
     import pandas as pd
+    import scipy.sparse as sp
 
     from lucidrec.data.dataset import Dataset
     from lucidrec.recommender import Recommender
@@ -69,14 +70,26 @@ def fit(
 
     # 2. the closed-form item-item block, its regularisation chosen on validation
     split = Split(dataset, "custom", train, valid, valid.iloc[:0])
-    if cfg.item_item:
+    margin = cfg.dislike_margin if cfg.rating_aware else None
+    neighbours = cfg.item_item_neighbours
+    block_report: dict = {}
+    if cfg.item_item and margin is not None:
+        rec.ease_reg, neighbours, block_report = choose_item_item(dataset, train, valid, cfg)
+        B = impute_cold_item_item(
+            prune_item_item(rating_aware_ease(*liked_and_all(dataset, train, margin), rec.ease_reg), neighbours),
+            T,
+            seen_items(train, dataset.n_items),
+        )
+    elif cfg.item_item:
         reg = cfg.ease_reg
         if reg is None:
             grid = [{"reg": r} for r in (100.0, 200.0, 300.0, 500.0, 1000.0)]
             reg = choose_on_validation(EASE, grid, split, ks=(10,))["reg"]
         rec.ease_reg = float(reg)
         B = impute_cold_item_item(
-            ease_weights(dataset.matrix(train), reg).astype(np.float32), T, seen_items(train, dataset.n_items)
+            prune_item_item(ease_weights(dataset.matrix(train), reg).astype(np.float32), neighbours or 0),
+            T,
+            seen_items(train, dataset.n_items),
         )
     else:
         rec.ease_reg, B = None, None
@@ -88,7 +101,7 @@ def fit(
     # Validation users' padded train histories, built once: every epoch and the blend search reuse them.
     valid_users = np.unique(valid["uidx"].to_numpy())
     chunks = [
-        (us, pad_histories([seqs.items[u] for u in us], [seqs.ratings[u] for u in us]))
+        (us, pad_histories([seqs.items[u] for u in us], [seqs.ratings[u] for u in us], margin))
         for us in np.array_split(valid_users, max(1, -(-len(valid_users) // 256)))
     ]
     valid_rel = dataset.matrix(valid)
@@ -108,20 +121,25 @@ def fit(
     # 5. refit the block on everything the model was given
     if cfg.item_item and refit_item_item:
         known_frame = pd.concat([train, valid])
-        B = impute_cold_item_item(
-            ease_weights(dataset.matrix(known_frame), rec.ease_reg).astype(np.float32),
-            T,
-            seen_items(known_frame, dataset.n_items),
+        full = (
+            rating_aware_ease(*liked_and_all(dataset, known_frame, margin), rec.ease_reg)
+            if margin is not None
+            else ease_weights(dataset.matrix(known_frame), rec.ease_reg).astype(np.float32)
         )
-    rec.scorer = HybridScorer(
-        {**weights, "query_latent": np.ones(1, np.float32), "query_text": np.ones(1, np.float32)}, B
-    )
+        B = impute_cold_item_item(prune_item_item(full, neighbours or 0), T, seen_items(known_frame, dataset.n_items))
+    extra = {"query_latent": np.ones(1, np.float32), "query_text": np.ones(1, np.float32)}
+    if margin is not None:
+        extra[DISLIKE_MARGIN] = np.array([margin], np.float32)
+    rec.scorer = HybridScorer({**weights, **extra}, B)
     rec._torch_net = net
     rec.known = KnownHistories.from_frame(rec.item_ids, pd.concat([train, valid], ignore_index=True))
     # 6. the query's weight
     calibrate_query(rec, T)
     report["seconds"] = round(time.perf_counter() - t0, 1)
     report["ease_reg"] = rec.ease_reg
+    report["item_item_neighbours"] = neighbours
+    if block_report:
+        report["item_item_choice"] = block_report
     rec.train_report = report
 
 
@@ -137,13 +155,14 @@ def blend_on_validation(net, chunks, valid_rel, train_hist, n_items: int) -> dic
 
     with torch.no_grad():
         towers = [net(*batch).numpy() for _, batch in chunks]
+    # chunks carry (hist, rating bin, position bucket, mask, liked)
 
     def ndcg(c: float, decay: float, item_item_cache: dict) -> float:
         acc = RankingAccumulator(n_items, ks=(10,), auc=False)
-        for k, (us, (hist, _rb, pb, mask)) in enumerate(chunks):
+        for k, (us, (hist, _rb, pb, mask, liked)) in enumerate(chunks):
             if (decay, k) not in item_item_cache:
                 with torch.no_grad():
-                    item_item_cache[(decay, k)] = net.item_item_scores(hist, pb, mask, decay).numpy()
+                    item_item_cache[(decay, k)] = net.item_item_scores(hist, pb, mask, decay, liked).numpy()
             acc.add(c * item_item_cache[(decay, k)] + towers[k], valid_rel[us], train_hist[us])
         return acc.result()["ndcg@10"]
 
@@ -151,7 +170,7 @@ def blend_on_validation(net, chunks, valid_rel, train_hist, n_items: int) -> dic
     # Scale c relative to the spread of each part so the grid means the same on any dataset.
     spread_t = float(np.median([np.std(t, axis=1).mean() for t in towers])) or 1.0
     with torch.no_grad():
-        e0 = net.item_item_scores(*[chunks[0][1][i] for i in (0, 2, 3)], 1.0).numpy()
+        e0 = net.item_item_scores(*[chunks[0][1][i] for i in (0, 2, 3)], 1.0, chunks[0][1][4]).numpy()
     spread_e = float(np.std(e0, axis=1).mean()) or 1.0
     unit = spread_t / spread_e
     grid = []
@@ -230,6 +249,83 @@ def impute_cold_item_item(B: np.ndarray, text: np.ndarray, seen: np.ndarray, k: 
     return B
 
 
+def liked_and_all(dataset, frame, margin: float | None):
+    """(X_w, Y) for the rating-aware item-item block: X_w holds 1 for each liked interaction and 0 for a
+    disliked one (see :func:`lucidrec.models.scoring.liked_mask`, per user over the frame's ratings);
+    Y holds every interaction."""
+    import scipy.sparse as sp
+
+    f = frame.sort_values(["uidx"], kind="stable")
+    u = f["uidx"].to_numpy()
+    r = f["rating"].to_numpy(dtype=np.float64)
+    liked = np.ones(len(f), bool)
+    starts = np.r_[0, np.flatnonzero(np.diff(u)) + 1]
+    for s, e in zip(starts, np.r_[starts[1:], len(u)]):
+        liked[s:e] = liked_mask(r[s:e], margin)
+    shape = (dataset.n_users, dataset.n_items)
+    X = sp.csr_matrix((liked.astype(np.float32), (u, f["iidx"].to_numpy())), shape=shape)
+    X.sum_duplicates()
+    X.data = np.minimum(X.data, 1.0)
+    return X, dataset.matrix(frame)
+
+
+def rating_aware_ease(X: sp.csr_matrix, Y: sp.csr_matrix, reg: float) -> np.ndarray:
+    """The item-item block for rating-aware inputs: B = argmin ||Y - X B||^2 + reg ||B||^2, diag(B) = 0.
+
+    X holds only what the user liked (disliked rows 0), Y every interaction, so liked items learn to
+    predict everything the user watches, disliked ones included - dropping disliked items from plain
+    EASE's input loses that signal. Closed form: P = (X'X + reg I)^-1, C = P X'Y, B = C - P diag(gamma)
+    with gamma_j = C_jj / P_jj (the Lagrange multipliers of diag(B) = 0)."""
+    g = (X.T @ X).toarray().astype(np.float64)
+    g[np.diag_indices_from(g)] += reg
+    p = np.linalg.inv(g)
+    c = p @ (X.T @ Y).toarray().astype(np.float64)
+    b = c - p * (np.diag(c) / np.diag(p))[None, :]
+    np.fill_diagonal(b, 0.0)
+    return b.astype(np.float32)
+
+
+def prune_item_item(B: np.ndarray, n: int) -> np.ndarray:
+    """Each item keeps its ``n`` strongest item-item neighbours: column i (what predicts item i) keeps
+    its ``n`` largest |weights|, so an item's item-item score comes from at most ``n`` history items and
+    its explanation can name them. ``n`` 0 or >= the catalog: unchanged."""
+    if n <= 0 or n >= B.shape[0] - 1:
+        return B
+    drop = np.argpartition(-np.abs(B), n, axis=0)[n:]
+    out = B.copy()
+    np.put_along_axis(out, drop, 0.0, axis=0)
+    return out
+
+
+def choose_item_item(dataset, train, valid, cfg) -> tuple[float, int, dict]:
+    """The rating-aware block's regularisation and neighbourhood size N, on validation NDCG@10 of the
+    block alone (its blend with the towers is chosen later): the best reg, then the smallest N whose
+    NDCG is within ``cfg.item_item_tolerance`` (relative) of keeping every neighbour."""
+    from lucidrec.metrics import RankingAccumulator
+
+    X, Y = liked_and_all(dataset, train, cfg.dislike_margin)
+    rel = dataset.matrix(valid)
+    users = np.unique(valid["uidx"].to_numpy())
+
+    def ndcg(B):
+        acc = RankingAccumulator(dataset.n_items, ks=(10,), auc=False)
+        acc.add(np.asarray(X[users] @ B), rel[users], Y[users])
+        return acc.result()["ndcg@10"]
+
+    regs = (100.0, 200.0, 300.0, 500.0, 1000.0) if cfg.ease_reg is None else (float(cfg.ease_reg),)
+    by_reg = {reg: rating_aware_ease(X, Y, reg) for reg in regs}
+    reg_scores = {reg: ndcg(B) for reg, B in by_reg.items()}
+    reg = max(reg_scores, key=reg_scores.get)
+    full = reg_scores[reg]
+    if cfg.item_item_neighbours is not None:
+        n = int(cfg.item_item_neighbours)
+        return reg, n, {"reg_valid_ndcg@10": reg_scores, "neighbours": n}
+    by_n = {n: ndcg(prune_item_item(by_reg[reg], n)) for n in (10, 20, 50, 100, 200, 400)}
+    ok = [n for n, v in by_n.items() if v >= full * (1 - cfg.item_item_tolerance)]
+    n = min(ok) if ok else 0
+    return reg, n, {"reg_valid_ndcg@10": reg_scores, "neighbours_valid_ndcg@10": {**by_n, 0: full}, "neighbours": n}
+
+
 def holdout(inter: pd.DataFrame, seed: int, fraction: float = 0.05):
     """A random ``fraction`` of each user's rows (users with 5+ rows) held out for early stopping."""
     rng = np.random.default_rng(seed)
@@ -239,4 +335,14 @@ def holdout(inter: pd.DataFrame, seed: int, fraction: float = 0.05):
     return inter[~mask].reset_index(drop=True), inter[mask].reset_index(drop=True)
 
 
-__all__ = ["blend_on_validation", "calibrate_query", "fit", "holdout", "impute_cold_item_item"]
+__all__ = [
+    "blend_on_validation",
+    "calibrate_query",
+    "choose_item_item",
+    "fit",
+    "holdout",
+    "impute_cold_item_item",
+    "liked_and_all",
+    "prune_item_item",
+    "rating_aware_ease",
+]

@@ -26,6 +26,15 @@ class HybridConfig:
     init_logit_scale: float = 10.0
     id_embeddings: bool = True  # learned item-ID vectors in the latent block
     cross: bool = True  # the CLS cross-interaction term
+    # Rating-aware user states: a rating below the user's own mean minus this margin is "disliked" and
+    # weighs 0 in every block (never cited as support); the item-item block learns to predict every
+    # interaction from the liked ones. rating_aware=False: every history item supports.
+    rating_aware: bool = True
+    dislike_margin: float = 0.0
+    # Each item keeps its N strongest item-item neighbours (concise evidence). None: N chosen on
+    # validation (the smallest N within item_item_tolerance of the best); 0: keep every neighbour.
+    item_item_neighbours: int | None = None
+    item_item_tolerance: float = 0.01
 
     def to_dict(self) -> dict:
         return asdict(self)

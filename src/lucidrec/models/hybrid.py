@@ -107,9 +107,9 @@ class HybridNet(torch.nn.Module if torch is not None else object):
         self.pi_E = torch.as_tensor(pi, dtype=torch.float32)
         self.use_B = self.B.numel() > 0
 
-    def item_item_scores(self, hist, pbin, mask, decay: float) -> torch.Tensor:
+    def item_item_scores(self, hist, pbin, mask, decay: float, liked=None) -> torch.Tensor:
         """Item-item block scores with position weights decay**bucket (for the validation search)."""
-        w = (decay ** pbin.float()) * mask.float()
+        w = (decay ** pbin.float()) * mask.float() * (1.0 if liked is None else liked.float())
         x = torch.zeros(hist.shape[0], self.T.shape[0]).scatter_add_(1, hist, w)
         return x @ self.B
 
@@ -119,13 +119,16 @@ class HybridNet(torch.nn.Module if torch is not None else object):
         rbin: torch.Tensor,
         pbin: torch.Tensor,
         mask: torch.Tensor,
+        liked: torch.Tensor | None = None,
         id_keep: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Scores (B, n_items) for padded histories ``hist`` (B, L) with rating/position bins and a mask."""
+        """Scores (B, n_items) for padded histories ``hist`` (B, L) with rating/position bins and a mask;
+        ``liked`` (B, L) zeroes disliked items' weights in every block (they still count in the length
+        normalisation and are still excluded from the targets, exactly as the numpy scorer does)."""
         n_items = self.T.shape[0]
         F, H, b, keep = self.items(id_keep)
-        m = mask.float()
-        length = m.sum(1, keepdim=True).clamp(min=1.0)
+        length = mask.float().sum(1, keepdim=True).clamp(min=1.0)
+        m = mask.float() if liked is None else mask.float() * liked.float()
         base_l = F_.softplus(self.rho_L)[rbin] * F_.softplus(self.pi_L)[pbin] * m
         wL = base_l / length.sqrt()
         wT = self.alpha * base_l / length
@@ -199,21 +202,26 @@ class Sequences:
         return cls(items, ratings)
 
 
-def pad_histories(hists: list[np.ndarray], ratings: list[np.ndarray]):
-    """Padded tensors (hist, rating bin, position bucket, mask) for a batch of ordered histories."""
+def pad_histories(hists: list[np.ndarray], ratings: list[np.ndarray], dislike_margin: float | None = None):
+    """Padded tensors (hist, rating bin, position bucket, mask, liked) for a batch of ordered histories;
+    ``liked`` follows :func:`lucidrec.models.scoring.liked_mask` (all True when ``dislike_margin`` is None)."""
+    from lucidrec.models.scoring import liked_mask
+
     L = max(1, max(len(h) for h in hists))
     B = len(hists)
     hist = np.zeros((B, L), np.int64)
     rb = np.zeros((B, L), np.int64)
     pb = np.zeros((B, L), np.int64)
     mask = np.zeros((B, L), bool)
+    liked = np.zeros((B, L), bool)
     for k, (h, r) in enumerate(zip(hists, ratings)):
         n = len(h)
         hist[k, :n] = h
         rb[k, :n] = rating_bins(r)
         pb[k, :n] = position_buckets(n)
         mask[k, :n] = True
-    return tuple(torch.as_tensor(a) for a in (hist, rb, pb, mask))
+        liked[k, :n] = liked_mask(r, dislike_margin)
+    return tuple(torch.as_tensor(a) for a in (hist, rb, pb, mask, liked))
 
 
 def _sample(seqs: Sequences, users, rng, mode):
@@ -285,9 +293,9 @@ def train_hybrid(
             hists, rats, targets = _sample(train_seqs, batch, rng, cfg.mode)
             if not targets:
                 continue
-            hist, rb, pb, mask = pad_histories(hists, rats)
+            hist, rb, pb, mask, liked = pad_histories(hists, rats, cfg.dislike_margin if cfg.rating_aware else None)
             id_keep = torch.as_tensor((rng.random(n_items) >= cfg.id_dropout).astype(np.float32))
-            scores = net(hist, rb, pb, mask, id_keep)
+            scores = net(hist, rb, pb, mask, liked, id_keep)
             seen = torch.zeros_like(scores).scatter_add_(1, hist, mask.float()) > 0
             scores = scores.masked_fill(seen, -1e9)
             logp = F_.log_softmax(scores * net.logit_scale.exp(), dim=1)

@@ -37,6 +37,30 @@ WEIGHT_NAMES = (
     "query_latent",
     "query_text",
 )
+#: Optional weight: ``[margin]`` - ratings below the user's mean minus ``margin`` are "disliked" and
+#: enter p_u with weight 0 in every block. Absent in models trained before rating-aware user states.
+DISLIKE_MARGIN = "dislike_margin"
+#: Events that always count as disliked, whatever the rating.
+NEGATIVE_EVENTS = frozenset({"dislike", "disliked", "return", "returned", "skip", "skipped", "negative"})
+
+
+def liked_mask(ratings: np.ndarray | None, margin: float | None, negative: np.ndarray | None = None) -> np.ndarray:
+    """Which history items support recommendations: unrated items, and ratings at or above the user's
+    own mean minus ``margin`` (the mean over the rated items of this history). ``margin`` None: every
+    item (a model that is not rating-aware). ``negative`` marks explicit negative events (dislike, return,
+    skip): never liked."""
+    if ratings is None:
+        n = 0 if negative is None else len(negative)
+        liked = np.ones(n, bool)
+    else:
+        r = np.asarray(ratings, dtype=np.float64)
+        liked = np.ones(len(r), bool)
+        rated = np.isfinite(r)
+        if margin is not None and rated.any():
+            liked[rated] = r[rated] >= r[rated].mean() - margin
+    if negative is not None:
+        liked &= ~np.asarray(negative, bool)
+    return liked
 
 
 def _s(x) -> float:
@@ -56,6 +80,7 @@ class UserState:
     pL: np.ndarray  # latent user vector
     pT: np.ndarray  # text user vector
     query: np.ndarray | None  # query embedding (unit norm, times the residual text's weight) or None
+    liked: np.ndarray | None = None  # per history item: supports (True) or disliked (False, weight 0)
 
 
 class HybridScorer:
@@ -65,6 +90,9 @@ class HybridScorer:
         self.w = {k: np.asarray(v, dtype=np.float32) for k, v in weights.items()}
         self.B = None if item_item is None else np.asarray(item_item, dtype=np.float32)
         self.n_items = self.w["F"].shape[0]
+        m = self.w.get(DISLIKE_MARGIN)
+        #: None: every history item supports (models trained before rating-aware states).
+        self.dislike_margin = None if m is None else _s(m)
 
     # ------------------------------------------------------------------ user tower
     def user_state(
@@ -73,29 +101,75 @@ class HybridScorer:
         ratings: np.ndarray | None = None,
         query: np.ndarray | None = None,
         boost: np.ndarray | None = None,
+        negative: np.ndarray | None = None,
     ) -> UserState:
         """``boost`` multiplies individual history items' weights (e.g. items a query names explicitly);
-        the score stays linear in the history, so the decomposition stays exact."""
-        w = self.w
+        the score stays linear in the history, so the decomposition stays exact. ``ratings`` may hold NaN
+        for unrated items (binned as 5, always liked). In a rating-aware model, disliked items (see
+        :func:`liked_mask`; ``negative`` marks explicit negative events) weigh 0 in every block: they
+        are known (never recommended back) but never push anything up."""
         hist = np.asarray(hist, dtype=np.int64)
         n = len(hist)
-        r = rating_bins(np.full(n, 5.0) if ratings is None else ratings)
-        pb = position_buckets(n)
-        base_e = w["rho_E"][r] * w["pi_E"][pb]
-        base_l = w["rho_L"][r] * w["pi_L"][pb]
-        if boost is not None:
-            base_e = base_e * boost
-            base_l = base_l * boost
-        wE = base_e.astype(np.float32)
-        wL = (base_l / np.sqrt(max(n, 1))).astype(np.float32)
-        wT = (_s(w["alpha"]) * base_l / max(n, 1)).astype(np.float32)
+        w = self.w
+        wE, wL, wT, liked = self.history_weights(hist, ratings, boost, negative)
         pE = wE @ self.B[hist] if (self.B is not None and n) else np.zeros(self.n_items, np.float32)
         pL = wL @ w["H"][hist] if n else np.zeros(w["H"].shape[1], np.float32)
         pT = wT @ w["T"][hist] if n else np.zeros(w["T"].shape[1], np.float32)
         if query is not None:
             pL = pL + _s(w["query_latent"]) * (query @ w["Wa"])
             pT = pT + _s(w["query_text"]) * query
-        return UserState(hist, wE, wL, wT, pE, pL.astype(np.float32), pT.astype(np.float32), query)
+        return UserState(hist, wE, wL, wT, pE, pL.astype(np.float32), pT.astype(np.float32), query, liked)
+
+    def history_weights(self, hist, ratings=None, boost=None, negative=None):
+        """(wE, wL, wT, liked): each history item's weight in the item-item, latent and text blocks."""
+        w = self.w
+        n = len(hist)
+        rat = None if ratings is None else np.asarray(ratings, dtype=np.float64)
+        r = rating_bins(np.full(n, 5.0) if rat is None else np.where(np.isnan(rat), 5.0, rat))
+        pb = position_buckets(n)
+        base_e = w["rho_E"][r] * w["pi_E"][pb]
+        base_l = w["rho_L"][r] * w["pi_L"][pb]
+        if boost is not None:
+            base_e = base_e * boost
+            base_l = base_l * boost
+        liked = liked_mask(rat, self.dislike_margin, negative) if n else np.ones(0, bool)
+        if not liked.all():
+            base_e = base_e * liked
+            base_l = base_l * liked
+        wE = base_e.astype(np.float32)
+        wL = (base_l / np.sqrt(max(n, 1))).astype(np.float32)
+        wT = (_s(w["alpha"]) * base_l / max(n, 1)).astype(np.float32)
+        return wE, wL, wT, liked
+
+    def score_subsets(self, hist, keeps: np.ndarray, ratings=None, boost=None, negative=None, query=None):
+        """Full-catalog scores (m, n_items) of the same request with only the history items ``keeps[k]``
+        (bool, (m, n)) kept - exactly what :meth:`user_state` + :meth:`score` give for each subset (the
+        user's mean, recency buckets and normalisation are recomputed), in a few batched products."""
+        w = self.w
+        hist = np.asarray(hist, dtype=np.int64)
+        keeps = np.asarray(keeps, bool)
+        m, n = keeps.shape
+        WE = np.zeros((m, n), np.float32)
+        WL = np.zeros((m, n), np.float32)
+        WT = np.zeros((m, n), np.float32)
+
+        def sub(a, keep):
+            return None if a is None else np.asarray(a)[keep]
+
+        for k, keep in enumerate(keeps):
+            WE[k, keep], WL[k, keep], WT[k, keep], _ = self.history_weights(
+                hist[keep], sub(ratings, keep), sub(boost, keep), sub(negative, keep)
+            )
+        pE = WE @ self.B[hist] if (self.B is not None and n) else np.zeros((m, self.n_items), np.float32)
+        pL = WL @ w["H"][hist] if n else np.zeros((m, w["H"].shape[1]), np.float32)
+        pT = WT @ w["T"][hist] if n else np.zeros((m, w["T"].shape[1]), np.float32)
+        if query is not None:
+            pL = pL + _s(w["query_latent"]) * (query @ w["Wa"])
+            pT = pT + _s(w["query_text"]) * query
+        out = pE + pL @ w["F"].T + pT @ w["T"].T + w["bias"]
+        for k in range(m):
+            out[k] += self.cross(pL[k])
+        return out
 
     # ------------------------------------------------------------------ scores
     def cross(self, pL: np.ndarray, items: np.ndarray | None = None) -> np.ndarray:
@@ -119,37 +193,69 @@ class HybridScorer:
         )
 
     def decompose(self, state: UserState, item: int) -> dict:
-        """Exact parts of one item's score: per history item, query, bias, interaction."""
+        """Exact parts of one item's score: per history item, query, the item's own term, residual."""
         return self.decompose_many(state, np.array([item], dtype=np.int64))[0]
+
+    def cross_gradients(self, pL: np.ndarray, items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Integrated gradients of CLS along alpha * p_u (alpha 0 -> 1), in closed form.
+
+        Each hidden unit's pre-activation is linear in alpha, h_k(alpha) = alpha * a_k + c_k, so the ReLU
+        is active on an interval of alpha whose length ``frac_k`` is exact; the path-averaged gradient is
+        g = sum_k w2_k frac_k dh_k/dp_u. Any part x of p_u (p_u is a sum of parts) is attributed x . g,
+        and the parts sum to CLS(p_u, f_i) - CLS(0, f_i) up to float error (completeness, no quadrature).
+        Returns (g: (items, d), CLS(0, f_i): (items,))."""
+        w = self.w
+        F = w["F"][items]
+        d = F.shape[1]
+        W1a, W1b, W1c = w["W1"][:d], w["W1"][d : 2 * d], w["W1"][2 * d :]
+        a = (pL @ W1a)[None, :] + (F * pL) @ W1c
+        c = F @ W1b + w["b1"]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t = np.clip(-c / a, 0.0, 1.0)  # where the unit switches on or off along the path
+        frac = np.where(a > 0, 1.0 - t, np.where(a < 0, t, (c > 0).astype(np.float64)))
+        wf = (w["w2"] * frac).astype(np.float64)
+        g = wf @ W1a.T.astype(np.float64) + F * (wf @ W1c.T.astype(np.float64))
+        base = np.maximum(c, 0.0) @ w["w2"] + _s(w["b2"])
+        return g, base
 
     def decompose_many(self, state: UserState, items: np.ndarray) -> list[dict]:
         """:meth:`decompose` for several items at once: the history rows are gathered once, not per item
-        (an explained top-10 for a 500-item history spent most of its time re-gathering them)."""
+        (an explained top-10 for a 500-item history spent most of its time re-gathering them).
+
+        Every unit of score is named: the cross term CLS(p_u, f_i) is split by :meth:`cross_gradients`
+        into the history items' and the query's parts (added to theirs), and CLS(0, f_i) joins the item's
+        own term ``bias``. ``interaction`` is only the float residual (about 1e-6), kept so the parts
+        still sum to the score exactly."""
         w = self.w
         hist = state.hist
         items = np.asarray(items, dtype=np.int64)
         F, T = w["F"][items], w["T"][items]
         n = len(hist)
+        g, cls0 = self.cross_gradients(state.pL, items)
+        q_lat = _s(w["query_latent"]) * (state.query @ w["Wa"]) if state.query is not None else None
         if n:
             item_item = (
                 state.wE[:, None] * self.B[np.ix_(hist, items)]
                 if self.B is not None
                 else np.zeros((n, len(items)), np.float32)
             )
-            per_hist = item_item + state.wL[:, None] * (w["H"][hist] @ F.T) + state.wT[:, None] * (w["T"][hist] @ T.T)
+            Hh = w["H"][hist]
+            per_hist = item_item + state.wL[:, None] * (Hh @ (F.T + g.T)) + state.wT[:, None] * (w["T"][hist] @ T.T)
         else:
             per_hist = np.zeros((0, len(items)), np.float32)
-        if state.query is not None:
-            query = _s(w["query_latent"]) * (F @ (state.query @ w["Wa"])) + _s(w["query_text"]) * (T @ state.query)
+        if q_lat is not None:
+            query = (F + g) @ q_lat + _s(w["query_text"]) * (T @ state.query)
         else:
             query = np.zeros(len(items))
-        interaction = self.cross(state.pL, items)
+        total = self.score(state, items).astype(np.float64)
+        own = w["bias"][items] + cls0
+        residual = total - per_hist.sum(axis=0) - query - own
         return [
             {
                 "history": per_hist[:, j].astype(np.float64),
                 "query": float(query[j]),
-                "bias": float(w["bias"][i]),
-                "interaction": float(interaction[j]),
+                "bias": float(own[j]),
+                "interaction": float(residual[j]),
             }
             for j, i in enumerate(items)
         ]
