@@ -18,8 +18,6 @@ import numpy as np
 MAX_SET = 10
 #: Items below the top-k whose scores the linear prediction tracks (the likely replacements).
 POOL_EXTRA = 40
-#: Candidate sets verified per recommended item in one batched re-score (smallest first).
-VERIFY_BATCH = 4
 
 
 def counterfactuals(rec, entries, query_vec, top: np.ndarray, masked: np.ndarray, k: int, parts_of) -> list:
@@ -28,6 +26,7 @@ def counterfactuals(rec, entries, query_vec, top: np.ndarray, masked: np.ndarray
     ``masked``: the request's scores with excluded items at -inf (they stay excluded after a removal:
     a removed history item is still known to the user). ``parts_of(items)``: exact score decompositions
     (:meth:`lucidrec.models.scoring.HybridScorer.decompose_many`) for those items."""
+    from lucidrec.models.scoring import SubsetScorer
     from lucidrec.serving import state_inputs
 
     n = len(entries)
@@ -40,16 +39,36 @@ def counterfactuals(rec, entries, query_vec, top: np.ndarray, masked: np.ndarray
     contrib = np.stack([p["history"] for p in parts_of(pool)], axis=1)  # (n history, pool)
     base = masked[pool]
     col = {int(i): c for c, i in enumerate(pool)}
-    hist, ratings, boost, negative = state_inputs(entries)
-    out = []
+
+    subsets = SubsetScorer(rec.scorer, *state_inputs(entries), query_vec)
+    top_before = set(order[:k].tolist())
+    cands = {}
     for i in top:
         c = col.get(int(i))
-        if c is None:  # not among the best-scored allowed items (a relaxed constraint tier): skip
-            out.append(None)
-            continue
-        cands = _candidate_sets(contrib, base, c, k)
-        out.append(_verify(rec, entries, hist, ratings, boost, negative, query_vec, cands, int(i), masked, allowed, k))
-    return out
+        # an item outside the best-scored pool (a relaxed constraint tier) gets no counterfactual
+        cands[int(i)] = _candidate_sets(contrib, base, c, k) if c is not None else []
+    found: dict[int, dict | None] = {}
+    # Verify in rounds, every pending item's next candidates in one batched re-score: 1, 2, 4... per item.
+    take, pos = 1, {i: 0 for i in cands}
+    while True:
+        batch = [(i, s) for i, cs in cands.items() if i not in found for s in cs[pos[i] : pos[i] + take]]
+        if not batch:
+            break
+        keeps = np.ones((len(batch), n), bool)
+        for r, (_, s) in enumerate(batch):
+            keeps[r, s] = False
+        targets = np.array([i for i, _ in batch])
+        scores = np.where(allowed[None, :], subsets.scores_around(keeps, targets).astype(np.float64), -np.inf)
+        for (i, s), row in zip(batch, scores):
+            if i in found:
+                continue
+            hit = _check(rec, entries, s, i, row, k, top_before)
+            if hit is not None:
+                found[i] = hit
+        for i in pos:
+            pos[i] += take
+        take *= 2
+    return [found.get(int(i)) for i in top]
 
 
 def _predicted_rank(contrib: np.ndarray, base: np.ndarray, removed: np.ndarray, c: int) -> np.ndarray:
@@ -94,35 +113,25 @@ def _candidate_sets(contrib: np.ndarray, base: np.ndarray, c: int, k: int) -> li
     return ok + [s for s in rest if len(s) > (len(ok[0]) if ok else 0)]
 
 
-def _verify(rec, entries, hist, ratings, boost, negative, query_vec, cands, item, masked, allowed, k):
-    """Re-score the full model for the candidate sets, a few at a time, smallest first; the first set
-    after whose removal ``item`` is no longer in the top-k is the answer."""
-    n = len(hist)
-    top_before = set(np.argsort(-masked, kind="stable")[:k].tolist())
-    for start in range(0, len(cands), VERIFY_BATCH):
-        batch = cands[start : start + VERIFY_BATCH]
-        keeps = np.ones((len(batch), n), bool)
-        for r, s in enumerate(batch):
-            keeps[r, s] = False
-        scores = rec.scorer.score_subsets(hist, keeps, ratings, boost, negative, query_vec).astype(np.float64)
-        scores = np.where(allowed[None, :], scores, -np.inf)
-        for s, row in zip(batch, scores):
-            new_rank = int((row > row[item]).sum()) + 1
-            if new_rank <= k:
-                continue
-            new_top = np.argsort(-row, kind="stable")[:k]
-            newcomers = [int(j) for j in new_top if int(j) not in top_before]
-            replaced_by = newcomers[0] if newcomers else int(new_top[-1])
-            removed = [entries[j].item for j in s]
-            return {
-                "removed": [str(rec.item_ids[j]) for j in removed],
-                "removed_titles": [str(rec.titles[j]) for j in removed],
-                "new_rank": new_rank,
-                "replaced_by": str(rec.item_ids[replaced_by]),
-                "replaced_by_title": str(rec.titles[replaced_by]),
-                "verified": True,
-            }
-    return None
+def _check(rec, entries, s, item: int, row: np.ndarray, k: int, top_before: set) -> dict | None:
+    """The counterfactual for removing history positions ``s``, if the re-scored ``row`` shows ``item``
+    out of the top-k; the replacement is the best-ranked newcomer to the top-k."""
+    new_rank = int((row > row[item]).sum()) + 1
+    if new_rank <= k:
+        return None
+    part = np.argpartition(-row, k - 1)[:k]
+    new_top = part[np.argsort(-row[part], kind="stable")]
+    newcomers = [int(j) for j in new_top if int(j) not in top_before]
+    replaced_by = newcomers[0] if newcomers else int(new_top[-1])
+    removed = [entries[j].item for j in s]
+    return {
+        "removed": [str(rec.item_ids[j]) for j in removed],
+        "removed_titles": [str(rec.titles[j]) for j in removed],
+        "new_rank": new_rank,
+        "replaced_by": str(rec.item_ids[replaced_by]),
+        "replaced_by_title": str(rec.titles[replaced_by]),
+        "verified": True,
+    }
 
 
 def render_counterfactual(title: str, cf: dict | None, lang: str = "en") -> str | None:

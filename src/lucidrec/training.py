@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from lucidrec.models.scoring import DISLIKE_MARGIN, HybridScorer, liked_mask
+from lucidrec.models.scoring import DISLIKE_MARGIN, RATING_SLOPE, HybridScorer, support_weights
 from lucidrec.user_history import KnownHistories
 
 if TYPE_CHECKING:
@@ -76,7 +76,9 @@ def fit(
     if cfg.item_item and margin is not None:
         rec.ease_reg, neighbours, block_report = choose_item_item(dataset, train, valid, cfg)
         B = impute_cold_item_item(
-            prune_item_item(rating_aware_ease(*liked_and_all(dataset, train, margin), rec.ease_reg), neighbours),
+            prune_item_item(
+                rating_aware_ease(*liked_and_all(dataset, train, margin, cfg.rating_slope), rec.ease_reg), neighbours
+            ),
             T,
             seen_items(train, dataset.n_items),
         )
@@ -101,7 +103,7 @@ def fit(
     # Validation users' padded train histories, built once: every epoch and the blend search reuse them.
     valid_users = np.unique(valid["uidx"].to_numpy())
     chunks = [
-        (us, pad_histories([seqs.items[u] for u in us], [seqs.ratings[u] for u in us], margin))
+        (us, pad_histories([seqs.items[u] for u in us], [seqs.ratings[u] for u in us], margin, cfg.rating_slope))
         for us in np.array_split(valid_users, max(1, -(-len(valid_users) // 256)))
     ]
     valid_rel = dataset.matrix(valid)
@@ -122,7 +124,7 @@ def fit(
     if cfg.item_item and refit_item_item:
         known_frame = pd.concat([train, valid])
         full = (
-            rating_aware_ease(*liked_and_all(dataset, known_frame, margin), rec.ease_reg)
+            rating_aware_ease(*liked_and_all(dataset, known_frame, margin, cfg.rating_slope), rec.ease_reg)
             if margin is not None
             else ease_weights(dataset.matrix(known_frame), rec.ease_reg).astype(np.float32)
         )
@@ -130,6 +132,7 @@ def fit(
     extra = {"query_latent": np.ones(1, np.float32), "query_text": np.ones(1, np.float32)}
     if margin is not None:
         extra[DISLIKE_MARGIN] = np.array([margin], np.float32)
+        extra[RATING_SLOPE] = np.array([cfg.rating_slope], np.float32)
     rec.scorer = HybridScorer({**weights, **extra}, B)
     rec._torch_net = net
     rec.known = KnownHistories.from_frame(rec.item_ids, pd.concat([train, valid], ignore_index=True))
@@ -249,23 +252,21 @@ def impute_cold_item_item(B: np.ndarray, text: np.ndarray, seen: np.ndarray, k: 
     return B
 
 
-def liked_and_all(dataset, frame, margin: float | None):
-    """(X_w, Y) for the rating-aware item-item block: X_w holds 1 for each liked interaction and 0 for a
-    disliked one (see :func:`lucidrec.models.scoring.liked_mask`, per user over the frame's ratings);
+def liked_and_all(dataset, frame, margin: float | None, slope: float = 0.0):
+    """(X_w, Y) for the rating-aware item-item block: X_w holds each interaction's support weight (0 for
+    a disliked one; :func:`lucidrec.models.scoring.support_weights`, per user over the frame's ratings);
     Y holds every interaction."""
     import scipy.sparse as sp
 
     f = frame.sort_values(["uidx"], kind="stable")
     u = f["uidx"].to_numpy()
     r = f["rating"].to_numpy(dtype=np.float64)
-    liked = np.ones(len(f), bool)
+    level = np.ones(len(f))
     starts = np.r_[0, np.flatnonzero(np.diff(u)) + 1]
     for s, e in zip(starts, np.r_[starts[1:], len(u)]):
-        liked[s:e] = liked_mask(r[s:e], margin)
+        level[s:e] = support_weights(r[s:e], margin, slope)
     shape = (dataset.n_users, dataset.n_items)
-    X = sp.csr_matrix((liked.astype(np.float32), (u, f["iidx"].to_numpy())), shape=shape)
-    X.sum_duplicates()
-    X.data = np.minimum(X.data, 1.0)
+    X = sp.csr_matrix((level.astype(np.float32), (u, f["iidx"].to_numpy())), shape=shape)
     return X, dataset.matrix(frame)
 
 
@@ -303,7 +304,7 @@ def choose_item_item(dataset, train, valid, cfg) -> tuple[float, int, dict]:
     NDCG is within ``cfg.item_item_tolerance`` (relative) of keeping every neighbour."""
     from lucidrec.metrics import RankingAccumulator
 
-    X, Y = liked_and_all(dataset, train, cfg.dislike_margin)
+    X, Y = liked_and_all(dataset, train, cfg.dislike_margin, cfg.rating_slope)
     rel = dataset.matrix(valid)
     users = np.unique(valid["uidx"].to_numpy())
 

@@ -31,6 +31,7 @@ class HybridConfig:
     # interaction from the liked ones. rating_aware=False: every history item supports.
     rating_aware: bool = True
     dislike_margin: float = 0.0
+    rating_slope: float = 0.0  # liked items' item-item input weight: 1 + slope * (rating - user's mean)
     # Each item keeps its N strongest item-item neighbours (concise evidence). None: N chosen on
     # validation (the smallest N within item_item_tolerance of the best); 0: keep every neighbour.
     item_item_neighbours: int | None = None

@@ -128,7 +128,9 @@ class HybridNet(torch.nn.Module if torch is not None else object):
         n_items = self.T.shape[0]
         F, H, b, keep = self.items(id_keep)
         length = mask.float().sum(1, keepdim=True).clamp(min=1.0)
-        m = mask.float() if liked is None else mask.float() * liked.float()
+        # towers: liked items weigh by their rating bin, disliked 0; item-item: the support weight
+        m = mask.float() if liked is None else mask.float() * (liked > 0).float()
+        m_e = mask.float() if liked is None else mask.float() * liked.float()
         base_l = F_.softplus(self.rho_L)[rbin] * F_.softplus(self.pi_L)[pbin] * m
         wL = base_l / length.sqrt()
         wT = self.alpha * base_l / length
@@ -141,7 +143,7 @@ class HybridNet(torch.nn.Module if torch is not None else object):
         pT = scatter(wT) @ self.T
         scores = pL @ F.T + (pT @ self.T.T) + b
         if self.use_B:
-            base_e = self.rho_E[rbin] * self.pi_E[pbin] * m
+            base_e = self.rho_E[rbin] * self.pi_E[pbin] * m_e
             scores = scores + (scatter(base_e) @ self.B) * keep
         return scores + self.cross(pL, F) if self.use_cross else scores
 
@@ -202,10 +204,13 @@ class Sequences:
         return cls(items, ratings)
 
 
-def pad_histories(hists: list[np.ndarray], ratings: list[np.ndarray], dislike_margin: float | None = None):
+def pad_histories(
+    hists: list[np.ndarray], ratings: list[np.ndarray], dislike_margin: float | None = None, slope: float = 0.0
+):
     """Padded tensors (hist, rating bin, position bucket, mask, liked) for a batch of ordered histories;
-    ``liked`` follows :func:`lucidrec.models.scoring.liked_mask` (all True when ``dislike_margin`` is None)."""
-    from lucidrec.models.scoring import liked_mask
+    ``liked`` holds :func:`lucidrec.models.scoring.support_weights` (0 = disliked; all 1 when
+    ``dislike_margin`` is None)."""
+    from lucidrec.models.scoring import support_weights
 
     L = max(1, max(len(h) for h in hists))
     B = len(hists)
@@ -213,14 +218,14 @@ def pad_histories(hists: list[np.ndarray], ratings: list[np.ndarray], dislike_ma
     rb = np.zeros((B, L), np.int64)
     pb = np.zeros((B, L), np.int64)
     mask = np.zeros((B, L), bool)
-    liked = np.zeros((B, L), bool)
+    liked = np.zeros((B, L), np.float32)
     for k, (h, r) in enumerate(zip(hists, ratings)):
         n = len(h)
         hist[k, :n] = h
         rb[k, :n] = rating_bins(r)
         pb[k, :n] = position_buckets(n)
         mask[k, :n] = True
-        liked[k, :n] = liked_mask(r, dislike_margin)
+        liked[k, :n] = support_weights(r, dislike_margin, slope) if dislike_margin is not None else 1.0
     return tuple(torch.as_tensor(a) for a in (hist, rb, pb, mask, liked))
 
 
@@ -293,7 +298,9 @@ def train_hybrid(
             hists, rats, targets = _sample(train_seqs, batch, rng, cfg.mode)
             if not targets:
                 continue
-            hist, rb, pb, mask, liked = pad_histories(hists, rats, cfg.dislike_margin if cfg.rating_aware else None)
+            hist, rb, pb, mask, liked = pad_histories(
+                hists, rats, cfg.dislike_margin if cfg.rating_aware else None, cfg.rating_slope
+            )
             id_keep = torch.as_tensor((rng.random(n_items) >= cfg.id_dropout).astype(np.float32))
             scores = net(hist, rb, pb, mask, liked, id_keep)
             seen = torch.zeros_like(scores).scatter_add_(1, hist, mask.float()) > 0

@@ -40,6 +40,8 @@ WEIGHT_NAMES = (
 #: Optional weight: ``[margin]`` - ratings below the user's mean minus ``margin`` are "disliked" and
 #: enter p_u with weight 0 in every block. Absent in models trained before rating-aware user states.
 DISLIKE_MARGIN = "dislike_margin"
+#: Optional weight: ``[slope]`` of the liked items' item-item input weight in (rating - user's mean).
+RATING_SLOPE = "rating_slope"
 #: Events that always count as disliked, whatever the rating.
 NEGATIVE_EVENTS = frozenset({"dislike", "disliked", "return", "returned", "skip", "skipped", "negative"})
 
@@ -63,6 +65,23 @@ def liked_mask(ratings: np.ndarray | None, margin: float | None, negative: np.nd
     return liked
 
 
+def support_weights(
+    ratings: np.ndarray | None, margin: float | None, slope: float = 0.0, negative: np.ndarray | None = None
+) -> np.ndarray:
+    """Each history item's weight as input to the item-item block: 0 when disliked (see
+    :func:`liked_mask`), else ``1 + slope * (rating - user's mean)`` (at least 0.1; unrated items 1), so a
+    5-star film says more than a 3-star one."""
+    liked = liked_mask(ratings, margin, negative)
+    out = liked.astype(np.float64)
+    if ratings is not None and slope and margin is not None:
+        r = np.asarray(ratings, dtype=np.float64)
+        rated = np.isfinite(r)
+        if rated.any():
+            level = np.clip(1.0 + slope * (r - r[rated].mean()), 0.1, None)
+            out = np.where(liked & rated, level, out)
+    return out
+
+
 def _s(x) -> float:
     """A scalar weight stored as a 1-element array."""
     return float(np.asarray(x).reshape(-1)[0])
@@ -83,6 +102,78 @@ class UserState:
     liked: np.ndarray | None = None  # per history item: supports (True) or disliked (False, weight 0)
 
 
+class SubsetScorer:
+    """Re-scores one request with parts of its history removed, exactly (for counterfactuals): the
+    history's rows of every block are gathered once, then each batch of subsets costs a few matrix
+    products."""
+
+    def __init__(self, scorer: HybridScorer, hist, ratings=None, boost=None, negative=None, query=None):
+        w = scorer.w
+        self.scorer = scorer
+        self.hist = np.asarray(hist, dtype=np.int64)
+        self.ratings, self.boost, self.negative, self.query = ratings, boost, negative, query
+        n = len(self.hist)
+        self.Bh = scorer.B[self.hist] if (scorer.B is not None and n) else None
+        self.Hh, self.Th = w["H"][self.hist], w["T"][self.hist]
+        self.q_lat = None if query is None else _s(w["query_latent"]) * (query @ w["Wa"])
+        self.q_txt = None if query is None else _s(w["query_text"]) * query
+        self.pL_full = self._parts(np.ones((1, n), bool))[1][0]
+        self.cls_full = None
+
+    def _parts(self, keeps: np.ndarray):
+        """(scores without the cross term (m, n_items), latent user vectors (m, d)) of each subset."""
+        sc, w = self.scorer, self.scorer.w
+        m, n = keeps.shape
+        WE = np.zeros((m, n), np.float32)
+        WL = np.zeros((m, n), np.float32)
+        WT = np.zeros((m, n), np.float32)
+
+        def sub(a, keep):
+            return None if a is None else np.asarray(a)[keep]
+
+        for k, keep in enumerate(keeps):
+            WE[k, keep], WL[k, keep], WT[k, keep], _ = sc.history_weights(
+                self.hist[keep], sub(self.ratings, keep), sub(self.boost, keep), sub(self.negative, keep)
+            )
+        pE = WE @ self.Bh if self.Bh is not None else np.zeros((m, sc.n_items), np.float32)
+        pL = WL @ self.Hh
+        pT = WT @ self.Th
+        if self.q_lat is not None:
+            pL = pL + self.q_lat
+            pT = pT + self.q_txt
+        return pE + pL @ w["F"].T + pT @ w["T"].T + w["bias"], pL.astype(np.float32)
+
+    def scores(self, keeps: np.ndarray) -> np.ndarray:
+        """Exact full-catalog scores of each subset."""
+        base, pL = self._parts(np.asarray(keeps, bool))
+        return base + self.scorer.cross_many(pL)
+
+    def scores_around(self, keeps: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """Scores of each subset, exact for ``items[k]`` and for every item that could score above it;
+        for the rest an upper bound that is not above it - enough for exact ranks of ``items`` and the
+        exact order of everything ranked above them, at a fraction of the cost.
+
+        The cross term moves at most ``L_i * ||p_u' - p_u||`` when p_u changes (ReLU is 1-Lipschitz;
+        ``L_i`` from :meth:`HybridScorer.cross_lipschitz`), so only items whose bound reaches the
+        target's exact score need their cross term computed."""
+        sc = self.scorer
+        keeps = np.asarray(keeps, bool)
+        base, pL = self._parts(keeps)
+        if self.cls_full is None:
+            self.cls_full = sc.cross(self.pL_full)
+        lip = sc.cross_lipschitz()
+        out = base + self.cls_full[None, :]
+        for k in range(len(keeps)):
+            ub = out[k] + float(np.linalg.norm(pL[k] - self.pL_full)) * lip
+            t = int(items[k])
+            exact_t = base[k, t] + float(sc.cross(pL[k], np.array([t]))[0])
+            maybe = np.flatnonzero(ub > exact_t - 1e-5)
+            out[k] = ub  # below the target's score wherever it is not recomputed
+            out[k, maybe] = base[k, maybe] + sc.cross(pL[k], maybe)
+            out[k, t] = exact_t
+        return out
+
+
 class HybridScorer:
     """Scores and decomposes with a trained model's numpy weights."""
 
@@ -93,6 +184,7 @@ class HybridScorer:
         m = self.w.get(DISLIKE_MARGIN)
         #: None: every history item supports (models trained before rating-aware states).
         self.dislike_margin = None if m is None else _s(m)
+        self.rating_slope = _s(self.w[RATING_SLOPE]) if RATING_SLOPE in self.w else 0.0
 
     # ------------------------------------------------------------------ user tower
     def user_state(
@@ -132,10 +224,13 @@ class HybridScorer:
         if boost is not None:
             base_e = base_e * boost
             base_l = base_l * boost
-        liked = liked_mask(rat, self.dislike_margin, negative) if n else np.ones(0, bool)
-        if not liked.all():
-            base_e = base_e * liked
+        if n and self.dislike_margin is not None:
+            level = support_weights(rat, self.dislike_margin, self.rating_slope, negative)
+            liked = level > 0
+            base_e = base_e * level
             base_l = base_l * liked
+        else:
+            liked = liked_mask(rat, self.dislike_margin, negative) if n else np.ones(0, bool)
         wE = base_e.astype(np.float32)
         wL = (base_l / np.sqrt(max(n, 1))).astype(np.float32)
         wT = (_s(w["alpha"]) * base_l / max(n, 1)).astype(np.float32)
@@ -144,32 +239,34 @@ class HybridScorer:
     def score_subsets(self, hist, keeps: np.ndarray, ratings=None, boost=None, negative=None, query=None):
         """Full-catalog scores (m, n_items) of the same request with only the history items ``keeps[k]``
         (bool, (m, n)) kept - exactly what :meth:`user_state` + :meth:`score` give for each subset (the
-        user's mean, recency buckets and normalisation are recomputed), in a few batched products."""
+        user's mean, recency buckets and normalisation are recomputed). See :class:`SubsetScorer`."""
+        return SubsetScorer(self, hist, ratings, boost, negative, query).scores(keeps)
+
+    def cross_lipschitz(self) -> np.ndarray:
+        """Per item i, L_i = sum_k |w2_k| ||W1a_k + f_i * W1c_k||: |CLS(p', f_i) - CLS(p, f_i)| <= L_i ||p' - p||."""
+        if getattr(self, "_lip", None) is None:
+            w = self.w
+            F = w["F"].astype(np.float64)
+            d = F.shape[1]
+            A, C = w["W1"][:d].astype(np.float64), w["W1"][2 * d :].astype(np.float64)
+            sq = (A * A).sum(0)[None, :] + 2 * F @ (A * C) + (F * F) @ (C * C)
+            self._lip = (np.sqrt(np.clip(sq, 0, None)) @ np.abs(w["w2"]).astype(np.float64)) * (1 + 1e-6)
+        return self._lip
+
+    def cross_many(self, PL: np.ndarray) -> np.ndarray:
+        """CLS for several user vectors at once over the whole catalog: (m, d) -> (m, n_items), in one
+        matrix product for the p_u * f_i part (F @ (p_u W1c) per user, stacked)."""
         w = self.w
-        hist = np.asarray(hist, dtype=np.int64)
-        keeps = np.asarray(keeps, bool)
-        m, n = keeps.shape
-        WE = np.zeros((m, n), np.float32)
-        WL = np.zeros((m, n), np.float32)
-        WT = np.zeros((m, n), np.float32)
-
-        def sub(a, keep):
-            return None if a is None else np.asarray(a)[keep]
-
-        for k, keep in enumerate(keeps):
-            WE[k, keep], WL[k, keep], WT[k, keep], _ = self.history_weights(
-                hist[keep], sub(ratings, keep), sub(boost, keep), sub(negative, keep)
-            )
-        pE = WE @ self.B[hist] if (self.B is not None and n) else np.zeros((m, self.n_items), np.float32)
-        pL = WL @ w["H"][hist] if n else np.zeros((m, w["H"].shape[1]), np.float32)
-        pT = WT @ w["T"][hist] if n else np.zeros((m, w["T"].shape[1]), np.float32)
-        if query is not None:
-            pL = pL + _s(w["query_latent"]) * (query @ w["Wa"])
-            pT = pT + _s(w["query_text"]) * query
-        out = pE + pL @ w["F"].T + pT @ w["T"].T + w["bias"]
-        for k in range(m):
-            out[k] += self.cross(pL[k])
-        return out
+        F = w["F"]
+        d = F.shape[1]
+        W1a, W1c = w["W1"][:d], w["W1"][2 * d :]
+        if getattr(self, "_fw1b", None) is None:
+            self._fw1b = (F @ w["W1"][d : 2 * d] + w["b1"]).astype(np.float32)
+        m, h = PL.shape[0], W1a.shape[1]
+        M = (PL[:, :, None] * W1c[None]).transpose(1, 0, 2).reshape(d, m * h)
+        H = (F @ M).reshape(F.shape[0], m, h).transpose(1, 0, 2)
+        H += (PL @ W1a)[:, None, :] + self._fw1b[None]
+        return np.maximum(H, 0.0) @ w["w2"] + _s(w["b2"])
 
     # ------------------------------------------------------------------ scores
     def cross(self, pL: np.ndarray, items: np.ndarray | None = None) -> np.ndarray:
