@@ -28,10 +28,13 @@ class HybridConfig:
     cross: bool = True  # the CLS cross-interaction term
     # Rating-aware user states: a rating below the user's own mean minus this margin is "disliked" and
     # weighs 0 in every block (never cited as support); the item-item block learns to predict every
-    # interaction from the liked ones. rating_aware=False: every history item supports.
+    # interaction from the liked ones. rating_aware=False: every history item supports. The defaults were
+    # chosen on ML-100K ratio validation NDCG@10 (blend): margin 0 -> 0.256, margin 1 + slope 0.25 -> 0.268,
+    # not rating-aware -> 0.269 (on ML-100K every rating is an interaction, so a 3-star film below a 3.6
+    # mean still predicts what the user watches; margin 0 cost 0.03 test NDCG@10).
     rating_aware: bool = True
-    dislike_margin: float = 0.0
-    rating_slope: float = 0.0  # liked items' item-item input weight: 1 + slope * (rating - user's mean)
+    dislike_margin: float = 1.0
+    rating_slope: float = 0.25  # liked items' item-item input weight: 1 + slope * (rating - user's mean)
     # Each item keeps its N strongest item-item neighbours (concise evidence). None: N chosen on
     # validation (the smallest N within item_item_tolerance of the best); 0: keep every neighbour.
     item_item_neighbours: int | None = None
