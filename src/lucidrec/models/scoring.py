@@ -163,14 +163,15 @@ class SubsetScorer:
             self.cls_full = sc.cross(self.pL_full)
         lip = sc.cross_lipschitz()
         out = base + self.cls_full[None, :]
+        items = np.asarray(items, dtype=np.int64)
+        exact_t = base[np.arange(len(keeps)), items] + sc.cross_pairs(pL, items)
+        norms = np.linalg.norm(pL - self.pL_full[None, :], axis=1)
         for k in range(len(keeps)):
-            ub = out[k] + float(np.linalg.norm(pL[k] - self.pL_full)) * lip
-            t = int(items[k])
-            exact_t = base[k, t] + float(sc.cross(pL[k], np.array([t]))[0])
-            maybe = np.flatnonzero(ub > exact_t - 1e-5)
+            ub = out[k] + norms[k] * lip
+            maybe = np.flatnonzero(ub > exact_t[k] - 1e-5)
             out[k] = ub  # below the target's score wherever it is not recomputed
             out[k, maybe] = base[k, maybe] + sc.cross(pL[k], maybe)
-            out[k, t] = exact_t
+            out[k, items[k]] = exact_t[k]
         return out
 
 
@@ -241,6 +242,14 @@ class HybridScorer:
         (bool, (m, n)) kept - exactly what :meth:`user_state` + :meth:`score` give for each subset (the
         user's mean, recency buckets and normalisation are recomputed). See :class:`SubsetScorer`."""
         return SubsetScorer(self, hist, ratings, boost, negative, query).scores(keeps)
+
+    def cross_pairs(self, PL: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """CLS(p_k, f_{items[k]}) for paired user vectors and items: (m, d), (m,) -> (m,)."""
+        w = self.w
+        F = w["F"][items]
+        d = F.shape[1]
+        h = PL @ w["W1"][:d] + F @ w["W1"][d : 2 * d] + (F * PL) @ w["W1"][2 * d :] + w["b1"]
+        return np.maximum(h, 0.0) @ w["w2"] + _s(w["b2"])
 
     def cross_lipschitz(self) -> np.ndarray:
         """Per item i, L_i = sum_k |w2_k| ||W1a_k + f_i * W1c_k||: |CLS(p', f_i) - CLS(p, f_i)| <= L_i ||p' - p||."""
