@@ -16,6 +16,8 @@ import numpy as np
 
 #: The largest removal set reported; beyond it the answer is "no small set does it" (None).
 MAX_SET = 10
+#: Top cited history items (as many as the evidence lists) each verified alone before a larger set is reported.
+CITED = 5
 #: Items below the top-k whose scores the linear prediction tracks (the likely replacements).
 POOL_EXTRA = 40
 
@@ -48,10 +50,23 @@ def counterfactuals(rec, entries, query_vec, top: np.ndarray, masked: np.ndarray
         # an item outside the best-scored pool (a relaxed constraint tier) gets no counterfactual
         cands[int(i)] = _candidate_sets(contrib, base, c, k) if c is not None else []
     found: dict[int, dict | None] = {}
-    # Verify in rounds, every pending item's next candidates in one batched re-score: 1, 2, 4... per item.
-    take, pos = 1, {i: 0 for i in cands}
+    # Verify in rounds, every pending item's next candidates in one batched re-score (1, 2, 4... per
+    # item); within a round the smallest verified set wins. The first round also verifies each of the
+    # item's top cited items alone whenever the first candidate is larger, so a set of two or more is
+    # reported only when no cited item alone would do.
+    first = {}
+    for i, cs in cands.items():
+        c = col.get(i)
+        extra = []
+        if cs and len(cs[0]) > 1 and c is not None:
+            extra = [np.array([j]) for j in np.argsort(-contrib[:, c], kind="stable")[:CITED] if contrib[j, c] > 0]
+        first[i] = cs[:1] + extra
+    take, pos = 1, {i: 1 for i in cands}  # round 0 verifies first[i]; later rounds cands[i][1:]
     while True:
-        batch = [(i, s) for i, cs in cands.items() if i not in found for s in cs[pos[i] : pos[i] + take]]
+        if first is not None:
+            batch = [(i, s) for i, ss in first.items() for s in ss]
+        else:
+            batch = [(i, s) for i, cs in cands.items() if i not in found for s in cs[pos[i] : pos[i] + take]]
         if not batch:
             break
         keeps = np.ones((len(batch), n), bool)
@@ -60,11 +75,14 @@ def counterfactuals(rec, entries, query_vec, top: np.ndarray, masked: np.ndarray
         targets = np.array([i for i, _ in batch])
         scores = np.where(allowed[None, :], subsets.scores_around(keeps, targets).astype(np.float64), -np.inf)
         for (i, s), row in zip(batch, scores):
-            if i in found:
+            if i in found and len(found[i]["removed"]) <= len(s):
                 continue
             hit = _check(rec, entries, s, i, row, k, top_before)
             if hit is not None:
                 found[i] = hit
+        if first is not None:
+            first = None
+            continue
         for i in pos:
             pos[i] += take
         take *= 2
