@@ -243,6 +243,7 @@ def main(argv=None):
     ap.add_argument("--users", type=int, default=100)
     ap.add_argument("--items", type=int, default=10, help="recommended items explained per user (of the top-10)")
     ap.add_argument("--tradeoff-users", type=int, default=40)
+    ap.add_argument("--tag", default="", help="suffix of the result files (explanations_<tag>.md), e.g. a variant")
     args = ap.parse_args(argv)
     from ratio_model import ratio_model
 
@@ -267,7 +268,11 @@ def main(argv=None):
     tu = np.unique(s.test["uidx"].to_numpy())
     xk = ds.matrix(known)
     ease.add(np.asarray(xk[tu] @ ease_weights(xk, 300.0)), ds.matrix(s.test)[tu], xk[tu])
-    trade = tradeoff(rec, ds, s, users[: args.tradeoff_users]) if rec.scorer.dislike_margin is not None else []
+    trade = (
+        tradeoff(rec, ds, s, users[: args.tradeoff_users])
+        if rec.scorer.dislike_margin is not None and args.tradeoff_users
+        else []
+    )
     summary = {
         "tradeoff_neighbours": trade,
         "lucidrec": {**_summ(ours["lucidrec"]), "ndcg@10": acc},
@@ -292,7 +297,8 @@ def main(argv=None):
         },
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "explanations.json").write_text(json.dumps(summary, indent=2))
+    stem = "explanations" + (f"_{args.tag}" if args.tag else "")
+    (RESULTS / f"{stem}.json").write_text(json.dumps(summary, indent=2))
     lines = [
         "# Decisive explanations on ML-100K (ratio protocol, train+valid histories)",
         "",
@@ -345,7 +351,7 @@ def main(argv=None):
             "|---|---|---|",
         ]
         lines += [f"| {r['neighbours']} | {r['top3_share_median']:.3f} | {r['ndcg@10']:.4f} |" for r in trade]
-    (RESULTS / "explanations.md").write_text("\n".join(lines) + "\n")
+    (RESULTS / f"{stem}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
