@@ -182,7 +182,9 @@ def test_recommend_counterfactual_json(trained, env):
         assert "evidence" in it and "counterfactual" in it
         cf = it["counterfactual"]
         if cf is not None:
-            assert cf["score_before"] - cf["score_after"] == pytest.approx(cf["score_drop"], abs=1e-9)
+            assert cf["new_rank"] > 3 and 1 <= len(cf["removed"]) == len(cf["removed_titles"]) <= 10
+            assert cf["replaced_by"] not in {i["item_id"] for i in payload["items"]}
+            assert cf["text"].startswith("Without your")
 
 
 def test_recommend_explain_table_and_chinese(trained, env):

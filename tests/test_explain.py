@@ -29,7 +29,7 @@ QUERIES = [
     "Item 120",
     "a sad drama about family",
 ]
-EVIDENCE_KINDS = {"history", "history_other", "query", "popularity", "interaction", "attribute", "constraint"}
+EVIDENCE_KINDS = {"history", "history_other", "query", "popularity", "attribute", "constraint"}
 #: Values of the user table: none may ever appear in a reason or in the evidence.
 USER_ATTRIBUTE_VALUES = ["lighthouse keeper", "Zorbania", "90210", "Xenon"]
 
@@ -98,6 +98,12 @@ def test_evidence_contributions_sum_to_score(rec, data):
         contribs = [e["contribution"] for e in hist_ev]
         assert all(c > 0 for c in contribs) and contribs == sorted(contribs, reverse=True)
         assert {e["item_id"] for e in hist_ev} <= set(hist_ids) | named
+        # a disliked item (rated below the history's mean) is never cited as support
+        rated = [r for i, r in history if r is not None]
+        for e in hist_ev:
+            r = dict(history).get(e["item_id"])
+            assert r is None or r >= np.mean(rated) - rec.scorer.dislike_margin, (e, history)
+        assert not any(e["kind"] == "interaction" for e in ev)  # every unit of score is named
         # query evidence exists exactly when some query text was left to embed after parsing
         assert any(e["kind"] == "query" for e in ev) == bool(res.get("parsed_query", {}).get("text"))
         assert isinstance(item["reason"], str) and item["reason"].startswith("Recommended")
@@ -134,6 +140,75 @@ def test_decompose_parts_sum_to_score(rec):
                 assert parts["query"] == 0.0
 
 
+def test_cross_term_attribution_is_exact_integrated_gradients(rec):
+    """The closed-form path-averaged gradient of CLS matches a 4000-step midpoint quadrature of the
+    analytic gradient along alpha * p_u, and the parts of CLS sum to CLS(p_u) - CLS(0) within 1e-4."""
+    rng = np.random.default_rng(1)
+    scorer = rec.scorer
+    w = scorer.w
+    d = w["F"].shape[1]
+    W1a, W1c = w["W1"][:d], w["W1"][2 * d :]
+    qvec = rec.encode_query(QUERIES[2])
+    checked = 0
+    for trial in range(10):
+        hist = rng.choice(scorer.n_items, size=int(rng.integers(1, 15)), replace=False)
+        state = scorer.user_state(hist, rng.integers(1, 6, size=len(hist)).astype(float), qvec if trial % 2 else None)
+        items = rng.choice(scorer.n_items, size=6, replace=False)
+        g, cls0 = scorer.cross_gradients(state.pL, items)
+        full = scorer.cross(state.pL, items)
+        np.testing.assert_allclose(g @ state.pL, full - cls0, atol=1e-4)
+        np.testing.assert_allclose(cls0, scorer.cross(np.zeros_like(state.pL), items), atol=1e-6)
+        alphas = (np.arange(4000) + 0.5) / 4000
+        for j, i in enumerate(items):
+            F = w["F"][i]
+            dh = W1a + F[:, None] * W1c  # d h_k / d p_u
+            a = state.pL @ dh
+            c = F @ w["W1"][d : 2 * d] + w["b1"]
+            active = (alphas[:, None] * a[None, :] + c[None, :]) > 0
+            g_num = dh @ (w["w2"] * active.mean(axis=0))
+            np.testing.assert_allclose(g[j], g_num, atol=2e-3 * max(1.0, np.abs(g_num).max()))
+            checked += 1
+        parts = scorer.decompose_many(state, items)
+        for p in parts:
+            assert abs(p["interaction"]) < 1e-4
+    assert checked == 60
+
+
+def test_disliked_items_weigh_zero_and_are_never_cited(rec):
+    """A rating below the history's mean gives the item weight 0 in every block: its contribution is 0,
+    it is never cited, and explicit negative events count as disliked whatever the rating."""
+    from lucidrec.models.scoring import liked_mask
+
+    assert rec.scorer.dislike_margin is not None  # the default model is rating-aware
+    assert list(liked_mask(np.array([5.0, 1.0, np.nan, 4.0]), 0.0)) == [True, False, True, True]
+    assert list(liked_mask(np.array([5.0, 5.0]), 0.0, np.array([False, True]))) == [True, False]
+    users = _users(rec, 4)
+    disliked_seen = 0
+    for user in users:
+        hist = _stored_history(rec, user)
+        r = np.array([h[1] for h in hist], dtype=float)
+        liked = liked_mask(r, rec.scorer.dislike_margin)
+        state = rec.scorer.user_state(np.array([rec.item_idx(h[0]) for h in hist]), r)
+        assert np.all(state.wE[~liked] == 0) and np.all(state.wL[~liked] == 0) and np.all(state.wT[~liked] == 0)
+        disliked_ids = {h[0] for h, ok in zip(hist, liked) if not ok}
+        disliked_seen += len(disliked_ids)
+        for item in rec.recommend(user=user, k=5, explain=True)["items"]:
+            cited = {e["item_id"] for e in item["evidence"] if e["kind"] == "history"}
+            assert not cited & disliked_ids
+    assert disliked_seen > 0
+
+
+def test_popularity_is_claimed_only_when_it_is_a_main_part(rec):
+    for query in QUERIES:
+        for lang in ("en", "zh"):
+            for item in rec.recommend(query=query, k=5, explain=True, lang=lang)["items"]:
+                ev = item["evidence"]
+                pop = next(e for e in ev if e["kind"] == "popularity")["contribution"]
+                others = [e["contribution"] for e in ev if e["kind"] != "popularity" and e.get("contribution", 0) > 0]
+                if "popular" in item["reason"] or "广受欢迎" in item["reason"]:
+                    assert pop > 0 and pop >= max(others, default=0.0), item
+
+
 # ============================================================== deletion fidelity
 #: Share of (user, item) pairs where the measured drop must match the claimed contribution. The tiny
 #: data's histories hold 3-15 items, so removing one re-normalises the rest (1/sqrt(n)) and shifts their
@@ -144,14 +219,25 @@ FIDELITY_SHARE = 0.65
 FIDELITY_REL = 0.5
 
 
+def _liked_set_changes(rec, hist, k):
+    """Does removing history item ``k`` change which other items are liked? (It moves the user's mean.)"""
+    from lucidrec.models.scoring import liked_mask
+
+    r = np.array([np.nan if h[1] is None else h[1] for h in hist], dtype=np.float64)
+    m = rec.scorer.dislike_margin
+    return bool((np.delete(liked_mask(r, m), k) != liked_mask(np.delete(r, k), m)).any())
+
+
 def test_deletion_fidelity(rec):
     """Removing the top cited history item lowers the score by about its claimed contribution.
 
     Not exact: removing an item also changes the history length normalisation (1/sqrt(n), 1/n), the
-    position buckets of older items and the cross term. Measured on this model: every pair drops and the
-    median relative error is a few percent; the test requires the drop for every pair and a relative error
-    below 0.5 for at least 80% of pairs."""
+    position buckets of older items and the cross term. And in a rating-aware model it moves the user's
+    mean rating, which can turn another item from disliked (weight 0) to liked: on the tiny data's 3-15
+    item histories with random ratings that happens often, so the drop is required only where the
+    liked set stays the same (counterfactuals re-score the full model, so they account for it)."""
     pairs, drops_ok, close = 0, 0, 0
+    flips = 0
     rel_errors = []
     for user in _users(rec, 2):
         hist = _stored_history(rec, user)
@@ -161,6 +247,10 @@ def test_deletion_fidelity(rec):
         for item in res["items"]:
             top = next((e for e in item["evidence"] if e["kind"] == "history"), None)
             if top is None:
+                continue
+            k = [h[0] for h in hist].index(top["item_id"])
+            if _liked_set_changes(rec, hist, k):
+                flips += 1
                 continue
             remaining = [h for h in hist if h[0] != top["item_id"]]
             assert len(remaining) == len(hist) - 1
@@ -173,49 +263,82 @@ def test_deletion_fidelity(rec):
             err = abs(drop - claimed) / abs(claimed)
             rel_errors.append(err)
             close += err < FIDELITY_REL
-    assert pairs >= 30, pairs
+    assert pairs >= 30, (pairs, flips)
     assert drops_ok == pairs, f"{pairs - drops_ok} of {pairs} deletions did not lower the score"
     assert close >= FIDELITY_SHARE * pairs, (close, pairs, sorted(rel_errors)[-5:])
     assert float(np.median(rel_errors)) < 0.5
 
 
 # ============================================================== counterfactuals
-def test_counterfactual_fields(rec):
+def _rank_among(scores, allowed, item):
+    return int((scores[allowed] > scores[item]).sum()) + 1
+
+
+def test_counterfactuals_are_verified_and_minimal_among_singles(rec):
+    """Each counterfactual is checked here independently: re-score without the removed items, the item
+    leaves the top-k at the reported rank, and the reported replacement is in the new top-k; a set of
+    two or more is reported only when no single cited item would do."""
     checked = 0
-    for user in _users(rec, 2)[:10]:
-        res = rec.recommend(user=user, k=5, explain=True, counterfactual=True)
+    for user in _users(rec, 3)[:12]:
+        k = 5
+        res = rec.recommend(user=user, k=k, explain=True, counterfactual=True)
         hist = _stored_history(rec, user)
         seen = {h[0] for h in hist}
+        allowed = np.array([iid not in seen for iid in rec.item_ids])
         for item in res["items"]:
             assert "counterfactual" in item
             cf = item["counterfactual"]
-            top = next((e for e in item["evidence"] if e["kind"] == "history"), None)
-            if top is None:
-                assert cf is None
+            if cf is None:
                 continue
             checked += 1
-            assert {
-                "score_before",
-                "score_after",
-                "rank_before",
-                "rank_after",
-                "score_drop",
-                "removed_item_id",
-                "removed_title",
-            } <= set(cf)
-            assert cf["score_before"] - cf["score_after"] == pytest.approx(cf["score_drop"], abs=1e-9)
-            assert cf["score_before"] == pytest.approx(item["score"], abs=1e-6)
-            assert cf["rank_before"] == item["rank"]
-            assert cf["removed_item_id"] == top["item_id"] and cf["removed_title"] == top["title"]
-            assert isinstance(cf["rank_after"], int) and cf["rank_after"] >= 1
-            # independent re-score without the removed item, ranked among the same candidates
-            remaining = [h for h in hist if h[0] != cf["removed_item_id"]]
-            after = rec.score_items(history=remaining)
-            assert cf["score_after"] == pytest.approx(float(after[rec.item_idx(item["item_id"])]), abs=1e-6)
-            allowed = np.array([iid not in seen for iid in rec.item_ids])
-            assert cf["rank_after"] == int((after[allowed] > cf["score_after"]).sum()) + 1
-            assert cf["score_drop"] > 0  # the top cited item pulled the score up
+            assert set(cf) == {
+                "removed",
+                "removed_titles",
+                "new_rank",
+                "replaced_by",
+                "replaced_by_title",
+                "verified",
+                "text",
+            }
+            assert 1 <= len(cf["removed"]) <= 10 and set(cf["removed"]) <= seen
+            assert cf["removed_titles"] == [str(rec.titles[rec.item_idx(i)]) for i in cf["removed"]]
+            after = rec.score_items(history=[h for h in hist if h[0] not in set(cf["removed"])])
+            i = rec.item_idx(item["item_id"])
+            assert _rank_among(after, allowed, i) == cf["new_rank"] > k
+            j = rec.item_idx(cf["replaced_by"])
+            assert allowed[j] and _rank_among(after, allowed, j) <= k
+            assert cf["replaced_by"] not in {it["item_id"] for it in res["items"]}
+            assert item["title"] in cf["text"] and f"#{cf['new_rank']}" in cf["text"]
+            if len(cf["removed"]) > 1:
+                for e in (e for e in item["evidence"] if e["kind"] == "history"):
+                    single = rec.score_items(history=[h for h in hist if h[0] != e["item_id"]])
+                    assert _rank_among(single, allowed, i) <= k, (e, cf)
     assert checked >= 10
+
+
+def test_counterfactual_is_none_only_when_no_small_set_exists(rec):
+    """Where no counterfactual is reported, removing the whole (<= 10 item) history must keep the item
+    in the top-k; for longer histories, removing the 10 largest contributors must."""
+    for user in _users(rec, 2)[:12]:
+        k = 5
+        res = rec.recommend(user=user, k=k, explain=True, counterfactual=True)
+        hist = _stored_history(rec, user)
+        seen = {h[0] for h in hist}
+        allowed = np.array([iid not in seen for iid in rec.item_ids])
+        for item in res["items"]:
+            if item["counterfactual"] is not None or len(hist) > 10:
+                continue
+            after = rec.score_items(history=[])
+            assert _rank_among(after, allowed, rec.item_idx(item["item_id"])) <= k
+
+
+def test_counterfactual_zh_sentence(rec):
+    for user in _users(rec, 3)[:6]:
+        for item in rec.recommend(user=user, k=5, counterfactual=True, lang="zh")["items"]:
+            cf = item["counterfactual"]
+            if cf is not None:
+                assert cf["text"].startswith("如果没有您对《") and f"第{cf['new_rank']}位" in cf["text"]
+                assert f"由《{cf['replaced_by_title']}》取代" in cf["text"]
 
 
 def test_counterfactual_implies_explain(rec):

@@ -147,7 +147,11 @@ CASES = [
     ("items-shorter-than-weights", shorten_items(5), "items.json"),
     ("items-titles-shorter", shorten_items(1, keys=("title",)), "items.json"),
     ("items-duplicate-ids", edit_json("items.json", lambda c: c["item"].__setitem__(1, c["item"][0])), "items.json"),
-    ("items-wrong-types", edit_json("items.json", lambda c: c.update(title=[{"x": 1}] * len(c["title"]))), "items.json"),  # noqa: E501
+    (
+        "items-wrong-types",
+        edit_json("items.json", lambda c: c.update(title=[{"x": 1}] * len(c["title"]))),
+        "items.json",
+    ),  # noqa: E501
     ("interactions-missing", lambda d: (d / "interactions.npz").unlink(), "interactions.npz"),
     ("interactions-truncated", lambda d: truncate(d / "interactions.npz"), "interactions.npz"),
     ("interactions-garbage", lambda d: garbage(d / "interactions.npz"), "interactions.npz"),
@@ -164,7 +168,11 @@ CASES = [
     ("index-proj-truncated", lambda d: truncate(d / "index_proj.npz"), "index_proj.npz"),
     ("index-json-garbage", lambda d: put(d / "index.json", "{"), "index.json"),
     ("manifest-garbage", lambda d: put(d / "manifest.json", "not json"), "manifest.json"),
-    ("manifest-escapes-folder", edit_json("manifest.json", lambda m: m["files"].update({"../x": m["files"]["items.json"]})), "manifest.json"),  # noqa: E501
+    (
+        "manifest-escapes-folder",
+        edit_json("manifest.json", lambda m: m["files"].update({"../x": m["files"]["items.json"]})),
+        "manifest.json",
+    ),  # noqa: E501
     ("weights-byte-flipped", lambda d: flip_byte(d / "weights.safetensors"), "weights.safetensors"),
 ]
 MANIFEST_ONLY = {"weights-byte-flipped"}  # a valid file with other numbers: only the checksum tells
@@ -244,7 +252,18 @@ def test_serve_subprocess_exits_with_the_clear_message(break_folder, tmp_path):
     case that served /health then 500 on every /recommend)."""
     d = break_folder(shorten_items(5), reseal=True)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(Path(__file__).parents[1] / "src")}
-    cmd = [sys.executable, "-m", "lucidrec.cli", "serve", "--model", str(d), "--db", str(tmp_path / "f.db"), "--port", "0"]  # noqa: E501
+    cmd = [
+        sys.executable,
+        "-m",
+        "lucidrec.cli",
+        "serve",
+        "--model",
+        str(d),
+        "--db",
+        str(tmp_path / "f.db"),
+        "--port",
+        "0",
+    ]  # noqa: E501
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
     out = p.stdout + p.stderr
     assert p.returncode not in (0, 3), out  # 3: uvicorn's "Application startup failed"

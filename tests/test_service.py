@@ -177,8 +177,10 @@ def test_feedback_counts_on_the_very_next_request(client, known):
     after = client.post("/recommend", json={"user": user, "k": 5}).json()
     assert after["history_size"] == before["history_size"] + 1
     assert liked not in [it["item_id"] for it in after["items"]]
-    # Exactly what the Python API gives for the stored history plus the new item, last.
-    py = rec.recommend(history=[*users[user], liked], k=5)
+    # Exactly what the Python API gives for the stored history (with its ratings: a rating-aware model
+    # weighs items rated below the user's mean 0) plus the new, unrated item, last.
+    stored = [(str(rec.item_ids[h.item]), h.rating) for h in rec._known_history(user)]
+    py = rec.recommend(history=[*stored, (liked, None)], k=5)
     assert [it["item_id"] for it in after["items"]] == [it["item_id"] for it in py["items"]]
     hist = client.get(f"/users/{user}/history").json()["history"]
     assert hist[-1]["item"] == liked and hist[-1]["event"] == "liked"

@@ -26,7 +26,11 @@ def one_line(text: str) -> str:
     return " ".join(text.split())  # the console wraps long lines
 
 
-THREE_ROWS = [{"user": 1, "item": 10, "rating": 5}, {"user": 1, "item": 11, "rating": 4}, {"user": 2, "item": 10, "rating": 3}]  # noqa: E501
+THREE_ROWS = [
+    {"user": 1, "item": 10, "rating": 5},
+    {"user": 1, "item": 11, "rating": 4},
+    {"user": 2, "item": 10, "rating": 3},
+]  # noqa: E501
 ONE_ITEM = [{"user": f"u{u}", "item": 7, "rating": 5} for u in range(6)]
 ONE_ROW_PER_USER = [{"user": f"u{u}", "item": u, "rating": 4} for u in range(20)]
 

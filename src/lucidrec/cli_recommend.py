@@ -24,7 +24,8 @@ def print_recs(result: dict, explain: bool):
         row = [str(it["rank"]), it["item_id"], it["title"], f"{it['score']:.3f}"]
         if explain:
             ev = ", ".join(_ev_short(e) for e in it.get("evidence", []) if "contribution" in e)
-            row += [it.get("reason", ""), ev]
+            cf = it.get("counterfactual")
+            row += [it.get("reason", "") + (f"\nWhat if: {cf['text']}" if cf else ""), ev]
         table.add_row(*row)
     out.print(table)
     pq = result.get("parsed_query")
@@ -92,7 +93,10 @@ def register(app: typer.Typer) -> None:
         explain: bool = typer.Option(False, "--explain", help="Add reasons and evidence."),
         lang: str = typer.Option("en", "--lang", help="Language of reasons: en or zh."),
         counterfactual: bool = typer.Option(
-            False, "--counterfactual", help="Report the effect of removing the top cited item."
+            False,
+            "--counterfactual",
+            help="Add a verified counterfactual: the fewest history items whose removal drops each item "
+            "out of the top-k, and what replaces it.",
         ),
         include_seen: bool = typer.Option(False, "--include-seen", help="Allow items already in the history."),
         llm: bool = typer.Option(

@@ -1,8 +1,12 @@
 """Faithful explanations: typed evidence read from the model's own score decomposition, and reasons.
 
 Every recommended item's evidence terms carry contributions that sum to its score (the model's
-p_u . f_i is linear in the history items and the query; bias and the cross term are their own terms).
-Reasons are rendered from the evidence only, in English or Chinese, naming the top 1-3 pieces.
+p_u . f_i is linear in the history items and the query; the cross term is attributed to them by exact
+integrated gradients, and CLS(0, f_i) joins the item's own "popularity" term - no unnamed remainder).
+Disliked history items (a rating below the user's mean) weigh 0 in a rating-aware model, so they are
+never cited. Reasons are rendered from the evidence only, in English or Chinese, naming the top 1-3
+pieces; with ``counterfactual=True`` each item also carries a verified counterfactual
+(:mod:`lucidrec.counterfactual`) and its sentence.
 """
 
 from __future__ import annotations
@@ -117,9 +121,13 @@ def build_evidence(
     evidence: list[dict] = []
     hist_contrib = parts["history"]
     info = {"cited": []}
+    liked = getattr(state, "liked", None)
     if len(entries):
         order = np.argsort(-hist_contrib, kind="stable")
-        cited = [j for j in order[:MAX_CITED] if hist_contrib[j] > 0]
+        # A disliked item weighs 0 in every block, so it cannot carry a positive contribution; the
+        # check keeps the promise explicit should a future block give it one.
+        ok = np.ones(len(entries), bool) if liked is None or len(liked) != len(entries) else liked
+        cited = [j for j in order if hist_contrib[j] > 0 and ok[j]][:MAX_CITED]
         sims = item_similarity(rec, item, np.array([entries[j].item for j in cited], dtype=np.int64)) if cited else []
         target_cats = set(rec.categories[item])
         for j, sim in zip(cited, sims):
@@ -143,8 +151,9 @@ def build_evidence(
             evidence.append({"kind": "history_other", "count": n_rest, "contribution": rest})
     if query:
         evidence.append({"kind": "query", "text": query, "contribution": float(parts["query"])})
-    evidence.append({"kind": "popularity", "contribution": float(parts["bias"])})
-    evidence.append({"kind": "interaction", "contribution": float(parts["interaction"])})
+    # The item's own term: its bias plus CLS(0, f_i), what the cross term gives it for an empty user;
+    # the float residual of the attribution (~1e-6) rides along so the evidence sums to the score.
+    evidence.append({"kind": "popularity", "contribution": float(parts["bias"] + parts["interaction"])})
     cats = set(rec.categories[item])
     shared: set[str] = set()
     for j in info["cited"][:3]:
@@ -173,10 +182,20 @@ def _significant(evidence: list[dict]) -> tuple[list[dict], dict | None]:
     return hist, query
 
 
+def _main_popularity(evidence: list[dict]) -> dict | None:
+    """The popularity term when it is a main positive part of the score: positive and at least as
+    large as every other positive term (each history item, the rest of the history, the query)."""
+    pop = next((e for e in evidence if e["kind"] == "popularity"), None)
+    if pop is None or pop["contribution"] <= 0:
+        return None
+    others = [e["contribution"] for e in evidence if e is not pop and e.get("contribution", 0) > 0]
+    return pop if pop["contribution"] >= max(others, default=0.0) else None
+
+
 def render_reason(title: str, evidence: list[dict], lang: str = "en") -> str:
     """A sentence naming the top one to three pieces of evidence, in English or Chinese."""
     hist, query = _significant(evidence)
-    pop = next((e for e in evidence if e["kind"] == "popularity"), None)
+    pop = _main_popularity(evidence)
     # Only genres shared with the history items the reason actually names.
     named_shared = sorted(set().union(*[set(h.get("shared", [])) for h in hist])) if hist else []
     attr = {"kind": "attribute", "name": "genre", "shared": named_shared} if named_shared else None
@@ -222,10 +241,8 @@ def _render_en(title, hist, query, pop, attr, query_first) -> str:
         q = f'it matches "{query["text"]}" in your request'
         clauses.insert(0 if query_first else len(clauses), q)
     if not clauses:
-        if pop is not None and pop["contribution"] > 0:
-            return (
-                f"Recommended {title}: it is popular with many people, and you have no history yet to personalise on."
-            )
+        if pop is not None:
+            return f"Recommended {title}: it is popular with many people."
         return f"Recommended {title}: it scored highest among the remaining items."
     reason = f"Recommended {title} because " + "; and ".join(clauses) + "."
     if attr and hist:
@@ -267,8 +284,8 @@ def _render_zh(title, hist, query, pop, attr, query_first=False) -> str:
         else:
             parts.append(f"以及您的需求“{query['text']}”" if bits else f"基于您的需求“{query['text']}”")
     if not parts:
-        if pop is not None and pop["contribution"] > 0:
-            return f"推荐{name}：这是一部广受欢迎的作品，您目前还没有可用于个性化的历史记录。"
+        if pop is not None:
+            return f"推荐{name}：这是一部广受欢迎的作品。"
         return f"推荐{name}：它在其余物品中得分最高。"
     text = f"推荐{name}：" + "，".join(parts) + f"，我们推荐您尝试{name}。"
     if hist:
@@ -299,33 +316,17 @@ def explain_items(
         evidence, info = build_evidence(rec, state, entries, int(i), query or None, constraints, parts)
         item_out["evidence"] = evidence
         item_out["reason"] = render_reason(item_out["title"], evidence, lang)
-        if counterfactual:
-            item_out["counterfactual"] = _counterfactual(
-                rec, entries, int(i), info["cited"], masked_scores, query, state
-            )
+    if counterfactual:
+        from lucidrec.counterfactual import counterfactuals, render_counterfactual
 
+        def parts_of(items):
+            return rec.scorer.decompose_many(state, items)
 
-def _counterfactual(rec, entries, item: int, cited: list[int], masked_scores: np.ndarray, query, state) -> dict | None:
-    """Remove the top cited history item, re-score, and report the item's new score and rank."""
-    if not cited:
-        return None
-    j = cited[0]
-    remaining = [e for k, e in enumerate(entries) if k != j]
-    cf_state = rec._state_for(remaining, state.query)
-    scores = rec.scorer.score(cf_state).astype(np.float64)
-    scores = np.where(np.isfinite(masked_scores), scores, -np.inf)
-    new_score = float(scores[item])
-    new_rank = int((scores > new_score).sum()) + 1
-    old = float(masked_scores[item])
-    return {
-        "removed_item_id": str(rec.item_ids[entries[j].item]),
-        "removed_title": str(rec.titles[entries[j].item]),
-        "score_before": old,
-        "score_after": new_score,
-        "score_drop": old - new_score,
-        "rank_before": int((masked_scores > old).sum()) + 1,
-        "rank_after": new_rank,
-    }
+        cfs = counterfactuals(rec, entries, state.query, top, masked_scores, len(top), parts_of)
+        for item_out, cf in zip(result["items"], cfs):
+            item_out["counterfactual"] = cf
+            if cf is not None:
+                cf["text"] = render_counterfactual(item_out["title"], cf, lang)
 
 
 __all__ = ["build_evidence", "constraint_label", "explain_items", "render_reason", "zh_genre"]

@@ -20,7 +20,7 @@ import numpy as np
 from lucidrec.errors import ConfigError, UnknownIdError
 from lucidrec.explain import QUERY_LIKE_EVENT, constraint_label
 from lucidrec.metrics import top_k
-from lucidrec.models.scoring import UserState
+from lucidrec.models.scoring import NEGATIVE_EVENTS, UserState
 from lucidrec.query import relaxation_tiers
 from lucidrec.user_history import HistoryEntry, parse_history
 
@@ -65,20 +65,31 @@ def resolve_history(rec: Recommender, user=None, history=None) -> tuple[list[His
     return entries, source
 
 
-def state_for(rec: Recommender, history: list[HistoryEntry], query_vec: np.ndarray | None) -> UserState:
-    """The user tower's state for a history (and an embedded query)."""
+def unrated_rating(rec: Recommender) -> float:
+    """The rating an unrated history item is read with: for implicit data the weight every training
+    interaction had (1); otherwise NaN, binned as the top rating and always liked (the user's mean is
+    taken over the rated items only)."""
+    return 1.0 if getattr(rec, "implicit_event", None) else np.nan
+
+
+def state_inputs(history: list[HistoryEntry], unrated: float = np.nan):
+    """(items, ratings, boost, negative) of a history, as the user tower reads them."""
     items = np.array([h.item for h in history], dtype=np.int64)
-    # An item without a rating counts as a liked one: the top rating, or for implicit data the weight
-    # every training interaction had (1).
-    default = 1.0 if getattr(rec, "implicit_event", None) else 5.0
-    ratings = np.array([default if h.rating is None else h.rating for h in history], dtype=np.float64)
+    ratings = np.array([unrated if h.rating is None else h.rating for h in history], dtype=np.float64)
+    negative = np.array([h.event in NEGATIVE_EVENTS for h in history], dtype=bool)
     named = np.array([h.event == QUERY_LIKE_EVENT for h in history], dtype=bool)
     boost = None
     if named.any() and (~named).any():
         # Items the query names ("like Heat") are what the user asks for now: together they weigh as
         # much as the rest of the history, however long it is.
         boost = np.where(named, max(1.0, (~named).sum() / named.sum()), 1.0)
-    return rec.scorer.user_state(items, ratings, query_vec, boost)
+    return items, ratings, boost, negative if negative.any() else None
+
+
+def state_for(rec: Recommender, history: list[HistoryEntry], query_vec: np.ndarray | None) -> UserState:
+    """The user tower's state for a history (and an embedded query)."""
+    items, ratings, boost, negative = state_inputs(history, unrated_rating(rec))
+    return rec.scorer.user_state(items, ratings, query_vec, boost, negative)
 
 
 def clean_query(query: str) -> str:
@@ -194,7 +205,7 @@ def rank(
     result = {"scored": "all" if candidates is None else int(len(candidates)), "items": items}
     if parsed is not None:
         result["parsed_query"] = parsed.to_dict()
-    if explain and items:
+    if (explain or counterfactual) and items:  # a counterfactual needs the evidence it is searched by
         from lucidrec.explain import explain_items
 
         masked = np.where(allowed, scores, -np.inf)
@@ -237,4 +248,14 @@ def top_by_tiers(scores: np.ndarray, tiers, k: int, met: np.ndarray | None = Non
     return np.array(chosen, dtype=np.int64), relaxed
 
 
-__all__ = ["MAX_K", "MAX_QUERY_CHARS", "clean_query", "rank", "request_state", "resolve_history", "state_for"]
+__all__ = [
+    "MAX_K",
+    "MAX_QUERY_CHARS",
+    "clean_query",
+    "rank",
+    "request_state",
+    "resolve_history",
+    "state_for",
+    "state_inputs",
+    "unrated_rating",
+]

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from lucidrec.models.scoring import HybridScorer
+from lucidrec.models.scoring import DISLIKE_MARGIN, RATING_SLOPE, HybridScorer
 from lucidrec.user_history import KnownHistories
 
 if TYPE_CHECKING:
@@ -69,8 +69,13 @@ def fit(
 
     # 2. the closed-form item-item block, its regularisation chosen on validation
     split = Split(dataset, "custom", train, valid, valid.iloc[:0])
+    margin = cfg.dislike_margin if cfg.rating_aware else None
     block_info = None
-    if cfg.item_item:
+    if cfg.item_item and margin is not None:
+        block_info = rating_aware_block_info(dataset, train, valid, cfg)
+        rec.ease_reg = block_info["reg"]
+        B = item_item_block(dataset, train, T, block_info)
+    elif cfg.item_item:
         block_info = choose_item_item(cfg, split)
         rec.ease_reg = block_info["reg"]
         B = item_item_block(dataset, train, T, block_info)
@@ -84,7 +89,7 @@ def fit(
     # Validation users' padded train histories, built once: every epoch and the blend search reuse them.
     valid_users = np.unique(valid["uidx"].to_numpy())
     chunks = [
-        (us, pad_histories([seqs.items[u] for u in us], [seqs.ratings[u] for u in us]))
+        (us, pad_histories([seqs.items[u] for u in us], [seqs.ratings[u] for u in us], margin, cfg.rating_slope))
         for us in np.array_split(valid_users, max(1, -(-len(valid_users) // 256)))
     ]
     valid_rel = dataset.matrix(valid)
@@ -107,9 +112,11 @@ def fit(
     # 5. refit the block on everything the model was given
     if cfg.item_item and refit_item_item:
         B = item_item_block(dataset, pd.concat([train, valid]), T, block_info)
-    rec.scorer = HybridScorer(
-        {**weights, "query_latent": np.ones(1, np.float32), "query_text": np.ones(1, np.float32)}, B
-    )
+    extra = {"query_latent": np.ones(1, np.float32), "query_text": np.ones(1, np.float32)}
+    if margin is not None:
+        extra[DISLIKE_MARGIN] = np.array([margin], np.float32)
+        extra[RATING_SLOPE] = np.array([cfg.rating_slope], np.float32)
+    rec.scorer = HybridScorer({**weights, **extra}, B)
     rec._torch_net = net
     rec.known = KnownHistories.from_frame(rec.item_ids, pd.concat([train, valid], ignore_index=True))
     # 6. the query's weight
@@ -171,6 +178,22 @@ def choose_item_item(cfg, split) -> dict:
     }
 
 
+def rating_aware_block_info(dataset, train, valid, cfg) -> dict:
+    """The rating-aware block's reg and neighbour count N, chosen on validation (dense catalogues only)."""
+    from lucidrec.errors import ConfigError
+    from lucidrec.models import item_item as ii
+    from lucidrec.models.rating_aware import choose_rating_aware_block
+
+    if ii.resolve_kind(cfg.item_item_kind, dataset.n_items) != "dense":
+        raise ConfigError(
+            f"rating_aware: the rating-aware item-item block is dense, and this catalogue ({dataset.n_items} items) "
+            "takes the sparse one. Fix: rating_aware=False (the default), or item_item_kind='dense' if it fits."
+        )
+    reg, n, choice = choose_rating_aware_block(dataset, train, valid, cfg)
+    return {"kind": "rating_aware", "reg": float(reg), "neighbors": int(n), "margin": cfg.dislike_margin,
+            "slope": cfg.rating_slope, "choice": choice}  # fmt: skip
+
+
 def item_item_block(dataset, frame, T: np.ndarray, info: dict):
     """The block fit on ``frame`` with the chosen kind/reg/N, cold items given borrowed rows and columns:
     a dense float32 array, or a float32 CSR matrix for the sparse kind."""
@@ -178,6 +201,11 @@ def item_item_block(dataset, frame, T: np.ndarray, info: dict):
     from lucidrec.models.item_item import impute_cold_sparse, sparse_item_item
 
     seen = seen_items(frame, dataset.n_items)
+    if info["kind"] == "rating_aware":
+        from lucidrec.models.rating_aware import liked_and_all, prune_item_item, rating_aware_ease
+
+        X, Y = liked_and_all(dataset, frame, info["margin"], info["slope"])
+        return impute_cold_item_item(prune_item_item(rating_aware_ease(X, Y, info["reg"]), info["neighbors"]), T, seen)
     if info["kind"] == "dense":
         return impute_cold_item_item(ease_weights(dataset.matrix(frame), info["reg"]).astype(np.float32), T, seen)
     B = sparse_item_item(dataset.matrix(frame), info["reg"], info["neighbors"])
@@ -196,13 +224,14 @@ def blend_on_validation(net, chunks, valid_rel, train_hist, n_items: int) -> dic
 
     with torch.no_grad():
         towers = [net(*batch).numpy() for _, batch in chunks]
+    # chunks carry (hist, rating bin, position bucket, mask, liked)
 
     def ndcg(c: float, decay: float, item_item_cache: dict) -> float:
         acc = RankingAccumulator(n_items, ks=(10,), auc=False)
-        for k, (us, (hist, _rb, pb, mask)) in enumerate(chunks):
+        for k, (us, (hist, _rb, pb, mask, liked)) in enumerate(chunks):
             if (decay, k) not in item_item_cache:
                 with torch.no_grad():
-                    item_item_cache[(decay, k)] = net.item_item_scores(hist, pb, mask, decay).numpy()
+                    item_item_cache[(decay, k)] = net.item_item_scores(hist, pb, mask, decay, liked).numpy()
             acc.add(c * item_item_cache[(decay, k)] + towers[k], valid_rel[us], train_hist[us])
         return acc.result()["ndcg@10"]
 
@@ -210,7 +239,7 @@ def blend_on_validation(net, chunks, valid_rel, train_hist, n_items: int) -> dic
     # Scale c relative to the spread of each part so the grid means the same on any dataset.
     spread_t = float(np.median([np.std(t, axis=1).mean() for t in towers])) or 1.0
     with torch.no_grad():
-        e0 = net.item_item_scores(*[chunks[0][1][i] for i in (0, 2, 3)], 1.0).numpy()
+        e0 = net.item_item_scores(*[chunks[0][1][i] for i in (0, 2, 3)], 1.0, chunks[0][1][4]).numpy()
     spread_e = float(np.std(e0, axis=1).mean()) or 1.0
     unit = spread_t / spread_e
     grid = []
@@ -328,5 +357,6 @@ __all__ = [
     "holdout",
     "impute_cold_item_item",
     "item_item_block",
+    "rating_aware_block_info",
     "require_training_data",
 ]

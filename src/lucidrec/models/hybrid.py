@@ -119,9 +119,10 @@ class HybridNet(torch.nn.Module if torch is not None else object):
         x = torch.zeros(hist.shape[0], self.T.shape[0], device=hist.device).scatter_add_(1, hist, w)
         return x @ self.B
 
-    def item_item_scores(self, hist, pbin, mask, decay: float) -> torch.Tensor:
+    def item_item_scores(self, hist, pbin, mask, decay: float, liked=None) -> torch.Tensor:
         """Item-item block scores with position weights decay**bucket (for the validation search)."""
-        return self.item_item_apply(hist, (decay ** pbin.float()) * mask.float())
+        w = (decay ** pbin.float()) * mask.float() * (1.0 if liked is None else liked.float())
+        return self.item_item_apply(hist, w)
 
     def forward(
         self,
@@ -129,13 +130,18 @@ class HybridNet(torch.nn.Module if torch is not None else object):
         rbin: torch.Tensor,
         pbin: torch.Tensor,
         mask: torch.Tensor,
+        liked: torch.Tensor | None = None,
         id_keep: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Scores (B, n_items) for padded histories ``hist`` (B, L) with rating/position bins and a mask."""
+        """Scores (B, n_items) for padded histories ``hist`` (B, L) with rating/position bins and a mask;
+        ``liked`` (B, L) zeroes disliked items' weights in every block (they still count in the length
+        normalisation and are still excluded from the targets, exactly as the numpy scorer does)."""
         n_items = self.T.shape[0]
         F, H, b, keep = self.items(id_keep)
-        m = mask.float()
-        length = m.sum(1, keepdim=True).clamp(min=1.0)
+        length = mask.float().sum(1, keepdim=True).clamp(min=1.0)
+        # towers: liked items weigh by their rating bin, disliked 0; item-item: the support weight
+        m = mask.float() if liked is None else mask.float() * (liked > 0).float()
+        m_e = mask.float() if liked is None else mask.float() * liked.float()
         base_l = F_.softplus(self.rho_L)[rbin] * F_.softplus(self.pi_L)[pbin] * m
         wL = base_l / length.sqrt()
         wT = self.alpha * base_l / length
@@ -148,7 +154,7 @@ class HybridNet(torch.nn.Module if torch is not None else object):
         pT = scatter(wT) @ self.T
         scores = pL @ F.T + (pT @ self.T.T) + b
         if self.use_B:
-            base_e = self.rho_E[rbin] * self.pi_E[pbin] * m
+            base_e = self.rho_E[rbin] * self.pi_E[pbin] * m_e
             scores = scores + self.item_item_apply(hist, base_e) * keep
         return scores + self.cross(pL, F) if self.use_cross else scores
 
@@ -160,6 +166,7 @@ class HybridNet(torch.nn.Module if torch is not None else object):
         mask: torch.Tensor,
         items: torch.Tensor,
         id_keep: torch.Tensor | None = None,
+        liked: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """The scores of :meth:`forward` for the columns ``items`` only, (B, len(items)); ``id_keep`` is
         indexed like ``items``. Nothing catalog-sized is built: the user tower gathers its history rows
@@ -169,8 +176,9 @@ class HybridNet(torch.nn.Module if torch is not None else object):
         Ti, Gi = self.T[items], self.G[items]
         F = use * keep[:, None] * F_.embedding(items, self.E_t, sparse=self.sparse_ids) + Ti @ self.Wc + Gi @ self.Gt
         b = keep * self.b_id[items] + Ti @ self.v + Gi @ self.vg
-        m = mask.float()
-        length = m.sum(1, keepdim=True).clamp(min=1.0)
+        length = mask.float().sum(1, keepdim=True).clamp(min=1.0)
+        m = mask.float() if liked is None else mask.float() * (liked > 0).float()
+        m_e = mask.float() if liked is None else mask.float() * liked.float()
         base_l = F_.softplus(self.rho_L)[rbin] * F_.softplus(self.pi_L)[pbin] * m
         # The history side is linear in the frozen text and features, so weight-and-sum them first and
         # project once per user (B x d_text x d), not once per history item (B x L x d_text x d).
@@ -186,7 +194,7 @@ class HybridNet(torch.nn.Module if torch is not None else object):
         pT = text_sums[:, 1]
         scores = pL @ F.T + pT @ Ti.T + b
         if self.use_B:
-            base_e = self.rho_E[rbin] * self.pi_E[pbin] * m
+            base_e = self.rho_E[rbin] * self.pi_E[pbin] * m_e
             if self.B_csr is not None:  # only the columns asked for, never densified
                 cols = self.B_csr[:, items.numpy()].tocsr()
                 block = torch.from_numpy(batch_scores(cols, hist.numpy(), base_e.detach().numpy()))
@@ -255,21 +263,29 @@ class Sequences:
         return cls(items, ratings)
 
 
-def pad_histories(hists: list[np.ndarray], ratings: list[np.ndarray]):
-    """Padded tensors (hist, rating bin, position bucket, mask) for a batch of ordered histories."""
+def pad_histories(
+    hists: list[np.ndarray], ratings: list[np.ndarray], dislike_margin: float | None = None, slope: float = 0.0
+):
+    """Padded tensors (hist, rating bin, position bucket, mask, liked) for a batch of ordered histories;
+    ``liked`` holds :func:`lucidrec.models.scoring.support_weights` (0 = disliked; all 1 when
+    ``dislike_margin`` is None)."""
+    from lucidrec.models.scoring import support_weights
+
     L = max(1, max(len(h) for h in hists))
     B = len(hists)
     hist = np.zeros((B, L), np.int64)
     rb = np.zeros((B, L), np.int64)
     pb = np.zeros((B, L), np.int64)
     mask = np.zeros((B, L), bool)
+    liked = np.zeros((B, L), np.float32)
     for k, (h, r) in enumerate(zip(hists, ratings)):
         n = len(h)
         hist[k, :n] = h
         rb[k, :n] = rating_bins(r)
         pb[k, :n] = position_buckets(n)
         mask[k, :n] = True
-    return tuple(torch.as_tensor(a) for a in (hist, rb, pb, mask))
+        liked[k, :n] = support_weights(r, dislike_margin, slope) if dislike_margin is not None else 1.0
+    return tuple(torch.as_tensor(a) for a in (hist, rb, pb, mask, liked))
 
 
 def _sample(seqs: Sequences, users, rng, mode):
@@ -355,12 +371,14 @@ def train_hybrid(
             hists, rats, targets = _sample(train_seqs, batch, rng, cfg.mode)
             if not targets:
                 continue
-            hist, rb, pb, mask = pad_histories(hists, rats)
+            hist, rb, pb, mask, liked = pad_histories(
+                hists, rats, cfg.dislike_margin if cfg.rating_aware else None, cfg.rating_slope
+            )
             if sampler is not None:  # sampled softmax: only the targets and the drawn items are scored
-                loss = sampled_batch_loss(net, hist, rb, pb, mask, targets, sampler, cfg, rng)
+                loss = sampled_batch_loss(net, hist, rb, pb, mask, targets, sampler, cfg, rng, liked)
             else:
                 id_keep = torch.as_tensor((rng.random(n_items) >= cfg.id_dropout).astype(np.float32))
-                scores = net(hist, rb, pb, mask, id_keep)
+                scores = net(hist, rb, pb, mask, liked, id_keep)
                 seen = torch.zeros_like(scores).scatter_add_(1, hist, mask.float()) > 0
                 loss = full_softmax_loss(scores * net.logit_scale.exp(), seen, targets)
                 loss = loss + cfg.l2_emb * (net.E_t.pow(2).sum() + net.E_h.pow(2).sum())

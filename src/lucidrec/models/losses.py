@@ -106,7 +106,9 @@ def full_softmax_loss(scores: torch.Tensor, seen: torch.Tensor, targets: list[np
     return -(logp * torch.as_tensor(tgt)).sum(1).mean()
 
 
-def sampled_batch_loss(net, hist, rbin, pbin, mask, targets: list[np.ndarray], sampler, cfg, rng) -> torch.Tensor:
+def sampled_batch_loss(
+    net, hist, rbin, pbin, mask, targets: list[np.ndarray], sampler, cfg, rng, liked=None
+) -> torch.Tensor:
     """One batch's sampled-softmax loss for a :class:`lucidrec.models.hybrid.HybridNet`: draw the shared
     negatives, score targets and draws with ``net.score_items`` (item-ID dropout drawn for those items
     only), and apply :func:`sampled_softmax_loss`."""
@@ -117,7 +119,7 @@ def sampled_batch_loss(net, hist, rbin, pbin, mask, targets: list[np.ndarray], s
     items, inverse = np.unique(np.concatenate([pos, neg]), return_inverse=True)
     pos_col, neg_col = inverse[: len(pos)], inverse[len(pos) :]
     id_keep = torch.as_tensor((rng.random(len(items)) >= cfg.id_dropout).astype(np.float32))
-    scores = net.score_items(hist, rbin, pbin, mask, torch.as_tensor(items), id_keep) * net.logit_scale.exp()
+    scores = net.score_items(hist, rbin, pbin, mask, torch.as_tensor(items), id_keep, liked) * net.logit_scale.exp()
     h, m = hist.numpy(), mask.numpy()
     seen = np.stack([np.isin(neg, h[k][m[k]]) for k in range(len(h))])
     rows_t = torch.as_tensor(rows)

@@ -80,7 +80,11 @@ class RecommendRequest(_Request):
     filters: Filters = Field(default_factory=Filters)
     explain: StrictBool = Field(True, description="Attach evidence and a reason to each item.")
     lang: Literal["en", "zh"] = Field("en", description="Language of the reasons.")
-    counterfactual: StrictBool = Field(False, description="Also re-score without the top cited history item.")
+    counterfactual: StrictBool = Field(
+        False,
+        description="Also report a verified counterfactual: the smallest set of history items whose removal "
+        "drops each item out of the top-k, and what takes its place (null when no set of <= 10 does).",
+    )
 
     model_config = ConfigDict(
         extra="forbid",

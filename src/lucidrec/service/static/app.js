@@ -8,7 +8,7 @@ const T = {
     queryPlaceholder: "e.g. a funny animated film for kids",
     userLabel: "User id (their stored history is used)",
     historyLabel: "…or paste a history (item[:rating], oldest first)",
-    kLabel: "Results", go: "Recommend", like: "♥ Like", liked: "♥ Liked",
+    kLabel: "Results", go: "Recommend", like: "♥ Like", liked: "♥ Liked", whatIf: "What if: ",
     keySummary: "API key (needed for “like” and, unless the server has public reads, for stored users)", remember: "remember in this browser",
     keyHint: "Ask the operator for a write key, or start the server with lucidrec serve --demo-key, which prints one.",
     loading: "Thinking…", empty: "Type a query, pick a user or paste a history.",
@@ -25,7 +25,7 @@ const T = {
     queryPlaceholder: "例如：适合孩子的搞笑动画片",
     userLabel: "用户 ID（使用其已存储的历史）",
     historyLabel: "…或粘贴历史（物品[:评分]，按时间先后）",
-    kLabel: "数量", go: "推荐", like: "♥ 喜欢", liked: "♥ 已喜欢",
+    kLabel: "数量", go: "推荐", like: "♥ 喜欢", liked: "♥ 已喜欢", whatIf: "假如：",
     keySummary: "API 密钥（“喜欢”需要；除非服务器公开读取，查看已存用户也需要）", remember: "在此浏览器中记住",
     keyHint: "向管理员索取写入密钥，或用 lucidrec serve --demo-key 启动服务，它会打印一个密钥。",
     loading: "正在推荐…", empty: "请输入查询、选择用户或粘贴历史。",
@@ -107,7 +107,7 @@ function browserUser() {
 }
 
 function buildRequest() {
-  const req = { k: Number($("k").value), lang: state.lang, explain: true };
+  const req = { k: Number($("k").value), lang: state.lang, explain: true, counterfactual: true };
   const q = $("query").value.trim();
   if (q) req.query = q;
   const u = currentUser();
@@ -214,6 +214,8 @@ function render(res) {
     head.appendChild(btn);
     li.appendChild(head);
     if (item.reason) li.appendChild(el("p", "reason", item.reason));
+    // The verified counterfactual: which history items, removed, drop this one out of the list.
+    if (item.counterfactual && item.counterfactual.text) li.appendChild(el("p", "whatif", t("whatIf") + item.counterfactual.text));
     if (Array.isArray(item.constraints_met) && item.constraints_met.length) {
       const c = el("div", "constraints");
       item.constraints_met.forEach((s) => c.appendChild(el("span", "chip ok", "✓ " + s)));
