@@ -193,6 +193,9 @@ def main(argv=None):
     ap.add_argument("--name", default=None, help="result file stem (default: accuracy_<dataset name>)")
     ap.add_argument("--side-by-side", action="store_true", help="only rebuild the side-by-side loo table")
     ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument(
+        "--report", type=Path, default=None, help="also write the HTML report (lucidrec report) of the first protocol"
+    )
     args = ap.parse_args(argv)
     if args.side_by_side:
         print(side_by_side(args.out))
@@ -205,9 +208,13 @@ def main(argv=None):
         s = split(ds, protocol)
         log(f"== {ds.name} {protocol}: train/valid/test = {s.sizes()}")
         # The library's comparison is also what `lucidrec report` runs: the two cannot drift apart.
-        rows += compare(
-            ds, s, seeds, args.models, args.epochs, args.max_minutes, include_als=not args.no_als, log=log
-        ).rows
+        comp = compare(ds, s, seeds, args.models, args.epochs, args.max_minutes, include_als=not args.no_als, log=log)
+        rows += comp.rows
+        if args.report and protocol == args.protocols[0]:
+            from lucidrec.report import render_html, report_from_comparison
+
+            args.report.write_text(render_html(report_from_comparison(s, comp, args.epochs)), encoding="utf-8")
+            log(f"  wrote {args.report}")
     args.out.mkdir(parents=True, exist_ok=True)
     name = args.name or result_name(args.data, ds, args.protocols)
     meta = {
