@@ -21,7 +21,12 @@ console = Console(stderr=True)
 # Pipes get 80 columns by default, too narrow for metric tables.
 out = Console(width=None if sys.stdout.isatty() else 150)
 
-DataOpt = typer.Option("ml-100k", "--data", help="'ml-100k', a folder of RecBole atomic files, or a CSV/Parquet file.")
+DataOpt = typer.Option(
+    "ml-100k",
+    "--data",
+    help="'ml-100k', a folder of RecBole atomic files or of Amazon NAME.inter.json + NAME.item.json, "
+    "or a CSV/Parquet file.",
+)
 ProtocolOpt = typer.Option("ratio", "--protocol", help="Evaluation protocol: ratio, loo or cold.")
 SeedOpt = typer.Option(2026, "--seed", help="Seed of the split and of training.")
 

@@ -43,6 +43,11 @@ def _understood(pq: dict) -> str:
         bits.append("not " + ", ".join(pq["exclude_genres"]))
     if pq["year"]:
         bits.append(f"years {pq['year'][0]}-{pq['year'][1]}")
+    for name, (lo, hi) in pq.get("ranges", {}).items():
+        bits.append(
+            f"{name} "
+            + (f"{lo:g}-{hi:g}" if lo is not None and hi is not None else f"<= {hi:g}" if lo is None else f">= {lo:g}")
+        )
     if pq["like_titles"]:
         bits.append("like " + ", ".join(pq["like_titles"]))
     if pq["text"]:

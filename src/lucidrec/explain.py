@@ -44,6 +44,10 @@ def zh_genre(g: str) -> str:
 def constraint_label(c: dict, lang: str = "en") -> str:
     """Human-readable form of one query constraint: 'Comedy', 'not Romance', '1990-1999', 'Comedy or Drama'."""
     t, v = c["type"], c["value"]
+    if t == "range":  # a numeric field with its unit: "price at most $30"
+        from lucidrec.query import range_label
+
+        return range_label(c, lang)
     if t == "year":
         return f"{v[0]}-{v[1]}" if lang == "en" else f"{v[0]}-{v[1]}年"
     if t == "exclude_genre":
@@ -55,23 +59,43 @@ def constraint_label(c: dict, lang: str = "en") -> str:
     return v if lang == "en" else zh_genre(v)
 
 
+#: Implicit events as a past-tense verb ("you bought X"); ratings are only named for rated events.
+_EVENT_VERBS = {
+    "liked": "liked",
+    "like": "liked",
+    "click": "clicked",
+    "clicked": "clicked",
+    "purchase": "bought",
+    "purchased": "bought",
+    "bought": "bought",
+    "buy": "bought",
+    "order": "ordered",
+    "ordered": "ordered",
+    "view": "viewed",
+    "viewed": "viewed",
+    "interacted": "chose",
+    "review": "reviewed",
+    "reviewed": "reviewed",
+}
+#: The same verbs in Chinese, used as "您{verb}过的《X》" ("基于您购买过的《B》").
+_ZH_VERBS = {
+    "liked": "喜欢",
+    "clicked": "点击",
+    "bought": "购买",
+    "purchased": "购买",
+    "ordered": "订购",
+    "viewed": "观看",
+    "chose": "选择",
+    "reviewed": "评价",
+}
+
+
 def _action(entry) -> str:
     if entry.event == QUERY_LIKE_EVENT:
         return "asked for something like"
-    if entry.rating is not None and entry.event in ("rated", "rating"):
-        r = float(entry.rating)
-        return f"rated {r:g}"
-    if entry.rating is not None and entry.event == "liked":
+    if entry.rating is not None and entry.event in ("rated", "rating", "liked"):
         return f"rated {float(entry.rating):g}"
-    return {
-        "liked": "liked",
-        "click": "clicked",
-        "clicked": "clicked",
-        "purchase": "purchased",
-        "purchased": "purchased",
-        "view": "viewed",
-        "viewed": "viewed",
-    }.get(entry.event, entry.event or "liked")
+    return _EVENT_VERBS.get(entry.event, entry.event or "liked")
 
 
 def item_similarity(rec, a: int, b: np.ndarray) -> np.ndarray:
@@ -231,7 +255,7 @@ def _render_zh(title, hist, query, pop, attr, query_first=False) -> str:
         elif act == "asked for something like":
             bits.append(f"想看类似《{h['title']}》的作品")
         else:
-            verb = {"clicked": "点击", "purchased": "购买", "viewed": "观看", "liked": "喜欢"}.get(act, "喜欢")
+            verb = _ZH_VERBS.get(act, "喜欢")
             bits.append(f"{verb}过的《{h['title']}》")
     parts = []
     if bits:

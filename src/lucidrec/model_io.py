@@ -1,10 +1,12 @@
 """The model folder: what a trained Recommender writes, and how it is read back (without torch).
 
 Layout: ``config.json`` (format version, config, catalog metadata), ``weights.safetensors`` (towers),
-``item_item.safetensors`` (closed-form block), ``items.json`` (catalog), ``interactions.npz`` (the known
-histories), ``encoder/`` (ONNX text encoder + tokenizer), optionally ``query_synonyms.json`` and the
-candidate index files (:mod:`lucidrec.retrieval`). JSON and npz rather than parquet: reading them needs
-no pyarrow/pandas import, which was most of a fresh ``lucidrec recommend`` process's start-up time.
+``item_item.safetensors`` (closed-form block), ``items.json`` (catalog: ids, titles, categories, years, and
+per-field values / numeric fields when the catalogue has them), ``interactions.npz`` (the known histories),
+``vocabulary.json`` (the query vocabulary, :mod:`lucidrec.query_synonyms`), ``encoder/`` (ONNX text encoder +
+tokenizer), optionally ``query_synonyms.json`` and the candidate index files (:mod:`lucidrec.retrieval`).
+JSON and npz rather than parquet: reading them needs no pyarrow/pandas import, which was most of a fresh
+``lucidrec recommend`` process's start-up time.
 """
 
 from __future__ import annotations
@@ -45,7 +47,14 @@ def save(rec: Recommender, out_dir: str | Path, export_encoder: bool = True) -> 
         "categories": [list(c) for c in rec.categories],
         "year": [None if not np.isfinite(y) else float(y) for y in rec.years],
     }
+    if getattr(rec, "fields", None):
+        catalog["fields"] = rec.fields
+    if getattr(rec, "numeric", None):
+        catalog["numeric"] = {k: [None if not np.isfinite(x) else float(x) for x in v] for k, v in rec.numeric.items()}
     (out / "items.json").write_text(json.dumps(catalog, ensure_ascii=False))
+    if getattr(rec, "vocabulary", None) is not None:
+        # The query vocabulary travels with the model: edit this file to change how one model reads queries.
+        (out / "vocabulary.json").write_text(json.dumps(rec.vocabulary.to_dict(), ensure_ascii=False, indent=1))
     known = rec.known
     np.savez(
         out / "interactions.npz",
@@ -68,6 +77,7 @@ def save(rec: Recommender, out_dir: str | Path, export_encoder: bool = True) -> 
         "train_report": rec.train_report,
         "feature_space": rec.feature_space.to_dict() if getattr(rec, "feature_space", None) is not None else None,
         "encoder": rec._query_encoder.name if rec._query_encoder is not None else None,
+        "implicit_event": rec.implicit_event,
     }
     (out / "config.json").write_text(json.dumps(meta, indent=2))
     from lucidrec.retrieval import INDEX_FILES
@@ -122,6 +132,7 @@ def load(cls, model_dir: str | Path, load_encoder: bool = True, encoder_threads:
     rec.dataset_name = meta.get("dataset")
     rec.ease_reg = meta.get("ease_reg")
     rec.train_report = meta.get("train_report", {})
+    rec.implicit_event = meta.get("implicit_event")
     weights = load_file(str(d / "weights.safetensors"))
     B = load_file(str(d / "item_item.safetensors"))["B"] if (d / "item_item.safetensors").exists() else None
     rec.scorer = HybridScorer(weights, B)
@@ -131,6 +142,15 @@ def load(cls, model_dir: str | Path, load_encoder: bool = True, encoder_threads:
     rec.titles = np.asarray(items["title"], dtype=object)
     rec.categories = [list(c or []) for c in items["categories"]]
     rec.years = np.asarray([np.nan if y is None else y for y in items["year"]], dtype=np.float64)
+    rec.fields = items.get("fields") or None
+    rec.numeric = {
+        k: np.asarray([np.nan if x is None else x for x in v], dtype=np.float64)
+        for k, v in (items.get("numeric") or {}).items()
+    }
+    if (d / "vocabulary.json").exists():
+        from lucidrec.query_synonyms import read_vocabulary
+
+        rec.vocabulary = read_vocabulary(d / "vocabulary.json")
     with np.load(d / "interactions.npz") as z:
         rec.known = KnownHistories.from_ids(
             rec.item_ids,

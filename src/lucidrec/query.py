@@ -6,11 +6,18 @@
 
 What is understood (English and Chinese, mixed freely):
 
-* **categories** — every value of the catalog's categorical fields ("genres" below), with case, plural,
-  hyphen and apostrophe variants ("comedies", "sci fi", "childrens"), plus the per-language synonym
-  tables in :mod:`lucidrec.query_synonyms` ("funny" -> Comedy, "卡通" -> Animation).
+* **categories** — every value of the catalog's categorical fields (genres; a product's brand and each
+  level of its category path), with case, plural, hyphen, apostrophe and "&"/"and" variants ("comedies",
+  "sci fi", "lab and scientific products"), plus the catalogue's synonym tables
+  (:mod:`lucidrec.query_synonyms`: "funny" -> Comedy, "卡通" -> Animation, "filament" -> 3D Printing Filament).
   Several asked-for genres must *all* hold ("a funny animated film" = Comedy and Animation) unless they
-  are joined by "or" / "或" ("a comedy or a drama"), which makes any one of them enough.
+  are joined by "or" / "或" ("a comedy or a drama"), which makes any one of them enough. Values of a field
+  each item has at most one of (a brand, one level of a category path) are alternatives: "HATCHBOX or
+  eSUN filament" is (HATCHBOX or eSUN) and 3D Printing Filament.
+* **numbers with units** — for the catalogue's numeric fields that its vocabulary gives units ("price":
+  "$", "dollars", "美元"; "weight": "lb", "kg"): "under $30", "less than 2 lbs", "between $10 and $20",
+  "$10-$20", "over 50 dollars", "30美元以下", "低于30元"; the field's low/high words ("cheap" = the cheapest
+  quarter of the catalogue, "expensive" = the dearest quarter, "便宜").
 * **negations** — "no horror", "not a musical", "without romance", "anything but drama", "不要爱情片":
   every genre inside the negation's clause (up to the next comma, "but", "但" ...) is excluded.
   A genre both asked for and excluded ("a comedy, no comedy") is excluded: a "no" is kept, with a note.
@@ -22,7 +29,8 @@ What is understood (English and Chinese, mixed freely):
   "像 Toy Story 一样": matched to catalog titles (articles and years optional, small typos tolerated).
   They act as a pseudo-history; they are not constraints.
 
-The vocabulary comes from the catalog, so nothing here is tied to MovieLens.
+The vocabulary comes from the catalog and the stop words / synonyms / units from the catalogue's
+vocabulary file, so nothing here is tied to MovieLens or to products.
 """
 
 from __future__ import annotations
@@ -35,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from lucidrec.query_synonyms import SYNONYMS
+from lucidrec.query_synonyms import Vocabulary, vocabulary_for
 
 #: Years the relative phrases cover, counted back from the catalog's newest item.
 RECENT_YEARS = 5
@@ -43,69 +51,6 @@ NOT_TOO_OLD_YEARS = 15
 OLD_YEARS = 25
 #: Longest title (in words) looked up after a "like ..." trigger.
 _MAX_TITLE_WORDS = 12
-
-_STOP_EN = set(
-    """a an the some any something anything somethin one ones movie movies film films flick flicks picture
-    pictures show shows me i i'd id im i'm we us you my our want wanted wants would like love please find
-    give recommend recommendation recommendations suggest suggestion looking look for to watch see seen
-    of in on at with and or but that which who is are be it its it's this these those from by about
-    really very quite so too just maybe kind sort type genre genres style please thanks thank
-    can could should get got need tonight today tomorrow night weekend good great nice fun
-    released made set era year years decade story stories tale tales one""".split()
-)
-_STOP_ZH = [
-    "请",
-    "给我",
-    "帮我",
-    "推荐",
-    "我想看",
-    "我想要",
-    "想看",
-    "想要",
-    "我要",
-    "我",
-    "要",
-    "看",
-    "一部",
-    "一些",
-    "几部",
-    "部",
-    "电影",
-    "影片",
-    "片子",
-    "片",
-    "的",
-    "吧",
-    "呢",
-    "吗",
-    "有没有",
-    "关于",
-    "适合",
-    "里面",
-    "里",
-    "给",
-    "故事",
-    "都可以",
-    "可以",
-    "非常",
-    "特别",
-    "一样",
-    "差不多",
-    "相似",
-    "类似",
-    "什么",
-    "好看",
-    "类型",
-    "一点",
-    "和",
-    "或者",
-    "或",
-    "还是",
-    "也",
-    "都",
-    "年代",
-    "年",
-]
 
 _NEG_EN = (
     r"no|not|non|without|except|excluding|exclude|avoid|nothing|never|don't want|do not want|don't like|"
@@ -152,6 +97,10 @@ class ParsedQuery:
     like: list[str] = field(default_factory=list)  # item ids referenced ("like Toy Story")
     like_titles: list[str] = field(default_factory=list)
     like_idx: list[int] = field(default_factory=list)
+    # Numeric fields other than the year: field -> [low, high] (None = open), in the field's base unit.
+    ranges: dict[str, list] = field(default_factory=dict)
+    # Catalogues with several categorical fields: the field each asked-for or excluded value belongs to.
+    fields: dict[str, str] = field(default_factory=dict)
     text: str = ""  # residual free text; embedded when non-empty
     # Share of the request the residual text stands for: residual words / (residual words + parsed
     # constraints and titles). The embedded text pulls scores in proportion, so "a dark crime thriller"
@@ -161,7 +110,7 @@ class ParsedQuery:
 
     @property
     def has_constraints(self) -> bool:
-        return bool(self.genres or self.exclude_genres or self.year)
+        return bool(self.genres or self.exclude_genres or self.year or self.ranges)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -171,6 +120,8 @@ class ParsedQuery:
             "year": None if self.year is None else [int(self.year[0]), int(self.year[1])],
             "like": list(self.like),
             "like_titles": list(self.like_titles),
+            "ranges": {f: list(v) for f, v in self.ranges.items()},
+            "fields": dict(self.fields),
             "text": self.text,
             "text_weight": round(self.text_weight, 4),
             "notes": list(self.notes),
@@ -199,6 +150,8 @@ def _variants(value: str) -> set[str]:
     """Case / plural / hyphen / apostrophe variants of a catalog value: 'Sci-Fi' -> 'sci fi', 'scifi'..."""
     v = _fold(value)
     base = {v, v.replace("-", " "), v.replace("-", ""), v.replace("'", ""), v.replace("'s", "")}
+    if "&" in v:  # "Lab & Scientific Products": "lab and scientific products", "lab scientific products"
+        base |= {v.replace("&", "and"), v.replace("&", " ")}
     out = set()
     for b in base:
         b = " ".join(b.split())
@@ -214,6 +167,15 @@ def _is_cjk(s: str) -> bool:
     return any("\u4e00" <= ch <= "\u9fff" for ch in s)
 
 
+def _stem(token: str) -> str:
+    """'staples' -> 'staple', 'boxes' -> 'box': title words and query words meet in this form."""
+    if len(token) > 4 and token.endswith("es") and token[-3] in "sxz":
+        return token[:-2]
+    if len(token) > 3 and token.endswith("s") and not token.endswith("ss"):
+        return token[:-1]
+    return token
+
+
 def _zh_number(s: str) -> int | None:
     if s.isdigit():
         return int(s)
@@ -227,6 +189,11 @@ class QueryParser:
 
     ``categories``: per item, its categorical values; ``titles``, ``item_ids``: per item; ``years``: per item
     (NaN when unknown); ``popularity``: per item, used only to pick among items sharing a title.
+    ``fields``: per categorical field, per item, its values (e.g. ``{"brand": [["3M"], ...], "category_3":
+    ...}``); when given with two or more fields, constraints name their field and values of one single-valued
+    field are alternatives. ``numeric``: per numeric field other than the year, per item, its value (NaN when
+    unknown). ``vocabulary``: stop words, synonyms and units (default: the catalogue's file, found from
+    ``name`` or from the values; see :mod:`lucidrec.query_synonyms`); ``synonyms`` adds phrases on top.
     """
 
     def __init__(
@@ -237,6 +204,10 @@ class QueryParser:
         years,
         popularity=None,
         synonyms: dict[str, dict[str, str]] | None = None,
+        fields: dict[str, list[list[str]]] | None = None,
+        numeric: dict[str, np.ndarray] | None = None,
+        vocabulary: Vocabulary | None = None,
+        name: str | None = None,
     ):
         self.item_ids = [str(i) for i in item_ids]
         self.titles = [str(t) for t in titles]
@@ -245,20 +216,29 @@ class QueryParser:
         self.year_min = int(known.min()) if len(known) else None
         self.year_max = int(known.max()) if len(known) else None
         self.popularity = np.zeros(len(self.titles)) if popularity is None else np.asarray(popularity, np.float64)
-        vocab = sorted({c for cats in categories for c in cats})
+        all_values = sorted({c for cats in categories for c in cats})
+        if vocabulary is None:
+            vocabulary = vocabulary_for(name, all_values)
+        self.vocab = vocabulary
+        self._stop_en = vocabulary.stop_en
+        self._stop_zh = vocabulary.stop_zh
+        ignored = {_fold(v) for v in vocabulary.ignore_values}
+        vocab = [v for v in all_values if _fold(v) not in ignored]
         self.vocabulary = vocab
         self.years = years
         # One boolean mask per value, built once: constraints are then cheap per request.
-        self._value_masks = {v: np.zeros(len(categories), bool) for v in vocab}
+        self._value_masks = {v: np.zeros(len(categories), bool) for v in all_values}
         for i, cats in enumerate(categories):
             for c in cats:
                 self._value_masks[c][i] = True
+        self._init_fields(fields)
+        self._init_numeric(numeric or {})
         by_fold = {_fold(v): v for v in vocab}
         phrases: dict[str, str] = {}
         for v in vocab:
             for p in _variants(v):
                 phrases.setdefault(p, v)
-        tables = {lang: dict(t) for lang, t in SYNONYMS.items()}
+        tables = {lang: dict(t) for lang, t in vocabulary.synonyms.items()}
         for lang, extra in (synonyms or {}).items():
             tables.setdefault(lang, {}).update(extra)
         for table in tables.values():
@@ -268,14 +248,18 @@ class QueryParser:
                     continue  # this catalog has no such value
                 for p in {_fold(phrase)} | (set() if _is_cjk(phrase) else _variants(phrase)):
                     phrases[p] = canon
+        # Values that are also ordinary words ("Duck", "Command") count only as typed in the catalogue.
+        self._case_sensitive = {v for v in vocab if _fold(v) in {_fold(c) for c in vocabulary.case_sensitive}}
         self.phrases = phrases
         latin = sorted((p for p in phrases if not _is_cjk(p)), key=len, reverse=True)
         cjk = sorted((p for p in phrases if _is_cjk(p)), key=len, reverse=True)
+        # Latin phrases end at anything but a Latin letter or digit, so "不要hatchbox的" finds "hatchbox".
         self._latin_re = (
-            re.compile(r"(?<![\w'])(" + "|".join(re.escape(p) for p in latin) + r")(?!\w)") if latin else None
+            re.compile(r"(?<![0-9a-z'])(" + "|".join(re.escape(p) for p in latin) + r")(?![0-9a-z])") if latin else None
         )
         self._cjk_re = re.compile("(" + "|".join(re.escape(p) for p in cjk) + ")") if cjk else None
         self._title_index: dict[str, list[int]] = {}
+        self._token_index: dict[str, set[int]] = {}
         for i, t in enumerate(self.titles):
             key = _title_key(t)
             if not key:
@@ -284,12 +268,48 @@ class QueryParser:
             art = re.match(r"^(the|a|an) (.+)$", key)
             if art:
                 self._title_index.setdefault(art.group(2), []).append(i)
+            for tok in key.split():
+                self._token_index.setdefault(_stem(tok), set()).add(i)
         self._title_keys = list(self._title_index)
 
+    def _init_fields(self, fields: dict[str, list[list[str]]] | None) -> None:
+        """Which field each value belongs to (the field holding it most often) and which fields are
+        single-valued (no item has two values: a brand, one level of a category path)."""
+        self.field_of: dict[str, str] = {}
+        self.single_valued: set[str] = set()
+        self.multi_field = bool(fields) and len(fields) >= 2
+        if not self.multi_field:
+            return
+        counts: dict[str, dict[str, int]] = {}
+        for name, per_item in fields.items():
+            if all(len(v) <= 1 for v in per_item):
+                self.single_valued.add(name)
+            for values in per_item:
+                for v in values:
+                    counts.setdefault(v, {}).setdefault(name, 0)
+                    counts[v][name] += 1
+        self.field_of = {v: max(c.items(), key=lambda kv: kv[1])[0] for v, c in counts.items()}
+
+    def _init_numeric(self, numeric: dict[str, np.ndarray]) -> None:
+        """The numeric fields a query can bound: those the vocabulary gives units or words."""
+        self.numeric: dict[str, np.ndarray] = {}
+        self.numeric_spec: dict[str, dict] = {}
+        for name, values in numeric.items():
+            spec = self.vocab.numeric.get(name) or self.vocab.numeric.get(name.lower())
+            if spec is None:
+                continue
+            arr = np.asarray(values, dtype=np.float64)
+            if not np.isfinite(arr).any():
+                continue
+            self.numeric[name] = arr
+            self.numeric_spec[name] = spec
+
     @classmethod
-    def from_dataset(cls, dataset, synonyms: dict[str, dict[str, str]] | None = None) -> QueryParser:
+    def from_dataset(
+        cls, dataset, synonyms: dict[str, dict[str, str]] | None = None, vocabulary: Vocabulary | None = None
+    ) -> QueryParser:
         """A parser over a :class:`lucidrec.data.Dataset`'s catalog (popularity = interaction counts)."""
-        from lucidrec.data.text import item_categories, item_years
+        from lucidrec.data.text import item_categories, item_fields, item_numeric, item_years
 
         popularity = np.bincount(dataset.interactions["iidx"].to_numpy(), minlength=dataset.n_items)
         return cls(
@@ -299,6 +319,10 @@ class QueryParser:
             item_years(dataset),
             popularity=popularity,
             synonyms=synonyms,
+            fields=item_fields(dataset),
+            numeric=item_numeric(dataset),
+            vocabulary=vocabulary,
+            name=dataset.name,
         )
 
     # ------------------------------------------------------------------ public
@@ -309,10 +333,12 @@ class QueryParser:
         pq = ParsedQuery(raw=query)
         used = np.zeros(len(text), dtype=bool)
         self._parse_references(text, used, pq)
-        self._parse_years(text, used, pq)
-        self._parse_genres(text, used, pq)
+        if self.year_min is not None:  # a catalogue without years reads "2000" as a number, not a year
+            self._parse_years(text, used, pq)
+        self._parse_ranges(text, used, pq)
+        self._parse_genres(text, used, pq, query)
         pq.text = self._residual(query, text, used)
-        parsed_parts = len(pq.genres) + len(pq.exclude_genres) + (pq.year is not None) + len(pq.like)
+        parsed_parts = len(pq.genres) + len(pq.exclude_genres) + (pq.year is not None) + len(pq.like) + len(pq.ranges)
         n_text = len(pq.text.split())
         pq.text_weight = n_text / (n_text + parsed_parts) if n_text else 0.0
         if not pq.text and not pq.has_constraints and not pq.like:
@@ -324,12 +350,29 @@ class QueryParser:
         year bound."""
         out: list[tuple[dict, np.ndarray]] = []
         for g in pq.exclude_genres:
-            out.append(({"type": "exclude_genre", "value": g}, ~self._value_masks[g]))
+            out.append((self._tagged({"type": "exclude_genre", "value": g}, g), ~self._value_masks[g]))
         if pq.year is not None:
             lo, hi = pq.year
             with np.errstate(invalid="ignore"):
                 out.append(({"type": "year", "value": [lo, hi]}, (self.years >= lo) & (self.years <= hi)))
-        if pq.genres:
+        for name, (lo, hi) in pq.ranges.items():
+            arr = self.numeric[name]
+            mask = _in_range(arr, lo, hi)
+            c = {"type": "range", "field": name, "value": [lo, hi], "unit": self.numeric_spec[name].get("symbol", "")}
+            out.append((c, mask))
+        if pq.genres and self.multi_field:
+            # Values of one single-valued field (two brands) are alternatives; different fields all hold.
+            groups: dict[str, list[str]] = {}
+            for g in pq.genres:
+                groups.setdefault(self.field_of.get(g, ""), []).append(g)
+            for name, values in groups.items():
+                if len(values) == 1 or name in self.single_valued or pq.genre_mode == "any":
+                    anym = np.logical_or.reduce([self._value_masks[g] for g in values])
+                    out.append(({"type": "genre_any", "field": name, "value": list(values)}, anym))
+                else:
+                    for g in values:
+                        out.append(({"type": "genre", "field": name, "value": g}, self._value_masks[g].copy()))
+        elif pq.genres:
             if pq.genre_mode == "any" or len(pq.genres) == 1:
                 anym = np.logical_or.reduce([self._value_masks[g] for g in pq.genres])
                 out.append(({"type": "genre_any", "value": list(pq.genres)}, anym))
@@ -337,6 +380,12 @@ class QueryParser:
                 for g in pq.genres:
                     out.append(({"type": "genre", "value": g}, self._value_masks[g].copy()))
         return out
+
+    def _tagged(self, c: dict, value: str) -> dict:
+        """A constraint names its field when the catalogue has several ("brand", "category_3")."""
+        if self.multi_field and value in self.field_of:
+            c["field"] = self.field_of[value]
+        return c
 
     # ------------------------------------------------------------------ references
     def _parse_references(self, text: str, used: np.ndarray, pq: ParsedQuery):
@@ -410,6 +459,19 @@ class QueryParser:
             close = difflib.get_close_matches(phrase, self._title_keys, n=1, cutoff=0.88)
             if close:
                 return self._best(self._title_index[close[0]]), words[n - 1][2]
+        # A few words of a long product title, in any order ("like the Stanley staples"): the most popular
+        # item whose title holds every one of at least two content words.
+        for n in range(min(len(words), 6), 1, -1):
+            toks = [_stem(w[0].replace("'", "")) for w in words[:n]]
+            content = [t for t in toks if t not in self._stop_en]
+            if len(content) < 2 or toks[-1] in self._stop_en:
+                continue
+            sets = [self._token_index.get(t) for t in content]
+            if any(x is None for x in sets):
+                continue
+            common = set.intersection(*sets)
+            if common:
+                return self._best(sorted(common)), words[n - 1][2]
         return None
 
     def _match_title(self, words: list[str], exact_only: bool, whole: bool = False) -> int | None:
@@ -586,15 +648,185 @@ class QueryParser:
             return
         pq.year = (lo, hi)
 
+    # ------------------------------------------------------------------ numbers with units
+    def _range_patterns(self) -> list[tuple[re.Pattern, str]]:
+        """(pattern, kind) pairs for the numeric fields, built once: kind is below / above / between /
+        around. A quantity is an optional "$", a number and an optional unit of one of the fields."""
+        if hasattr(self, "_range_res"):
+            return self._range_res
+        units: dict[str, tuple[str, float]] = {}
+        words: dict[str, str] = {}
+        cmp_below: dict[str, str] = {}
+        cmp_above: dict[str, str] = {}
+        for name, spec in self.numeric_spec.items():
+            for u, factor in spec.get("units", {}).items():
+                units.setdefault(_fold(u), (name, float(factor)))
+            for lang_words in spec.get("words", {}).values():
+                for w in lang_words:
+                    words.setdefault(_fold(w), name)
+            for w in (w for ws in spec.get("below", {}).values() for w in ws):
+                cmp_below.setdefault(_fold(w), name)
+            for w in (w for ws in spec.get("above", {}).values() for w in ws):
+                cmp_above.setdefault(_fold(w), name)
+        self._units, self._field_words = units, words
+        self._cmp_fields = {**cmp_below, **cmp_above}
+
+        def alt(items) -> str:
+            return "|".join(re.escape(x) for x in sorted(items, key=len, reverse=True))
+
+        latin_units = [u for u in units if not _is_cjk(u) and u != "$"]
+        cjk_units = [u for u in units if _is_cjk(u)]
+        unit_re = "|".join(x for x in (alt(latin_units) and rf"(?:{alt(latin_units)})(?![a-z])", alt(cjk_units)) if x)
+        sym = r"(\$)?\s*" if "$" in units else r"()"
+        q = rf"{sym}(\d+(?:\.\d+)?)\s*({unit_re})?" if unit_re else rf"{sym}(\d+(?:\.\d+)?)()"
+        below = alt(
+            [
+                "under",
+                "below",
+                "less than",
+                "lower than",
+                "at most",
+                "up to",
+                "no more than",
+                "not more than",
+                "max",
+                "maximum",
+                "within",
+                "<=",
+                "<",
+                *cmp_below,
+            ]
+        )
+        above = alt(
+            [
+                "over",
+                "above",
+                "more than",
+                "greater than",
+                "at least",
+                "min",
+                "minimum",
+                "no less than",
+                "starting at",
+                ">=",
+                ">",
+                *cmp_above,
+            ]
+        )
+        zh_below, zh_above = "低于|少于|不超过|不到|不高于|小于|便宜于|轻于", "高于|超过|多于|至少|大于|不低于|重于"
+        res = [
+            (rf"\bbetween\s+{q}\s+and\s+{q}", "between"),
+            (rf"\bfrom\s+{q}\s+to\s+{q}", "between"),
+            (rf"{q}\s*(?:-|~|to|到|至)\s*{q}", "between"),
+            (rf"(?:(?<![a-z])(?:{below})|{zh_below})\s*{q}", "below"),
+            (rf"(?:(?<![a-z])(?:{above})|{zh_above})\s*{q}", "above"),
+            (rf"{q}\s*(?:or less|or under|max\b|以下|以内|之内|或以下)", "below"),
+            (rf"{q}\s*(?:or more|and up|and above|plus\b|\+|以上|或以上|起)", "above"),
+            (rf"\b(?:around|about|approximately|roughly|大约|大概)\s*{q}", "around"),
+            (rf"{q}\s*(?:左右)", "around"),
+        ]
+        self._range_res = [(re.compile(p), kind) for p, kind in res]
+        return self._range_res
+
+    def _quantity(self, sym: str | None, number: str, unit: str | None, text: str, start: int, end: int):
+        """(field, value in the field's base unit, how the field was known) for one quantity, or None."""
+        value = float(number)
+        if unit:
+            name, factor = self._units[_fold(unit)]
+            return name, value * factor, "unit"
+        if sym:
+            name, factor = self._units["$"]
+            return name, value * factor, "unit"
+        phrase = text[start:end]
+        for w, name in self._cmp_fields.items():
+            if w in phrase:
+                return name, value, "comparison"
+        # "price under 30", "价格低于30": a field word just before the comparison.
+        before = text[max(0, start - 25) : start]
+        for w, name in sorted(self._field_words.items(), key=lambda kv: -len(kv[0])):
+            if re.search(rf"(?:(?<![a-z]){re.escape(w)}(?![a-z])|{re.escape(w)})[\s:：]*(?:is|of|at|在)?\s*$", before):
+                return name, value, "word"
+        if len(self.numeric) == 1:
+            return next(iter(self.numeric)), value, "only field"
+        return None
+
+    def _parse_ranges(self, text: str, used: np.ndarray, pq: ParsedQuery):
+        if not self.numeric:
+            return
+        bounds: dict[str, list[float | None]] = {}
+
+        def add(name: str, lo: float | None, hi: float | None):
+            cur = bounds.setdefault(name, [None, None])
+            if lo is not None:
+                cur[0] = lo if cur[0] is None else max(cur[0], lo)
+            if hi is not None:
+                cur[1] = hi if cur[1] is None else min(cur[1], hi)
+
+        for rx, kind in self._range_patterns():
+            for m in rx.finditer(text):
+                if used[m.start() : m.end()].any():
+                    continue
+                g = m.groups()
+                if kind == "between":
+                    a = self._quantity(g[0] or g[3], g[1], g[2] or g[5], text, m.start(), m.end())
+                    b = self._quantity(g[3] or g[0], g[4], g[5] or g[2], text, m.start(), m.end())
+                    if a is None or b is None or a[0] != b[0] or "unit" not in (a[2], b[2]) and a[2] != "word":
+                        continue  # "2-3 pack": two numbers without a unit or field are not a range
+                    lo, hi = sorted((a[1], b[1]))
+                    name = a[0]
+                else:
+                    qty = self._quantity(g[0], g[1], g[2], text, m.start(), m.end())
+                    if qty is None:
+                        continue
+                    name, v, _ = qty
+                    lo, hi = {"below": (None, v), "above": (v, None), "around": (0.8 * v, 1.2 * v)}[kind]
+                add(name, lo, hi)
+                used[m.start() : m.end()] = True
+                self._consume_field_word(text, m.start(), used)
+        for name, spec in self.numeric_spec.items():
+            arr = self.numeric[name]
+            for kind, pct in (("low", 25), ("high", 75)):
+                for w in sorted({_fold(x) for ws in spec.get(kind, {}).values() for x in ws}, key=len, reverse=True):
+                    rx = re.escape(w) if _is_cjk(w) else rf"(?<![a-z]){re.escape(w)}(?![a-z])"
+                    for m in re.finditer(rx, text):
+                        if used[m.start() : m.end()].any():
+                            continue
+                        used[m.start() : m.end()] = True
+                        cut = round(float(np.nanpercentile(arr, pct)), 2)
+                        add(name, None, cut) if kind == "low" else add(name, cut, None)
+        for name, (lo, hi) in bounds.items():
+            arr = self.numeric[name]
+            ok = _in_range(arr, lo, hi)
+            if lo is not None and hi is not None and lo > hi:
+                pq.notes.append(f"the {name} bounds contradict each other ({lo:g} > {hi:g}); they were ignored")
+            elif not ok.any():
+                pq.notes.append(f"no item has a {name} in {_bound_text(lo, hi)}; that bound was ignored")
+            else:
+                pq.ranges[name] = [lo, hi]
+
+    def _consume_field_word(self, text: str, start: int, used: np.ndarray):
+        before = text[max(0, start - 25) : start]
+        for w in sorted(self._field_words, key=len, reverse=True):
+            m = re.search(rf"{re.escape(w)}[\s:：]*(?:is|of|at)?\s*$", before)
+            if m:
+                used[max(0, start - 25) + m.start() : start] = True
+                return
+
     # ------------------------------------------------------------------ genres and negations
-    def _parse_genres(self, text: str, used: np.ndarray, pq: ParsedQuery):
+    def _parse_genres(self, text: str, used: np.ndarray, pq: ParsedQuery, original: str | None = None):
         hits: list[tuple[int, int, str]] = []
         for rx in (self._latin_re, self._cjk_re):
             if rx is None:
                 continue
             for m in rx.finditer(text):
-                if not used[m.start() : m.end()].any():
-                    hits.append((m.start(), m.end(), self.phrases[m.group(1)]))
+                if used[m.start() : m.end()].any():
+                    continue
+                canon = self.phrases[m.group(1)]
+                if canon in self._case_sensitive and original is not None and len(original) == len(text):
+                    typed = original[m.start() : m.end()]
+                    if not typed.startswith(canon[:1]) or (canon.isupper() and not typed.isupper()):
+                        continue  # "a duck" is not the brand Duck; "Duck tape" is
+                hits.append((m.start(), m.end(), canon))
         hits.sort()
         negations = []
         for rx in (re.compile(r"\b(?:" + _NEG_EN + r")\b"), re.compile(_NEG_ZH)):
@@ -626,24 +858,31 @@ class QueryParser:
             )
             genres = [g for g in genres if g not in excluded]
         if len(genres) >= 2:
-            # "a comedy or a drama": any one is enough. Look for "or" between two asked-for genres.
-            spans = [s for s, g in positive if g in genres]
-            between = text[min(spans) : max(spans)]
-            if re.search(r"\b(?:or|either)\b|或|还是", between):
-                pq.genre_mode = "any"
+            # "a comedy or a drama": any one is enough. Look for "or" between two asked-for genres (of one
+            # field, when the catalogue has several: "HATCHBOX or eSUN filament" keeps the filament).
+            groups: dict[str, list[int]] = {}
+            for s, g in positive:
+                if g in genres:
+                    groups.setdefault(self.field_of.get(g, "") if self.multi_field else "", []).append(s)
+            for spans in groups.values():
+                between = text[min(spans) : max(spans)]
+                if len(spans) >= 2 and re.search(r"\b(?:or|either)\b|或|还是", between):
+                    pq.genre_mode = "any"
         pq.genres, pq.exclude_genres = genres, excluded
+        if self.multi_field:
+            pq.fields = {v: self.field_of[v] for v in genres + excluded if v in self.field_of}
 
     # ------------------------------------------------------------------ residual text
     def _residual(self, original: str, folded: str, used: np.ndarray) -> str:
         kept = "".join(ch if not u else " " for ch, u in zip(original, used))
         kept_f = "".join(ch if not u else " " for ch, u in zip(folded, used))
         # Chinese: drop stop phrases inside the CJK runs (no spaces to split on).
-        for sw in _STOP_ZH:
+        for sw in self._stop_zh:
             kept_f = kept_f.replace(sw, " " * len(sw))
         out = []
         for m in re.finditer(r"[^\s,.;!?，。；！？、:()\"“”《》]+", kept_f):
             word = m.group(0).strip("'-")
-            if not word or word in _STOP_EN or not any(ch.isalnum() for ch in word):
+            if not word or word in self._stop_en or not any(ch.isalnum() for ch in word):
                 continue
             if re.fullmatch(r"(?:" + _NEG_EN + r")", word) or re.fullmatch(_NEG_ZH, word):
                 continue
@@ -655,7 +894,7 @@ def relaxation_tiers(
     constraints: list[tuple[dict, np.ndarray]], allowed: np.ndarray
 ) -> list[tuple[list[dict], np.ndarray]]:
     """Item masks from strict to loose, used in turn when fewer than k items meet every constraint:
-    1. every constraint;  2. several required genres read as "any of" them;  3. no year bound;
+    1. every constraint;  2. several required genres read as "any of" them;  3. no year or numeric bound;
     4. no required genre. Exclusions are never relaxed: a "no" is a hard no, and fewer than k items are
     returned instead. Each tier comes with the list of constraints it relaxed."""
     tiers: list[tuple[list[dict], np.ndarray]] = []
@@ -678,10 +917,10 @@ def relaxation_tiers(
         active = [c for c in active if c[0]["type"] != "genre"] + [any_c]
         relaxed = relaxed + [{"type": "genre_mode", "value": "all -> any"}]
         add(list(relaxed), active)
-    year = next((c for c in active if c[0]["type"] == "year"), None)
-    if year is not None:
-        relaxed = relaxed + [year[0]]
-        active = [c for c in active if c[0]["type"] != "year"]
+    bounds = [c for c in active if c[0]["type"] in ("year", "range")]
+    if bounds:
+        relaxed = relaxed + [c[0] for c in bounds]
+        active = [c for c in active if c[0]["type"] not in ("year", "range")]
         add(list(relaxed), active)
     genre_c = [c for c in active if c[0]["type"] in ("genre", "genre_any")]
     if genre_c:
@@ -691,4 +930,37 @@ def relaxation_tiers(
     return tiers
 
 
-__all__ = ["ParsedQuery", "QueryParser", "relaxation_tiers"]
+def _in_range(arr: np.ndarray, lo: float | None, hi: float | None) -> np.ndarray:
+    """Items whose value lies in [lo, hi] (None: open); an unknown value (NaN) is outside every range."""
+    with np.errstate(invalid="ignore"):
+        return np.isfinite(arr) & (arr >= (-np.inf if lo is None else lo)) & (arr <= (np.inf if hi is None else hi))
+
+
+def _bound_text(lo, hi, unit: str = "") -> str:
+    def num(x) -> str:
+        return f"${x:g}" if unit == "$" else f"{x:g}{' ' + unit if unit else ''}"
+
+    if lo is None and hi is None:
+        return "any value"
+    if lo is None:
+        return f"at most {num(hi)}"
+    if hi is None:
+        return f"at least {num(lo)}"
+    return f"{num(lo)}-{num(hi)}"
+
+
+def range_label(c: dict, lang: str = "en") -> str:
+    """'price at most $30', '重量 2-5 lb': one numeric constraint as a person reads it."""
+    lo, hi = c["value"]
+    unit = c.get("unit", "")
+    if lang == "zh":
+        u = "美元" if unit == "$" else unit
+        if lo is None:
+            return f"{c['field']}不超过{hi:g}{u}"
+        if hi is None:
+            return f"{c['field']}不低于{lo:g}{u}"
+        return f"{c['field']}{lo:g}-{hi:g}{u}"
+    return f"{c['field']} {_bound_text(lo, hi, unit)}"
+
+
+__all__ = ["ParsedQuery", "QueryParser", "range_label", "relaxation_tiers"]

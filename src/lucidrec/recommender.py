@@ -53,6 +53,14 @@ class Recommender:
         self.ease_reg: float | None = None
         self.feature_space = None
         self.query_synonyms: dict | None = None
+        # Implicit-feedback catalogues (no ratings): the event every interaction is, e.g. "purchased";
+        # None for rated data. Inline history items are read as this event, with the training's weight.
+        self.implicit_event: str | None = None
+        # The catalogue's query vocabulary: per categorical field its values (when there are several
+        # fields: brand, category levels), numeric fields (price, weight), and the vocabulary file's words.
+        self.fields: dict[str, list[list[str]]] | None = None
+        self.numeric: dict[str, np.ndarray] = {}
+        self.vocabulary = None
         self.retriever = None
         self._query_encoder = None
         self._st_encoder = None
@@ -79,7 +87,8 @@ class Recommender:
 
     def set_catalog(self, dataset: Dataset) -> None:
         """Take the item ids, titles, categories and years of ``dataset``'s catalog."""
-        from lucidrec.data.text import item_categories, item_years
+        from lucidrec.data.text import item_categories, item_fields, item_numeric, item_years
+        from lucidrec.query_synonyms import vocabulary_for
 
         self.item_ids = np.asarray(dataset.item_ids, dtype=object)
         self.item_index = {iid: i for i, iid in enumerate(self.item_ids)}
@@ -87,6 +96,10 @@ class Recommender:
         self.titles = np.asarray(dataset.titles(), dtype=object)
         self.categories = [sorted(c) for c in item_categories(dataset)]
         self.years = item_years(dataset)
+        self.implicit_event = None if getattr(dataset, "has_ratings", True) else dataset.default_event
+        self.fields = item_fields(dataset) if len(dataset.schema.categorical) >= 2 else None
+        self.numeric = item_numeric(dataset)
+        self.vocabulary = vocabulary_for(dataset.name, {v for cats in self.categories for v in cats})
 
     def set_known(self, known: pd.DataFrame) -> None:
         """Replace the stored histories with an interactions frame's rows."""
@@ -202,6 +215,10 @@ class Recommender:
                 self.years,
                 popularity=self.known.popularity(len(self.item_ids)),
                 synonyms=self.query_synonyms,
+                fields=self.fields,
+                numeric=self.numeric,
+                vocabulary=self.vocabulary,
+                name=self.dataset_name,
             )
         return self._query_parser
 

@@ -56,7 +56,10 @@ def resolve_history(rec: Recommender, user=None, history=None) -> tuple[list[His
                 raise ConfigError(f"history item '{iid}': rating must be a finite number.")
             if idx in seen:
                 entries = [e for e in entries if e.item != idx]
-            entries.append(HistoryEntry(idx, r, base_t + k + 1, "rated" if r is not None else "liked"))
+            if rec.implicit_event:
+                r = None  # implicit data has no rating scale: a given rating carries nothing the model knows
+            event = rec.implicit_event or ("rated" if r is not None else "liked")
+            entries.append(HistoryEntry(idx, r, base_t + k + 1, event))
             seen.add(idx)
         source = "inline" if source == "none" else "stored+inline"
     return entries, source
@@ -65,7 +68,10 @@ def resolve_history(rec: Recommender, user=None, history=None) -> tuple[list[His
 def state_for(rec: Recommender, history: list[HistoryEntry], query_vec: np.ndarray | None) -> UserState:
     """The user tower's state for a history (and an embedded query)."""
     items = np.array([h.item for h in history], dtype=np.int64)
-    ratings = np.array([5.0 if h.rating is None else h.rating for h in history], dtype=np.float64)
+    # An item without a rating counts as a liked one: the top rating, or for implicit data the weight
+    # every training interaction had (1).
+    default = 1.0 if getattr(rec, "implicit_event", None) else 5.0
+    ratings = np.array([default if h.rating is None else h.rating for h in history], dtype=np.float64)
     named = np.array([h.event == QUERY_LIKE_EVENT for h in history], dtype=bool)
     boost = None
     if named.any() and (~named).any():

@@ -145,6 +145,12 @@ def kfold(dataset: Dataset, n_folds: int = 5, seed: int = DEFAULT_SEED):
     """Yield (train, test) interaction frames for ``n_folds``-fold CV over all interactions."""
     if n_folds < 2:
         raise ConfigError(f"n_folds={n_folds}: need at least 2 folds. Fix: pass n_folds >= 2.")
+    if not getattr(dataset, "has_ratings", True):
+        # Implicit feedback has no rating to predict: no rating head is trained or scored on it.
+        raise ConfigError(
+            f"'{dataset.name}' has no ratings (implicit feedback), so there is nothing for rating "
+            "cross-validation to predict. Fix: evaluate ranking instead (protocols ratio, loo or cold)."
+        )
     inter = dataset.interactions
     rng = np.random.default_rng(seed)
     fold = rng.permutation(len(inter)) % n_folds

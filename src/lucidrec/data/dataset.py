@@ -25,7 +25,9 @@ class ItemSchema:
 
     ``categorical`` columns hold lists of strings (e.g. genres); ``numeric`` columns hold floats
     (e.g. the release year). ``year`` names the numeric column that is a year, if any, so titles can be
-    shown as "Toy Story (1995)".
+    shown as "Toy Story (1995)". ``path`` lists the categorical columns that are the levels of one category
+    path, broad to narrow (e.g. ``category_1`` .. ``category_5`` of an Amazon product); the item text shows
+    them as "Category: A > B > C".
     """
 
     title: str = "title"
@@ -33,6 +35,7 @@ class ItemSchema:
     categorical: list[str] = field(default_factory=list)
     numeric: list[str] = field(default_factory=list)
     year: str | None = None
+    path: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return {
@@ -41,6 +44,7 @@ class ItemSchema:
             "categorical": list(self.categorical),
             "numeric": list(self.numeric),
             "year": self.year,
+            "path": list(self.path),
         }
 
     @classmethod
@@ -80,6 +84,9 @@ class Dataset:
         self.name = name
         self.source = source
         self.schema = schema or ItemSchema()
+        # Implicit feedback (no rating column): every interaction counts the same, no rating head applies,
+        # and explanations name the event ("you bought X") instead of a rating.
+        self.has_ratings = "rating" in getattr(interactions, "columns", ())
         self.interactions = _validate_interactions(interactions, source)
         if items is None:
             items = pd.DataFrame({"item": pd.unique(self.interactions["item"])})
@@ -124,6 +131,20 @@ class Dataset:
 
     def __repr__(self) -> str:
         return f"Dataset(name={self.name!r}, users={self.n_users}, items={self.n_items}, interactions={len(self)})"
+
+    @property
+    def feedback(self) -> str:
+        """'explicit' when the interactions carry ratings, else 'implicit'."""
+        return "explicit" if self.has_ratings else "implicit"
+
+    @property
+    def default_event(self) -> str:
+        """What an interaction of this dataset is ('rated', or for implicit data its most common event,
+        e.g. 'purchased'); an inline history item without a rating is read as one."""
+        if self.has_ratings:
+            return "rated"
+        events = self.interactions["event"]
+        return str(events.mode().iloc[0]) if len(events) else "interacted"
 
     def item_idx(self, item_id) -> int:
         try:

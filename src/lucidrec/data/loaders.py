@@ -1,4 +1,5 @@
-"""Loaders: MovieLens-100K from the recbole wheel, RecBole atomic folders, CSV, Parquet, DataFrames.
+"""Loaders: MovieLens-100K from the recbole wheel, RecBole atomic folders, Amazon JSON folders (``NAME.inter.json``
++ ``NAME.item.json``), CSV, Parquet, DataFrames.
 
 The recbole package is located through its installed metadata and its data files are read directly;
 recbole itself is never imported (it would pull in torch-era dependencies we do not need).
@@ -7,12 +8,14 @@ recbole itself is never imported (it would pull in torch-era dependencies we do 
 from __future__ import annotations
 
 import io
+import json
 from importlib import metadata
 from pathlib import Path
 
 import pandas as pd
 
 from lucidrec.data.dataset import Dataset, ItemSchema
+from lucidrec.data.text import clean_text
 from lucidrec.errors import DataError
 
 #: RecBole's standard field names mapped to ours.
@@ -119,6 +122,152 @@ def load_atomic(folder: str | Path, name: str | None = None, encoding: str = "ut
         name=name,
         source=str(inter_path),
         item_source=str(item_path) if items is not None else None,
+    )
+
+
+# ---------------------------------------------------------------------------------------------- Amazon JSON
+#: Deepest category level kept (one Scientific item has a 20-step "path" of scraped bullet points).
+MAX_CATEGORY_LEVELS = 8
+#: A path step longer than this is scraped prose, not a category: the path stops before it.
+MAX_CATEGORY_CHARS = 60
+#: What every interaction of an Amazon review dataset is (a review implies a purchase).
+AMAZON_EVENT = "purchased"
+
+
+def _read_json(path: Path, what: str) -> dict:
+    text = _read_text(path, "utf-8")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path}: not valid JSON ({e.msg} at line {e.lineno}). Fix: restore the file.") from None
+    if not isinstance(data, dict):
+        raise DataError(
+            f"{path}: must be a JSON object mapping {what}, got {type(data).__name__}. Fix: restore the file."
+        )
+    return data
+
+
+def _path_separator(raw_paths: list[str]) -> str:
+    """The separator between category levels. Amazon 2018 files join levels with ',' and names hold ', '
+    ('Tapes, Adhesives & Sealants'); Amazon 2014 files join levels with ', '. Decided by the data: when
+    most steps after the first start with a space, the separator is ', '."""
+    spaced = plain = 0
+    for p in raw_paths:
+        for step in p.split(",")[1:]:
+            if step.startswith(" "):
+                spaced += 1
+            elif step:
+                plain += 1
+    return ", " if spaced > plain else ","
+
+
+def split_category_path(raw: str, separator: str) -> list[str]:
+    """'Industrial & Scientific,Tapes, Adhesives & Sealants,Duct Tape' -> the cleaned levels, broad to narrow
+    (with separator ','). Empty steps vanish; the path stops at a step that is scraped prose."""
+    raw = clean_text(raw)
+    if not raw:
+        return []
+    if separator == ",":
+        steps: list[str] = []
+        for part in raw.split(","):
+            if part.startswith(" ") and steps:
+                steps[-1] = f"{steps[-1]},{part}"  # a comma inside a name: 'Tapes, Adhesives & Sealants'
+            else:
+                steps.append(part)
+    else:
+        steps = raw.split(separator)
+    out = []
+    for step in (" ".join(s.split()) for s in steps):
+        if not step:
+            continue
+        if len(step) > MAX_CATEGORY_CHARS or len(out) >= MAX_CATEGORY_LEVELS:
+            break
+        out.append(step)
+    return out
+
+
+def _product_title(raw_title: str, brand: str, path: list[str], item: str) -> str:
+    """The cleaned title; a scraped placeholder (empty, or only a category name such as
+    'Industrial & Scientific />.') is replaced by brand + narrowest category, so every product has a name."""
+    title = clean_text(raw_title).rstrip(" .,;")
+    if title and title not in path:
+        return title
+    name = " ".join(x for x in (brand, path[-1] if path else "") if x)
+    return name or f"Product {item}"
+
+
+def _amazon_files(folder: Path) -> tuple[str, Path, Path]:
+    inters = sorted(folder.glob("*.inter.json"))
+    if not inters:
+        raise DataError(f"{folder}: no '*.inter.json' file found. Fix: pass a folder holding NAME.inter.json.")
+    inter_path = inters[0]
+    name = inter_path.name[: -len(".inter.json")]
+    item_path = folder / f"{name}.item.json"
+    if not item_path.exists():
+        raise DataError(
+            f"{folder}: {inter_path.name} has no matching {name}.item.json. Fix: add the item file "
+            "(item id -> title, description, brand, categories)."
+        )
+    return name, inter_path, item_path
+
+
+def load_amazon(folder: str | Path) -> Dataset:
+    """An Amazon review folder as preprocessed by sequential-recommendation research code:
+    ``NAME.inter.json`` maps a user to their items, oldest first (no ratings, no times: each position is
+    the time, each interaction an implicit "purchased" event); ``NAME.item.json`` maps an item to its
+    title, description, brand and comma-separated category path.
+
+    Items get the text fields ``title`` and ``description``, the categorical fields ``brand`` and
+    ``category_1`` .. ``category_N`` (one per level of the path, which the schema records as ``path``),
+    all cleaned of HTML entities and scraping leftovers."""
+    folder = Path(folder)
+    name, inter_path, item_path = _amazon_files(folder)
+    seqs = _read_json(inter_path, "a user id to a list of item ids")
+    users, items, times = [], [], []
+    for user, seq in seqs.items():
+        if not isinstance(seq, list):
+            raise DataError(
+                f"{inter_path}: user '{user}' maps to {type(seq).__name__}, not a list of item ids. "
+                "Fix: write each user's items as a JSON list, oldest first."
+            )
+        users.extend([str(user)] * len(seq))
+        items.extend(str(i) for i in seq)
+        times.extend(range(len(seq)))
+    if not users:
+        raise DataError(f"{inter_path}: no interactions. Fix: give at least one user with one item.")
+    inter = pd.DataFrame({"user": users, "item": items, "timestamp": times, "event": AMAZON_EVENT})
+
+    meta = _read_json(item_path, "an item id to {title, description, brand, categories}")
+    rows = list(meta.items())
+    for iid, m in rows:
+        if not isinstance(m, dict):
+            raise DataError(
+                f"{item_path}: item '{iid}' maps to {type(m).__name__}, not an object. "
+                'Fix: give {"title": ..., "description": ..., "brand": ..., "categories": ...}.'
+            )
+    sep = _path_separator([str(m.get("categories") or "") for _, m in rows])
+    paths = [split_category_path(str(m.get("categories") or ""), sep) for _, m in rows]
+    depth = max((len(p) for p in paths), default=0)
+    levels = [f"category_{k + 1}" for k in range(depth)]
+    table: dict[str, list] = {"item": [], "title": [], "description": [], "brand": []}
+    for lv in levels:
+        table[lv] = []
+    for (iid, m), path in zip(rows, paths):
+        brand = clean_text(m.get("brand"))
+        table["item"].append(str(iid))
+        table["title"].append(_product_title(str(m.get("title") or ""), brand, path, str(iid)))
+        table["description"].append(clean_text(m.get("description")))
+        table["brand"].append([brand] if brand else [])
+        for k, lv in enumerate(levels):
+            table[lv].append([path[k]] if k < len(path) else [])
+    schema = ItemSchema(title="title", text=["description"], categorical=["brand", *levels], path=levels)
+    return Dataset(
+        inter,
+        pd.DataFrame(table),
+        schema=schema,
+        name=name,
+        source=str(inter_path),
+        item_source=str(item_path),
     )
 
 
@@ -240,12 +389,14 @@ def load_dataset(spec: str | Path = "ml-100k") -> Dataset:
     if path.is_dir():
         if (path / "ml-100k.inter").exists():
             return load_movielens_100k(path)
+        if any(path.glob("*.inter.json")) and not any(path.glob("*.inter")):
+            return load_amazon(path)
         return load_atomic(path)
     if path.suffix.lower() in (".csv", ".tsv", ".parquet", ".pq"):
         return load_files(path)
     if not path.exists():
         raise DataError(
             f"--data '{spec}': no such dataset or path. Fix: pass 'ml-100k', a folder of RecBole "
-            "atomic files, or a CSV/Parquet interaction file."
+            "atomic files, a folder of Amazon NAME.inter.json + NAME.item.json, or a CSV/Parquet interaction file."
         )
     raise DataError(f"--data '{spec}': unsupported file type '{path.suffix}'. Fix: use .csv, .tsv or .parquet.")
