@@ -50,46 +50,8 @@ def log(msg: str):
 
 
 def load_benchmark_data(spec: str):
-    """The --data argument through the library's loader (ML-100K, Amazon catalogues, atomic files)."""
-    path = Path(spec)
-    if path.is_dir() and list(path.glob("*.inter.json")):
-        try:
-            return load_dataset(spec)
-        except Exception:  # TEMPORARY until issue 15a's Amazon loader lands: read the JSON layout here
-            return _amazon_json(path)
+    """The --data argument through the library's loader (ML-100K, Amazon JSON catalogues, atomic files)."""
     return load_dataset(spec)
-
-
-def _amazon_json(folder: Path):
-    import html
-
-    import pandas as pd
-
-    from lucidrec.data import ItemSchema, from_dataframes
-
-    inter = json.loads(next(folder.glob("*.inter.json")).read_text())
-    meta = json.loads(next(folder.glob("*.item.json")).read_text())
-    rows = [(u, str(i), 1.0, float(t), "purchase") for u, items in inter.items() for t, i in enumerate(items)]
-    frame = pd.DataFrame(rows, columns=["user", "item", "rating", "timestamp", "event"])
-
-    def clean(v):
-        return html.unescape(str(v or "")).replace("/>.", "").strip()
-
-    items = pd.DataFrame(
-        [
-            {
-                "item": str(i),
-                "title": clean(m.get("title")) or f"item {i}",
-                "brand": [clean(m.get("brand"))] if clean(m.get("brand")) else [],
-                "categories": [c.strip() for c in clean(m.get("categories")).split(",") if c.strip()],
-                "description": clean(m.get("description"))[:400],
-            }
-            for i, m in meta.items()
-        ]
-    )
-    schema = ItemSchema(title="title", text=["description"], categorical=["brand", "categories"])
-    name = next(folder.glob("*.inter.json")).name.split(".")[0].lower()
-    return from_dataframes(frame, items, schema=schema, name=name, source=str(folder))
 
 
 def result_name(spec: str, ds, protocols) -> str:
