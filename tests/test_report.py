@@ -95,6 +95,8 @@ def report_and_benchmark(tmp_path_factory):
             *MODELS,
             "--out",
             str(tmp / "bench"),
+            "--report",
+            str(tmp / "bench.html"),
         ]
     )
     bench_rows = json.loads((tmp / "bench" / "accuracy_tiny.json").read_text())["rows"]
@@ -121,6 +123,16 @@ def report_and_benchmark(tmp_path_factory):
     )
     assert res.exit_code == 0, res.output
     return html_path, bench_rows
+
+
+def test_benchmark_report_has_the_same_table(report_and_benchmark):
+    """The benchmark's own --report page (written from its run, no second training) shows its rows."""
+    html_path, bench_rows = report_and_benchmark
+    page = (html_path.parent / "bench.html").read_text()
+    data = json.loads(page.split('id="report-data">')[1].split("</script>")[0])
+    assert [r["metrics"] for r in data["accuracy"]] == [r["metrics"] for r in bench_rows]
+    for r in bench_rows:
+        assert f'data-model="{r["model"]}" data-metric="ndcg@10" data-value="{r["metrics"]["ndcg@10"]:.4f}"' in page
 
 
 def test_report_page_renders_and_matches_the_benchmark(report_and_benchmark):

@@ -301,7 +301,8 @@ def _accuracy_table(rows: list[dict]) -> str:
         cells = []
         for m in TABLE_METRICS:
             v, sd = r["metrics"].get(m), r.get("std", {}).get(m)
-            text = _fmt(v) + (f" ± {sd:.4f}" if sd is not None else "")
+            several = len(r.get("seeds", [])) > 1
+            text = _fmt(v) + (f" ± {sd:.4f}" if sd is not None and several else "")
             cells.append(
                 f'<td data-model="{html.escape(r["model"])}" data-metric="{m}" data-value="{_fmt(v)}">{text}</td>'
             )
