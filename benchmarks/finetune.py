@@ -47,7 +47,7 @@ def log(msg: str):
     print(msg, file=sys.stderr, flush=True)
 
 
-def finetune(protocol: str, mode: str, folder: Path, steps: int) -> dict:
+def finetune(protocol: str, mode: str, folder: Path, steps: int, data: str = "ml-100k") -> dict:
     """Fine-tune in a subprocess (unless a finished run with the same steps is already there); its report."""
     report_path = folder / "finetune.json"
     if report_path.exists():
@@ -55,7 +55,7 @@ def finetune(protocol: str, mode: str, folder: Path, steps: int) -> dict:
         if rep["config"]["steps"] == steps:
             log(f"  reusing {folder} ({rep['mode']}, {rep['steps']} steps)")
             return rep
-    cmd = [sys.executable, "-m", "lucidrec.cli", "finetune-encoder", "--data", "ml-100k", "--protocol", protocol]
+    cmd = [sys.executable, "-m", "lucidrec.cli", "finetune-encoder", "--data", data, "--protocol", protocol]
     cmd += ["--out", str(folder), "--steps", str(steps), "--warmup", str(max(1, steps // 10)), "--seed", str(SEED)]
     cmd += ["--eval-every", "20", "--patience", "3", "--overwrite"] + (["--lora"] if mode == "lora" else [])
     state = folder / "checkpoint" / "state.json"
@@ -143,7 +143,9 @@ def evaluate_encoder(ds, s, protocol, name, encoder, args, qmod) -> dict:
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--data", default="ml-100k", help="'ml-100k' or a dataset folder (e.g. an Amazon catalogue)")
     ap.add_argument("--protocols", nargs="+", default=["cold", "ratio"], choices=["cold", "ratio"])
+    ap.add_argument("--variants", nargs="+", default=["full", "lora"], choices=["full", "lora"])
     ap.add_argument("--steps", type=int, default=80, help="fine-tuning steps (batch 32, 32 tokens)")
     ap.add_argument("--epochs", type=int, default=30, help="recommender epochs (early stopping on valid)")
     ap.add_argument("--max-minutes", type=float, default=10.0, help="recommender time cap (generous on purpose)")
@@ -158,18 +160,19 @@ def main(argv=None):
     qmod = _queries_module()
     if qmod is None:
         log("benchmarks/queries.py not found: query measures skipped")
-    ds = load_dataset("ml-100k")
+    ds = load_dataset(args.data)
+    stem = "finetune" if args.data == "ml-100k" else f"finetune_{ds.name.lower()}"
     finetunes, names = {}, {}
     for protocol in args.protocols:
         s = split(ds, protocol, SEED)
         log(f"== {protocol}: train/valid/test = {s.sizes()}")
         encoders = {"frozen": None}
-        runs = [("full", "full", args.steps), ("lora", "lora", args.steps)]
+        runs = [(v, v, args.steps) for v in args.variants]
         if protocol == "cold" and args.long_steps:  # does the hybrid gain from a longer run?
             runs.append((f"full-{args.long_steps}", "full", args.long_steps))
         for name, mode, steps in runs:
             folder = args.work / f"{protocol}-{name}"
-            finetunes[f"{protocol}/{name}"] = finetune(protocol, mode, folder, steps)
+            finetunes[f"{protocol}/{name}"] = finetune(protocol, mode, folder, steps, args.data)
             encoders[name] = str(folder)
         names[protocol] = list(encoders)
         for name, enc in encoders.items():
@@ -205,7 +208,7 @@ def main(argv=None):
                 "ndcg@10_delta": by[(p, n)]["ndcg@10"] - f["ndcg@10"],
             }
     meta = {
-        "dataset": "ml-100k (recbole 1.2.1 atomic files)",
+        "dataset": "ml-100k (recbole 1.2.1 atomic files)" if args.data == "ml-100k" else f"{ds.name} ({args.data})",
         "seed": SEED,
         "steps": args.steps,
         "long_steps": args.long_steps or None,
@@ -217,7 +220,7 @@ def main(argv=None):
         "targets": {"cold ndcg@10 vs frozen": ">= 1.10x", "ratio ndcg@10": "no loss"},
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "finetune.json").write_text(json.dumps({"meta": meta, "rows": rows, "verdict": verdict}, indent=2))
+    (args.out / f"{stem}.json").write_text(json.dumps({"meta": meta, "rows": rows, "verdict": verdict}, indent=2))
     print("\n".join(table(rows, args.protocols)))
 
 

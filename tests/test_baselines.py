@@ -114,7 +114,7 @@ def test_invalid_hyperparameters():
 
 
 def test_baseline_registry():
-    assert set(BASELINES) == {"mostpop", "itemknn", "ease", "als"}
+    assert set(BASELINES) == {"mostpop", "itemknn", "ease", "als", "sasrec"}
     for _cls, grid in BASELINES.values():
         assert grid and all(isinstance(g, dict) for g in grid)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from lucidrec.baselines import ALS, BASELINES
+from lucidrec.baselines import ALS, BASELINES, SLOW_BASELINES
 from lucidrec.data import load_dataset
 from lucidrec.errors import ConfigError
 from lucidrec.evaluate import EvalResult, choose_on_validation, fit_and_evaluate, tune_and_test, write_run
@@ -76,8 +76,10 @@ def run_baselines(
     ds = load_dataset(data)
     s = make_split(ds, protocol, seed)
     results = []
-    for cls, grid in BASELINES.values():
+    for key, (cls, grid) in BASELINES.items():
         if cls is ALS and not (include_als and ALS.available()):
+            continue
+        if key in SLOW_BASELINES:  # minutes of torch training: run on its own (evaluate --model sasrec)
             continue
         results.append(tune_and_test(cls, grid, s, progress=progress).to_dict())
     return results

@@ -9,6 +9,7 @@ import scipy.sparse as sp
 from lucidrec.data.dataset import Dataset
 from lucidrec.errors import ConfigError, DependencyError
 from lucidrec.history import Histories
+from lucidrec.sasrec import SASRec
 
 
 class MostPopular:
@@ -153,7 +154,11 @@ BASELINES = {
     "itemknn": (ItemKNN, [{"k": k, "shrink": 10.0} for k in (50, 100, 200, 400)]),
     "ease": (EASE, [{"reg": r} for r in (50.0, 100.0, 200.0, 300.0, 500.0, 1000.0)]),
     "als": (ALS, [{"factors": f, "regularization": 0.05, "alpha": a} for f in (32, 64, 128) for a in (1.0, 5.0)]),
+    # Sequential, torch (lucidrec[train]); early stopping on each user's last known item, no grid.
+    "sasrec": (SASRec, [{}]),
 }
+#: Baselines that train a neural network for minutes: left out of quick runs (``lucidrec baselines``, demo).
+SLOW_BASELINES = ("sasrec",)
 
 
 class RandomScorer:

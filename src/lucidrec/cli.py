@@ -12,7 +12,7 @@ import sys
 
 import typer
 
-from lucidrec import batch, cli_eval, cli_recommend, finetune
+from lucidrec import batch, cli_eval, cli_recommend, cli_report, finetune
 from lucidrec.service import cli as service_cli
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="lucidrec: recommendations that explain themselves.")
@@ -22,6 +22,7 @@ cli_recommend.register(app)  # recommend
 service_cli.register(app)  # serve
 finetune.register(app)  # finetune-encoder
 batch.register(app)  # batch, index
+cli_report.register(app)  # report
 
 
 def main():  # pragma: no cover - console entry point

@@ -144,7 +144,8 @@ def choose_item_item(cfg, split) -> dict:
     if kind == "dense":
         reg = cfg.ease_reg
         if reg is None:
-            grid = [{"reg": r} for r in (100.0, 200.0, 300.0, 500.0, 1000.0)]
+            # 20 and 50 for sparse catalogues (both Amazon ones choose 50 or less); ML-100K picks 300-500.
+            grid = [{"reg": r} for r in (20.0, 50.0, 100.0, 200.0, 300.0, 500.0, 1000.0)]
             reg = choose_on_validation(EASE, grid, split, ks=(10,))["reg"]
         return {"kind": "dense", "reg": float(reg), "neighbors": None}
     reg, nb = cfg.ease_reg, cfg.neighbors
