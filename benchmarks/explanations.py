@@ -198,7 +198,8 @@ def tradeoff(rec, ds, s, users, grid=(0, 400, 200, 100, 50, 20)):
     import pandas as pd
 
     from lucidrec.evaluate import evaluate_scorer
-    from lucidrec.training import impute_cold_item_item, liked_and_all, prune_item_item, rating_aware_ease, seen_items
+    from lucidrec.models.rating_aware import liked_and_all, prune_item_item, rating_aware_ease
+    from lucidrec.training import impute_cold_item_item, seen_items
 
     known = pd.concat([s.train, s.valid])
     saved_B = rec.scorer.B

@@ -225,7 +225,7 @@ def stage_sampled(n_items: int, steps: int = 60, warmup: int = 3) -> dict:
         t0 = time.perf_counter()
         batch = rng.choice(users, size=cfg.batch_size, replace=False)
         hists, rats, targets = _sample(seqs, batch, rng, cfg.mode)
-        hist, rb, pb, mask = pad_histories(hists, rats)
+        hist, rb, pb, mask, _liked = pad_histories(hists, rats)
         loss = sampled_batch_loss(net, hist, rb, pb, mask, targets, sampler, cfg, rng)
         for opt in opts:
             opt.zero_grad()

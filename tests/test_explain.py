@@ -1,7 +1,7 @@
 """Explanations: evidence sums to the score, decomposition is exact, deletion fidelity, counterfactuals, reasons.
 
-One tiny model (HybridConfig(epochs=2, dim=8)) is trained per module; its dataset also carries a user
-table with distinctive attributes so the tests can check reasons never mention them.
+One tiny rating-aware model (HybridConfig(epochs=2, dim=8, rating_aware=True)) is trained per module; its
+dataset also carries a user table with distinctive attributes so the tests can check reasons never mention them.
 """
 
 from __future__ import annotations
@@ -45,7 +45,9 @@ def rec(tmp_path_factory):
     users["zip_code"] = "90210"
     users["tribe"] = "Xenon"
     ds = lucidrec.data.from_dataframes(interactions, items, users, name="tiny")
-    model = Recommender(HybridConfig(epochs=2, dim=8), cache_dir=str(tmp_path_factory.mktemp("cache")))
+    model = Recommender(
+        HybridConfig(epochs=2, dim=8, rating_aware=True), cache_dir=str(tmp_path_factory.mktemp("cache"))
+    )
     return model.fit(ds, progress=False)
 
 
@@ -179,7 +181,7 @@ def test_disliked_items_weigh_zero_and_are_never_cited(rec):
     it is never cited, and explicit negative events count as disliked whatever the rating."""
     from lucidrec.models.scoring import liked_mask
 
-    assert rec.scorer.dislike_margin is not None  # the default model is rating-aware
+    assert rec.scorer.dislike_margin is not None  # this module trains a rating-aware model
     assert list(liked_mask(np.array([5.0, 1.0, np.nan, 4.0]), 0.0)) == [True, False, True, True]
     assert list(liked_mask(np.array([5.0, 5.0]), 0.0, np.array([False, True]))) == [True, False]
     users = _users(rec, 4)

@@ -36,7 +36,7 @@ def _net(seed: int = 0) -> HybridNet:
     return net
 
 
-def _batch(seed: int = 1):
+def _batch(seed: int = 1, margin: float | None = None):
     rng = np.random.default_rng(seed)
     hists, rats, targets = [], [], []
     for _ in range(7):
@@ -45,12 +45,27 @@ def _batch(seed: int = 1):
         hists.append(items[:cut])
         rats.append(rng.integers(1, 6, size=cut).astype(np.float64))
         targets.append(items[cut:])
-    return pad_histories(hists, rats), targets
+    return pad_histories(hists, rats, margin, 0.25 if margin is not None else 0.0), targets
+
+
+def test_score_items_equals_the_full_forward_for_rating_aware_histories():
+    """Disliked items (weight 0 in the towers, support weight in the block) are read the same way by the
+    sampled-softmax path as by the full forward pass."""
+    net = _net()
+    (hist, rb, pb, mask, liked), _ = _batch(margin=0.5)
+    assert (liked[mask] == 0).any() and (liked[mask] > 0).any()
+    items = torch.as_tensor(np.array([5, 0, 17, 59, 33]))
+    with torch.no_grad():
+        full = net(hist, rb, pb, mask, liked)
+        part = net.score_items(hist, rb, pb, mask, items, None, liked)
+        plain = net(hist, rb, pb, mask)
+    np.testing.assert_allclose(part.numpy(), full[:, items].numpy(), rtol=1e-5, atol=1e-5)
+    assert not np.allclose(full.numpy(), plain.numpy())
 
 
 def test_score_items_equals_the_full_forward_on_its_columns():
     net = _net()
-    (hist, rb, pb, mask), _ = _batch()
+    (hist, rb, pb, mask, _liked), _ = _batch()
     items = torch.as_tensor(np.array([5, 0, 17, 59, 33]))
     with torch.no_grad():
         full = net(hist, rb, pb, mask)
@@ -73,7 +88,7 @@ def test_score_items_with_the_item_item_block_on(sparse_block):
         np.linspace(0.5, 1.5, N_RATING_BINS).astype(np.float32),
         np.linspace(1.0, 0.2, N_POSITION_BUCKETS).astype(np.float32),
     )
-    (hist, rb, pb, mask), _ = _batch()
+    (hist, rb, pb, mask, _liked), _ = _batch()
     items = torch.as_tensor(np.array([1, 4, 9, 58]))
     with torch.no_grad():
         full = net(hist, rb, pb, mask)
@@ -84,7 +99,7 @@ def test_score_items_with_the_item_item_block_on(sparse_block):
 
 def test_sampled_softmax_is_the_full_softmax_when_the_sample_is_the_whole_catalog():
     net = _net()
-    (hist, rb, pb, mask), targets = _batch()
+    (hist, rb, pb, mask, _liked), targets = _batch()
     scale = net.logit_scale.exp()
     full_scores = net(hist, rb, pb, mask) * scale
     seen = torch.zeros_like(full_scores).scatter_add_(1, hist, mask.float()) > 0
@@ -199,7 +214,7 @@ def test_sparse_id_gradients_equal_the_dense_ones():
     from lucidrec.models.hybrid import make_optimizers
     from lucidrec.models.losses import sampled_batch_loss
 
-    (hist, rb, pb, mask), targets = _batch()
+    (hist, rb, pb, mask, _liked), targets = _batch()
     cfg = HybridConfig(dim=8, cls_hidden=4, sampled_negatives=20, id_dropout=0.0)
     grads = {}
     for sparse in (False, True):

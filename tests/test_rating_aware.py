@@ -7,8 +7,8 @@ import pandas as pd
 import scipy.sparse as sp
 
 from lucidrec.baselines import ease_weights
+from lucidrec.models.rating_aware import prune_item_item, rating_aware_ease
 from lucidrec.models.scoring import liked_mask, support_weights
-from lucidrec.training import prune_item_item, rating_aware_ease
 
 
 def _random_matrices(seed=0, users=60, items=25):
@@ -60,7 +60,7 @@ def test_liked_is_relative_to_the_users_own_mean():
 
 def test_liked_and_all_zeroes_disliked_inputs_but_keeps_every_target():
     import lucidrec.data
-    from lucidrec.training import liked_and_all
+    from lucidrec.models.rating_aware import liked_and_all
 
     inter = pd.DataFrame(
         {

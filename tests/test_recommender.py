@@ -232,7 +232,7 @@ def test_torch_net_matches_numpy_scorer(tiny_no_refit):
     rats += [np.zeros(0, np.float64), np.array([1.0, 5.0, 3.0, 4.0])]
     assert max(len(h) for h in hists) >= 3
     with torch.no_grad():
-        torch_scores = net(*pad_histories(hists, rats, rec.config.dislike_margin, rec.config.rating_slope)).numpy()
+        torch_scores = net(*pad_histories(hists, rats, rec.scorer.dislike_margin, rec.scorer.rating_slope)).numpy()
     for k, (h, r) in enumerate(zip(hists, rats, strict=True)):
         np_scores = rec.scorer.score(rec.scorer.user_state(h, r))
         np.testing.assert_allclose(torch_scores[k], np_scores, atol=1e-5, err_msg=f"history {k}")
@@ -249,7 +249,7 @@ def test_torch_net_matches_stored_user_scores(tiny_no_refit):
     rec._torch_net.eval()
     with torch.no_grad():
         torch_scores = rec._torch_net(
-            *pad_histories(hists, rats, rec.config.dislike_margin, rec.config.rating_slope)
+            *pad_histories(hists, rats, rec.scorer.dislike_margin, rec.scorer.rating_slope)
         ).numpy()
     for k, u in enumerate(users):
         np.testing.assert_allclose(torch_scores[k], rec.score_items(user=u), atol=1e-5)

@@ -49,8 +49,6 @@ FILES: tuple[ModelFile, ...] = (
     ModelFile("item_item.safetensors", False),  # required when config.item_item (checked in check_loaded)
     ModelFile("items.json", True),
     ModelFile("interactions.npz", True),
-    ModelFile("vocabulary.json", False),  # query vocabulary (absent in folders saved before it existed)
-    ModelFile("query_synonyms.json", False),
     ModelFile("encoder/model.onnx", False, "encoder"),
     ModelFile("encoder/tokenizer.json", False, "encoder"),
     ModelFile("encoder/encoder.json", False, "encoder"),
@@ -58,6 +56,8 @@ FILES: tuple[ModelFile, ...] = (
     ModelFile("index_proj.npz", False, "index", REINDEX),
     ModelFile("index.faiss", False, "index", REINDEX),
 )
+# vocabulary.json and query_synonyms.json are left out on purpose: they are meant to be edited by hand (how
+# one model reads queries), so no checksum pins them; their readers still name the file when it is broken.
 _BY_NAME = {f.name: f for f in FILES}
 
 
