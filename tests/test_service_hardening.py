@@ -105,7 +105,7 @@ def _wait_for(cond, seconds: float = 10.0) -> None:
 def test_health_answers_while_four_heavy_recommends_run(model_dir, tmp_path, monkeypatch):
     """/health never queues behind the model's pool: it answers while all four heavy requests are still
     pending (none finished, none failed). Its latency under this load is reported in
-    benchmarks/results/service_hardening.md (was 18.8 s with the heavy requests on the event loop), not asserted here:
+    the README's service section (was 18.8 s with the heavy requests on the event loop), not asserted here:
     on a shared 2-core machine a timing bound only measures the neighbours."""
     monkeypatch.setattr(engine, "recommend", _burn(4.0))
     app = create_app(ServiceSettings(model_dir=model_dir, db_path=tmp_path / "f.db", api_keys=[KEY],
