@@ -3,8 +3,10 @@
 Every recommended item's evidence terms carry contributions that sum to its score (the model's
 p_u . f_i is linear in the history items and the query; the cross term is attributed to them by exact
 integrated gradients, and CLS(0, f_i) joins the item's own "popularity" term - no unnamed remainder).
-Disliked history items (a rating below the user's mean) weigh 0 in a rating-aware model, so they are
-never cited. Reasons are rendered from the evidence only, in English or Chinese, naming the top 1-3
+Disliked history items (a rating below the user's mean minus a margin, or a negative event) weigh 0 in
+a rating-aware model; in any model they are never cited as support (a model that is not rating-aware
+still counts them, and the evidence says how much). Reasons are rendered from the evidence only, in
+English or Chinese, naming the top 1-3
 pieces; with ``counterfactual=True`` each item also carries a verified counterfactual
 (:mod:`lucidrec.counterfactual`) and its sentence.
 """
@@ -112,6 +114,24 @@ def item_similarity(rec, a: int, b: np.ndarray) -> np.ndarray:
     return m[1:] @ m[0]
 
 
+def supporting(rec, entries, liked: np.ndarray | None) -> np.ndarray:
+    """Which history items a reason may cite as support. A rating-aware model says it (``liked``: a
+    disliked item weighs 0 in every block, so it cannot carry a positive contribution; the mask keeps the
+    promise explicit). For a model that is not rating-aware the same rule (a rating below the user's
+    mean minus the default margin, or a negative event) keeps disliked items out of the reasons, though
+    the model still counts them: their share is reported in the evidence as ``low_rated``."""
+    if liked is not None and len(liked) == len(entries) and rec.scorer.dislike_margin is not None:
+        return np.asarray(liked, bool)
+    from lucidrec.models.config import HybridConfig
+    from lucidrec.models.scoring import NEGATIVE_EVENTS, liked_mask
+
+    ratings = np.array([np.nan if e.rating is None else e.rating for e in entries], dtype=np.float64)
+    negative = np.array([e.event in NEGATIVE_EVENTS for e in entries], dtype=bool)
+    if getattr(rec, "implicit_event", None):  # no rating scale: only explicit negative events
+        return ~negative
+    return liked_mask(ratings, HybridConfig.dislike_margin, negative)
+
+
 def build_evidence(
     rec, state, entries, item: int, query: str | None, constraints: list | None = None, parts: dict | None = None
 ) -> tuple[list[dict], dict]:
@@ -124,9 +144,7 @@ def build_evidence(
     liked = getattr(state, "liked", None)
     if len(entries):
         order = np.argsort(-hist_contrib, kind="stable")
-        # A disliked item weighs 0 in every block, so it cannot carry a positive contribution; the
-        # check keeps the promise explicit should a future block give it one.
-        ok = np.ones(len(entries), bool) if liked is None or len(liked) != len(entries) else liked
+        ok = supporting(rec, entries, liked)
         cited = [j for j in order if hist_contrib[j] > 0 and ok[j]][:MAX_CITED]
         sims = item_similarity(rec, item, np.array([entries[j].item for j in cited], dtype=np.int64)) if cited else []
         target_cats = set(rec.categories[item])
@@ -148,7 +166,13 @@ def build_evidence(
         rest = float(hist_contrib.sum() - hist_contrib[cited].sum()) if cited else float(hist_contrib.sum())
         n_rest = len(entries) - len(cited)
         if n_rest:
-            evidence.append({"kind": "history_other", "count": n_rest, "contribution": rest})
+            other = {"kind": "history_other", "count": n_rest, "contribution": rest}
+            low = np.flatnonzero(~ok)
+            if len(low) and hist_contrib[low].sum() > 0:
+                # Part of the rest: items the user rated low that still push this item up (a model that is
+                # not rating-aware counts what was watched). Never cited as a reason for; told as what it is.
+                other["low_rated"] = {"count": int(len(low)), "contribution": float(hist_contrib[low].sum())}
+            evidence.append(other)
     if query:
         evidence.append({"kind": "query", "text": query, "contribution": float(parts["query"])})
     # The item's own term: its bias plus CLS(0, f_i), what the cross term gives it for an empty user;
@@ -201,11 +225,33 @@ def render_reason(title: str, evidence: list[dict], lang: str = "en") -> str:
     attr = {"kind": "attribute", "name": "genre", "shared": named_shared} if named_shared else None
     query_first = query is not None and (not hist or query["contribution"] >= hist[0]["contribution"])
     cons = next((e for e in evidence if e["kind"] == "constraint"), None)
+    low = _significant_low_rated(evidence)
     if lang == "zh":
-        return _render_zh(title, hist, query, pop, attr if hist else None, query_first) + _constraint_sentence(
-            cons, "zh"
+        low_text = f"您评分较低的{low['count']}件物品也计入了得分（模型从您的全部历史中学习）。" if low else ""
+        return (
+            _render_zh(title, hist, query, pop, attr if hist else None, query_first)
+            + low_text
+            + _constraint_sentence(cons, "zh")
         )
-    return _render_en(title, hist, query, pop, attr, query_first) + _constraint_sentence(cons, "en")
+    low_text = (
+        f" Also counted: {low['count']} item{'s' if low['count'] != 1 else ''} you rated low"
+        " (the model learns from your whole history)."
+        if low
+        else ""
+    )
+    return _render_en(title, hist, query, pop, attr, query_first) + low_text + _constraint_sentence(cons, "en")
+
+
+def _significant_low_rated(evidence: list[dict]) -> dict | None:
+    """The low-rated items' positive share, when it is at least half of what the reason names (its history
+    items and query): a reason that left it out would hide a main part of the score."""
+    other = next((e for e in evidence if e["kind"] == "history_other"), None)
+    low = (other or {}).get("low_rated")
+    if not low:
+        return None
+    hist, query = _significant(evidence)
+    named = sum(e["contribution"] for e in hist) + (query["contribution"] if query else 0.0)
+    return low if low["contribution"] > 0 and low["contribution"] >= 0.5 * named else None
 
 
 def _constraint_sentence(cons: dict | None, lang: str) -> str:
@@ -329,4 +375,4 @@ def explain_items(
                 cf["text"] = render_counterfactual(item_out["title"], cf, lang)
 
 
-__all__ = ["build_evidence", "constraint_label", "explain_items", "render_reason", "zh_genre"]
+__all__ = ["build_evidence", "constraint_label", "explain_items", "render_reason", "supporting", "zh_genre"]

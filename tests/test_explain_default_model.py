@@ -1,0 +1,78 @@
+"""Reasons of the default model (not rating-aware): disliked items still count in its score, so they are
+never cited as support and their share is reported as ``low_rated`` in the evidence, exactly."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import make_tiny_frames
+
+import lucidrec.data
+from lucidrec.explain import render_reason
+from lucidrec.models.config import HybridConfig
+from lucidrec.recommender import Recommender
+from lucidrec.serving import resolve_history, state_for
+
+pytest.importorskip("torch")
+
+
+@pytest.fixture(scope="module")
+def rec(tmp_path_factory):
+    interactions, items = make_tiny_frames()
+    ds = lucidrec.data.from_dataframes(interactions, items, name="tiny")
+    model = Recommender(HybridConfig(epochs=2, dim=8), cache_dir=str(tmp_path_factory.mktemp("cache")))
+    return model.fit(ds, progress=False)
+
+
+def _low(ratings: list[float]) -> set[int]:
+    mean = float(np.mean(ratings))
+    return {k for k, r in enumerate(ratings) if r < mean - HybridConfig.dislike_margin}
+
+
+def test_the_default_model_is_not_rating_aware(rec):
+    assert rec.config.rating_aware is False and rec.scorer.dislike_margin is None
+
+
+def test_low_rated_items_are_never_cited_and_their_share_is_exact(rec):
+    rng = np.random.default_rng(3)
+    ids = [str(i) for i in rec.item_ids]
+    seen_low_share = 0
+    for _ in range(12):
+        picked = rng.choice(len(ids), size=8, replace=False)
+        ratings = [5.0, 5.0, 4.0, 5.0, 1.0, 1.0, 2.0, 4.0]
+        history = [(ids[p], r) for p, r in zip(picked, ratings, strict=True)]
+        low_ids = {history[k][0] for k in _low(ratings)}
+        res = rec.recommend(history=history, k=5, explain=True)
+        state = state_for(rec, resolve_history(rec, None, history)[0], None)
+        for item in res["items"]:
+            ev = item["evidence"]
+            assert sum(e["contribution"] for e in ev if "contribution" in e) == pytest.approx(item["score"], abs=1e-4)
+            cited = {e["item_id"] for e in ev if e["kind"] == "history"}
+            assert not cited & low_ids
+            other = next((e for e in ev if e["kind"] == "history_other"), {})
+            parts = rec.scorer.decompose(state, rec.item_idx(item["item_id"]))["history"]
+            low_sum = float(sum(parts[k] for k in _low(ratings)))
+            if "low_rated" in other:
+                seen_low_share += 1
+                assert other["low_rated"]["count"] == len(low_ids)
+                assert other["low_rated"]["contribution"] == pytest.approx(low_sum, abs=1e-5)
+            else:
+                assert low_sum <= 1e-6  # reported whenever the low-rated items push the item up
+    assert seen_low_share > 0
+
+
+def _evidence(low: float) -> list[dict]:
+    hist = {"kind": "history", "item_id": "1", "title": "A", "action": "rated 5", "rating": 5.0}
+    return [
+        {**hist, "similarity": 0.8, "contribution": 1.0, "shared": []},
+        {"kind": "history_other", "count": 4, "contribution": low, "low_rated": {"count": 3, "contribution": low}},
+        {"kind": "popularity", "contribution": 0.1},
+    ]
+
+
+def test_the_reason_tells_a_large_low_rated_share_and_only_then():
+    en = render_reason("X", _evidence(0.6), "en")
+    assert "Also counted: 3 items you rated low" in en and "you rated A 5 stars" in en
+    assert "3件物品" in render_reason("X", _evidence(0.6), "zh")
+    assert "rated low" not in render_reason("X", _evidence(0.2), "en")
+    assert "评分较低" not in render_reason("X", _evidence(0.2), "zh")
