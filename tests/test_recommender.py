@@ -180,6 +180,19 @@ def test_load_round_trip_user_scores(tiny, saved):
         assert loaded.recommend(user=user, k=5)["items"] == rec.recommend(user=user, k=5)["items"]
 
 
+def test_load_then_save_keeps_the_config(saved, tmp_path):
+    """A loaded model saved again writes the same config.json (the feature space description included)."""
+    out, loaded = saved
+    loaded.save(tmp_path / "again")
+    first = json.loads((out / "config.json").read_text())
+    again = json.loads((tmp_path / "again" / "config.json").read_text())
+    assert first["feature_space"] is not None
+    assert again == first
+    reloaded = Recommender.load(tmp_path / "again")  # checksums and encoder copied along: it loads and serves
+    user = loaded._known_users_with_history()[0]
+    np.testing.assert_allclose(reloaded.score_items(user=user), loaded.score_items(user=user), atol=1e-6)
+
+
 def test_load_round_trip_inline_history(tiny, saved):
     _, rec = tiny
     _, loaded = saved

@@ -78,14 +78,27 @@ def save(rec: Recommender, out_dir: str | Path, export_encoder: bool = True) -> 
         if rec._st_encoder is not None:
             rec._st_encoder.export_onnx(out / "encoder")
         elif not (out / "encoder" / "model.onnx").exists():
-            raise ModelError("no encoder to export: this model was loaded without one.")
+            src = getattr(rec, "source_dir", None)
+            if src is None or not (Path(src) / "encoder" / "model.onnx").exists():
+                raise ModelError(
+                    "no encoder to export: this model was loaded without one. "
+                    "Fix: save with export_encoder=False, or load the model from a folder that has encoder/."
+                )
+            import shutil
+
+            # A loaded model carries the ONNX export it was loaded from: copy it along.
+            shutil.copytree(Path(src) / "encoder", out / "encoder", dirs_exist_ok=True)
     meta = {
         "format_version": FORMAT_VERSION,
         "config": rec.config.to_dict(),
         "dataset": rec.dataset_name,
         "ease_reg": rec.ease_reg,
         "train_report": rec.train_report,
-        "feature_space": rec.feature_space.to_dict() if getattr(rec, "feature_space", None) is not None else None,
+        # A loaded model has no FeatureSpace object (serving never needs it): its saved description is kept,
+        # so loading and saving again does not lose it.
+        "feature_space": rec.feature_space.to_dict()
+        if getattr(rec, "feature_space", None) is not None
+        else getattr(rec, "feature_space_meta", None),
         "encoder": rec._query_encoder.name if rec._query_encoder is not None else None,
         "implicit_event": rec.implicit_event,
     }
@@ -196,6 +209,8 @@ def _read(cls, d: Path, meta: dict, load_encoder: bool, encoder_threads: int | N
     rec.ease_reg = meta.get("ease_reg")
     rec.train_report = meta.get("train_report") or {}
     rec.implicit_event = meta.get("implicit_event")
+    rec.feature_space_meta = meta.get("feature_space")
+    rec.source_dir = d
     with check.reading(d, "weights.safetensors") as p:
         weights = load_file(str(p))
     with check.reading(d, ITEM_ITEM_FILE):
