@@ -26,7 +26,7 @@ def rec(tmp_path_factory):
 
 def _low(ratings: list[float]) -> set[int]:
     mean = float(np.mean(ratings))
-    return {k for k, r in enumerate(ratings) if r < mean - HybridConfig.dislike_margin}
+    return {k for k, r in enumerate(ratings) if r < mean}
 
 
 def test_the_default_model_is_not_rating_aware(rec):
@@ -72,7 +72,7 @@ def _evidence(low: float) -> list[dict]:
 
 def test_the_reason_tells_a_large_low_rated_share_and_only_then():
     en = render_reason("X", _evidence(0.6), "en")
-    assert "Also counted: 3 items you rated low" in en and "you rated A 5 stars" in en
+    assert "Also counted: 3 items you rated below your average" in en and "you rated A 5 stars" in en
     assert "3件物品" in render_reason("X", _evidence(0.6), "zh")
-    assert "rated low" not in render_reason("X", _evidence(0.2), "en")
-    assert "评分较低" not in render_reason("X", _evidence(0.2), "zh")
+    assert "below your average" not in render_reason("X", _evidence(0.2), "en")
+    assert "低于平均" not in render_reason("X", _evidence(0.2), "zh")

@@ -117,19 +117,18 @@ def item_similarity(rec, a: int, b: np.ndarray) -> np.ndarray:
 def supporting(rec, entries, liked: np.ndarray | None) -> np.ndarray:
     """Which history items a reason may cite as support. A rating-aware model says it (``liked``: a
     disliked item weighs 0 in every block, so it cannot carry a positive contribution; the mask keeps the
-    promise explicit). For a model that is not rating-aware the same rule (a rating below the user's
-    mean minus the default margin, or a negative event) keeps disliked items out of the reasons, though
-    the model still counts them: their share is reported in the evidence as ``low_rated``."""
+    promise explicit). For a model that is not rating-aware, a rating below the user's own mean (or a
+    negative event) keeps the item out of the reasons - no margin: only reading is at stake here, not
+    accuracy - though the model still counts it: that share is reported in the evidence as ``low_rated``."""
     if liked is not None and len(liked) == len(entries) and rec.scorer.dislike_margin is not None:
         return np.asarray(liked, bool)
-    from lucidrec.models.config import HybridConfig
     from lucidrec.models.scoring import NEGATIVE_EVENTS, liked_mask
 
     ratings = np.array([np.nan if e.rating is None else e.rating for e in entries], dtype=np.float64)
     negative = np.array([e.event in NEGATIVE_EVENTS for e in entries], dtype=bool)
     if getattr(rec, "implicit_event", None):  # no rating scale: only explicit negative events
         return ~negative
-    return liked_mask(ratings, HybridConfig.dislike_margin, negative)
+    return liked_mask(ratings, 0.0, negative)
 
 
 def build_evidence(
@@ -227,14 +226,14 @@ def render_reason(title: str, evidence: list[dict], lang: str = "en") -> str:
     cons = next((e for e in evidence if e["kind"] == "constraint"), None)
     low = _significant_low_rated(evidence)
     if lang == "zh":
-        low_text = f"您评分较低的{low['count']}件物品也计入了得分（模型从您的全部历史中学习）。" if low else ""
+        low_text = f"您评分低于平均的{low['count']}件物品也计入了得分（模型从您的全部历史中学习）。" if low else ""
         return (
             _render_zh(title, hist, query, pop, attr if hist else None, query_first)
             + low_text
             + _constraint_sentence(cons, "zh")
         )
     low_text = (
-        f" Also counted: {low['count']} item{'s' if low['count'] != 1 else ''} you rated low"
+        f" Also counted: {low['count']} item{'s' if low['count'] != 1 else ''} you rated below your average"
         " (the model learns from your whole history)."
         if low
         else ""
