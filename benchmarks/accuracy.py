@@ -69,7 +69,8 @@ def table(rows, protocol) -> list[str]:
         for k in SHOW:
             v = r["metrics"].get(k)
             sd = r.get("std", {}).get(k)
-            cells.append("-" if v is None else f"{v:.4f}" + (f" ± {sd:.4f}" if sd is not None else ""))
+            one_run = len(r.get("seeds") or []) == 1
+            cells.append("-" if v is None else f"{v:.4f}" + (f" ± {sd:.4f}" if sd is not None and not one_run else ""))
         params = json.dumps(r.get("params", {})) if r.get("params") else "-"
         md.append(f"| {r['model']} | {params} | " + " | ".join(cells) + " |")
     return md + [""]
@@ -114,7 +115,7 @@ def side_by_side(out: Path, protocol: str = "loo") -> str:
     def cell(r, k):
         if r is None:
             return "-"
-        sd = r.get("std", {}).get(k)
+        sd = r.get("std", {}).get(k) if len(r.get("seeds") or []) != 1 else None
         return f"{r['metrics'][k]:.4f}" + (f" ± {sd:.4f}" if sd is not None else "")
 
     names = list(per_data)
@@ -237,7 +238,8 @@ def combine(files: list[Path], out: Path, name: str) -> None:
     meta = dict(parts[0]["meta"])
     if len({p["meta"]["name"] for p in parts}) != 1:
         raise SystemExit(f"--combine: the files are from different datasets: {[p['meta']['name'] for p in parts]}")
-    meta["commands"] = [p["meta"].get("command", "?") for p in parts]
+    # A part that is itself a combination brings its own list of commands.
+    meta["commands"] = [c for p in parts for c in (p["meta"].get("commands") or [p["meta"].get("command", "?")])]
     meta.pop("command", None)
     rows = [r for p in parts for r in p["rows"]]
     protocols = list(dict.fromkeys(r["protocol"] for r in rows))

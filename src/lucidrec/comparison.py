@@ -57,7 +57,8 @@ def _mean_std(model: str, protocol: str, runs: list[dict], seeds, params: dict |
         "model": model,
         "protocol": protocol,
         "metrics": {k: float(np.mean([r[k] for r in runs])) for k in keys},
-        "std": {k: float(np.std([r[k] for r in runs])) for k in keys},
+        # One run has no spread to report: no std (tables then print the value alone, not "± 0.0000").
+        "std": {k: float(np.std([r[k] for r in runs])) for k in keys} if len(runs) > 1 else {},
         "seeds": list(seeds),
         "runs": runs,
     }
