@@ -71,8 +71,8 @@ def _evidence(low: float) -> list[dict]:
 
 
 def test_the_reason_tells_a_large_low_rated_share_and_only_then():
-    en = render_reason("X", _evidence(0.6), "en")
+    en = render_reason("X", _evidence(1.5), "en")
     assert "Also counted: 3 items you rated below your average" in en and "you rated A 5 stars" in en
-    assert "3件物品" in render_reason("X", _evidence(0.6), "zh")
-    assert "below your average" not in render_reason("X", _evidence(0.2), "en")
-    assert "低于平均" not in render_reason("X", _evidence(0.2), "zh")
+    assert "3件物品" in render_reason("X", _evidence(1.5), "zh")
+    assert "below your average" not in render_reason("X", _evidence(0.6), "en")
+    assert "低于平均" not in render_reason("X", _evidence(0.6), "zh")

@@ -242,15 +242,15 @@ def render_reason(title: str, evidence: list[dict], lang: str = "en") -> str:
 
 
 def _significant_low_rated(evidence: list[dict]) -> dict | None:
-    """The low-rated items' positive share, when it is at least half of what the reason names (its history
-    items and query): a reason that left it out would hide a main part of the score."""
+    """The low-rated items' positive share, when it outweighs what the reason names (its history items and
+    query): a reason that left it out would hide the largest part of the score."""
     other = next((e for e in evidence if e["kind"] == "history_other"), None)
     low = (other or {}).get("low_rated")
     if not low:
         return None
     hist, query = _significant(evidence)
     named = sum(e["contribution"] for e in hist) + (query["contribution"] if query else 0.0)
-    return low if low["contribution"] > 0 and low["contribution"] >= 0.5 * named else None
+    return low if low["contribution"] > 0 and low["contribution"] >= named else None
 
 
 def _constraint_sentence(cons: dict | None, lang: str) -> str:
