@@ -115,14 +115,22 @@ def _candidate_sets(contrib: np.ndarray, base: np.ndarray, c: int, k: int) -> li
     sets.append(positive[contrib[positive, c] > 0] if (contrib[positive, c] > 0).any() else positive[:1])
     if n <= MAX_SET:
         sets.append(np.arange(n))
+    # One greedy path per likely replacement: removing what lifts item c over that one item most (the
+    # path against the strongest of them all misses sets that let one particular item overtake).
+    # Only the sets of these paths the prediction accepts are tried (the rejected ones would mostly
+    # re-verify what the main path already showed fails, at the cost of latency).
+    n_main = len(sets)
+    for j in below:
+        path = np.argsort(-(contrib[:, c] - contrib[:, j]), kind="stable")[: min(MAX_SET, n)]
+        sets += [path[:m] for m in range(1, len(path) + 1)]
     removed = np.zeros((len(sets), n), bool)
     for r, s in enumerate(sets):
         removed[r, s] = True
     ranks = _predicted_rank(contrib, base, removed, c)
     seen, ok, rest = set(), [], []
-    for s, rank in zip(sets, ranks):
+    for r, (s, rank) in enumerate(zip(sets, ranks)):
         key = tuple(sorted(int(j) for j in s))
-        if key in seen:
+        if key in seen or (r >= n_main and rank <= k):
             continue
         seen.add(key)
         (ok if rank > k else rest).append(np.array(key, dtype=np.int64))
