@@ -86,15 +86,15 @@ def targets(rows, protocols) -> list[str]:
             continue
         if p == "cold" and (p, "TextKNN") in by:
             t = by[(p, "TextKNN")]
-            out.append(f"- cold: LucidRec / TextKNN = {lr / t:.2f} (target >= 2): {'met' if lr >= 2 * t else 'MISSED'}")
+            out.append(f"- cold: LucidRec / TextKNN = {lr / t:.3f} (target >= 2): {'met' if lr >= 2 * t else 'MISSED'}")
         if p != "cold" and (p, "EASE") in by:
             e = by[(p, "EASE")]
             out.append(
-                f"- {p}: LucidRec / EASE = {lr / e:.2f} (target >= 1.10): {'met' if lr >= 1.1 * e else 'MISSED'}"
+                f"- {p}: LucidRec / EASE = {lr / e:.3f} (target >= 1.10): {'met' if lr >= 1.1 * e else 'MISSED'}"
             )
         if p != "cold" and (p, "SASRec") in by:
             q = by[(p, "SASRec")]
-            out.append(f"- {p}: LucidRec / SASRec = {lr / q:.2f} (target >= 1.00): {'met' if lr >= q else 'MISSED'}")
+            out.append(f"- {p}: LucidRec / SASRec = {lr / q:.3f} (target >= 1.00): {'met' if lr >= q else 'MISSED'}")
     return out
 
 
@@ -145,7 +145,7 @@ def side_by_side(out: Path, protocol: str = "loo") -> str:
                 if base in rows:
                     ratio = lr / rows[base]["metrics"]["ndcg@10"]
                     verdict = "met" if ratio >= need else "MISSED"
-                    md.append(f"- {n}: LucidRec / {base} = {ratio:.2f} (>= {need:.2f}): {verdict}")
+                    md.append(f"- {n}: LucidRec / {base} = {ratio:.3f} (>= {need:.2f}): {verdict}")
     text = "\n".join(md) + "\n"
     (out / f"accuracy_side_by_side_{protocol}.md").write_text(text)
     return text
