@@ -366,7 +366,13 @@ def train_hybrid(
         rng.shuffle(order)
         losses = []
         bar = tqdm(range(0, len(order), cfg.batch_size), desc=f"epoch {epoch + 1}", leave=False, disable=not progress)
+        out_of_time = False
         for s in bar:
+            if losses and (time.perf_counter() - start) / 60 > cfg.max_minutes:
+                # The cap holds within an epoch too (one epoch of a large catalogue can outlast it):
+                # the partial epoch is validated like a full one and training stops.
+                out_of_time = True
+                break
             batch = order[s : s + cfg.batch_size]
             hists, rats, targets = _sample(train_seqs, batch, rng, cfg.mode)
             if not targets:
@@ -401,6 +407,7 @@ def train_hybrid(
                 "loss": float(np.mean(losses)),
                 "valid_ndcg@10": ndcg,
                 "seconds": round(time.perf_counter() - start, 1),
+                **({"partial": True} if out_of_time else {}),
             }
         )
         if writer:
@@ -416,7 +423,7 @@ def train_hybrid(
             bad += 1
             if bad >= cfg.patience:
                 break
-        if (time.perf_counter() - start) / 60 > cfg.max_minutes:
+        if out_of_time or (time.perf_counter() - start) / 60 > cfg.max_minutes:
             if progress:
                 tqdm.write(f"stopping: time budget of {cfg.max_minutes} min reached")
             break
