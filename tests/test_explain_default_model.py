@@ -76,3 +76,13 @@ def test_the_reason_tells_a_large_low_rated_share_and_only_then():
     assert "3件物品" in render_reason("X", _evidence(1.5), "zh")
     assert "below your average" not in render_reason("X", _evidence(0.6), "en")
     assert "低于平均" not in render_reason("X", _evidence(0.6), "zh")
+
+
+def test_products_share_categories_and_films_share_genres():
+    hist = {"kind": "history", "item_id": "1", "title": "A", "action": "bought", "rating": None}
+    ev = [{**hist, "similarity": 0.9, "contribution": 1.0, "shared": ["3D Printing Filament"]}]
+    product = ev + [{"kind": "attribute", "name": "category", "shared": ["3D Printing Filament"]}]
+    film = ev + [{"kind": "attribute", "name": "genre", "shared": ["3D Printing Filament"]}]
+    assert "Shared categories: 3D Printing Filament." in render_reason("X", product, "en")
+    assert "类别" in render_reason("X", product, "zh") and "类型" not in render_reason("X", product, "zh")
+    assert "Shared genres: 3D Printing Filament." in render_reason("X", film, "en")

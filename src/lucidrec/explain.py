@@ -182,7 +182,9 @@ def build_evidence(
     for j in info["cited"][:3]:
         shared |= cats & set(rec.categories[entries[j].item])
     if shared:
-        evidence.append({"kind": "attribute", "name": "genre", "shared": sorted(shared)})
+        # Films have genres; a catalogue with named fields (products: brand, category path) has categories.
+        name = "category" if getattr(rec, "fields", None) else "genre"
+        evidence.append({"kind": "attribute", "name": name, "shared": sorted(shared)})
     info["shared"] = sorted(shared)
     if constraints:
         # Which of the query's hard constraints this item meets (no contribution: they filter, not score).
@@ -221,7 +223,8 @@ def render_reason(title: str, evidence: list[dict], lang: str = "en") -> str:
     pop = _main_popularity(evidence)
     # Only genres shared with the history items the reason actually names.
     named_shared = sorted(set().union(*[set(h.get("shared", [])) for h in hist])) if hist else []
-    attr = {"kind": "attribute", "name": "genre", "shared": named_shared} if named_shared else None
+    kind = next((e["name"] for e in evidence if e["kind"] == "attribute"), "genre")
+    attr = {"kind": "attribute", "name": kind, "shared": named_shared} if named_shared else None
     query_first = query is not None and (not hist or query["contribution"] >= hist[0]["contribution"])
     cons = next((e for e in evidence if e["kind"] == "constraint"), None)
     low = _significant_low_rated(evidence)
@@ -291,7 +294,8 @@ def _render_en(title, hist, query, pop, attr, query_first) -> str:
         return f"Recommended {title}: it scored highest among the remaining items."
     reason = f"Recommended {title} because " + "; and ".join(clauses) + "."
     if attr and hist:
-        reason += f" Shared genres: {', '.join(attr['shared'])}."
+        label = "categories" if attr["name"] == "category" else "genres"
+        reason += f" Shared {label}: {', '.join(attr['shared'])}."
     return reason
 
 
@@ -336,7 +340,8 @@ def _render_zh(title, hist, query, pop, attr, query_first=False) -> str:
     if hist:
         text += f"{name}与《{hist[0]['title']}》的相似度为{hist[0]['similarity']:.2f}"
         if attr:
-            text += "，同属" + "、".join(_ZH_GENRES.get(g, g) for g in attr["shared"]) + "类型"
+            text += "，同属" + "、".join(_ZH_GENRES.get(g, g) for g in attr["shared"])
+            text += "类别" if attr["name"] == "category" else "类型"
         text += "。"
     return text
 
