@@ -114,36 +114,45 @@ def item_similarity(rec, a: int, b: np.ndarray) -> np.ndarray:
     return m[1:] @ m[0]
 
 
-def supporting(rec, entries, liked: np.ndarray | None) -> np.ndarray:
-    """Which history items a reason may cite as support. A rating-aware model says it (``liked``: a
+def supporting(rec, state, entries) -> np.ndarray:
+    """Which history items a reason may cite as support. A rating-aware model says it (``state.liked``: a
     disliked item weighs 0 in every block, so it cannot carry a positive contribution; the mask keeps the
     promise explicit). For a model that is not rating-aware, a rating below the user's own mean (or a
     negative event) keeps the item out of the reasons - no margin: only reading is at stake here, not
-    accuracy - though the model still counts it: that share is reported in the evidence as ``low_rated``."""
+    accuracy - though the model still counts it: that share is reported in the evidence as ``low_rated``.
+    Ratings are read as the model reads them (implicit data: every interaction alike, so only negative
+    events are excluded)."""
+    liked = getattr(state, "liked", None)
     if liked is not None and len(liked) == len(entries) and rec.scorer.dislike_margin is not None:
         return np.asarray(liked, bool)
-    from lucidrec.models.scoring import NEGATIVE_EVENTS, liked_mask
+    from lucidrec.models.scoring import liked_mask
+    from lucidrec.serving import state_inputs, unrated_rating
 
-    ratings = np.array([np.nan if e.rating is None else e.rating for e in entries], dtype=np.float64)
-    negative = np.array([e.event in NEGATIVE_EVENTS for e in entries], dtype=bool)
-    if getattr(rec, "implicit_event", None):  # no rating scale: only explicit negative events
-        return ~negative
+    _, ratings, _, negative = state_inputs(entries, unrated_rating(rec))
     return liked_mask(ratings, 0.0, negative)
 
 
 def build_evidence(
-    rec, state, entries, item: int, query: str | None, constraints: list | None = None, parts: dict | None = None
+    rec,
+    state,
+    entries,
+    item: int,
+    query: str | None,
+    constraints: list | None = None,
+    parts: dict | None = None,
+    ok: np.ndarray | None = None,
 ) -> tuple[list[dict], dict]:
-    """Evidence for one item; ``parts`` is its score decomposition when already computed."""
+    """Evidence for one item; ``parts`` is its score decomposition and ``ok`` the request's
+    :func:`supporting` mask, when already computed."""
     if parts is None:
         parts = rec.scorer.decompose(state, item)
     evidence: list[dict] = []
     hist_contrib = parts["history"]
     info = {"cited": []}
-    liked = getattr(state, "liked", None)
     if len(entries):
         order = np.argsort(-hist_contrib, kind="stable")
-        ok = supporting(rec, entries, liked)
+        if ok is None:
+            ok = supporting(rec, state, entries)
         cited = [j for j in order if hist_contrib[j] > 0 and ok[j]][:MAX_CITED]
         sims = item_similarity(rec, item, np.array([entries[j].item for j in cited], dtype=np.int64)) if cited else []
         target_cats = set(rec.categories[item])
@@ -362,8 +371,9 @@ def explain_items(
     # The query evidence names the text that was embedded (the residual after constraints were parsed out).
     query = parsed["text"] if parsed is not None else None
     all_parts = rec.scorer.decompose_many(state, np.asarray(top, dtype=np.int64))
+    ok = supporting(rec, state, entries) if len(entries) else None  # once per request, not per item
     for item_out, i, parts in zip(result["items"], top, all_parts):
-        evidence, info = build_evidence(rec, state, entries, int(i), query or None, constraints, parts)
+        evidence, info = build_evidence(rec, state, entries, int(i), query or None, constraints, parts, ok)
         item_out["evidence"] = evidence
         item_out["reason"] = render_reason(item_out["title"], evidence, lang)
     if counterfactual:
