@@ -71,12 +71,11 @@ def fit(
     split = Split(dataset, "custom", train, valid, valid.iloc[:0])
     margin = cfg.dislike_margin if cfg.rating_aware else None
     block_info = None
-    if cfg.item_item and margin is not None:
-        block_info = rating_aware_block_info(dataset, train, valid, cfg)
-        rec.ease_reg = block_info["reg"]
-        B = item_item_block(dataset, train, T, block_info)
-    elif cfg.item_item:
-        block_info = choose_item_item(cfg, split)
+    if cfg.item_item:
+        if margin is not None:
+            block_info = rating_aware_block_info(dataset, train, valid, cfg)
+        else:
+            block_info = choose_item_item(cfg, split)
         rec.ease_reg = block_info["reg"]
         B = item_item_block(dataset, train, T, block_info)
     else:
@@ -225,7 +224,6 @@ def blend_on_validation(net, chunks, valid_rel, train_hist, n_items: int) -> dic
 
     with torch.no_grad():
         towers = [net(*batch).numpy() for _, batch in chunks]
-    # chunks carry (hist, rating bin, position bucket, mask, liked)
 
     def ndcg(c: float, decay: float, item_item_cache: dict) -> float:
         acc = RankingAccumulator(n_items, ks=(10,), auc=False)
@@ -240,7 +238,8 @@ def blend_on_validation(net, chunks, valid_rel, train_hist, n_items: int) -> dic
     # Scale c relative to the spread of each part so the grid means the same on any dataset.
     spread_t = float(np.median([np.std(t, axis=1).mean() for t in towers])) or 1.0
     with torch.no_grad():
-        e0 = net.item_item_scores(*[chunks[0][1][i] for i in (0, 2, 3)], 1.0, chunks[0][1][4]).numpy()
+        hist, _rb, pb, mask, liked = chunks[0][1]
+        e0 = net.item_item_scores(hist, pb, mask, 1.0, liked).numpy()
     spread_e = float(np.std(e0, axis=1).mean()) or 1.0
     unit = spread_t / spread_e
     grid = []

@@ -37,10 +37,19 @@ def rating_aware_ease(X: sp.csr_matrix, Y: sp.csr_matrix, reg: float) -> np.ndar
     predict everything the user watches, disliked ones included - dropping disliked items from plain
     EASE's input loses that signal. Closed form: P = (X'X + reg I)^-1, C = P X'Y, B = C - P diag(gamma)
     with gamma_j = C_jj / P_jj (the Lagrange multipliers of diag(B) = 0)."""
-    g = (X.T @ X).toarray().astype(np.float64)
+    return _solve(*_products(X, Y), reg)
+
+
+def _products(X: sp.csr_matrix, Y: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
+    """(X'X, X'Y) as dense float64: computed once for every regularisation tried."""
+    return (X.T @ X).toarray().astype(np.float64), (X.T @ Y).toarray().astype(np.float64)
+
+
+def _solve(gram: np.ndarray, xty: np.ndarray, reg: float) -> np.ndarray:
+    g = gram.copy()
     g[np.diag_indices_from(g)] += reg
     p = np.linalg.inv(g)
-    c = p @ (X.T @ Y).toarray().astype(np.float64)
+    c = p @ xty
     b = c - p * (np.diag(c) / np.diag(p))[None, :]
     np.fill_diagonal(b, 0.0)
     return b.astype(np.float32)
@@ -74,14 +83,19 @@ def choose_rating_aware_block(dataset, train, valid, cfg) -> tuple[float, int, d
         return acc.result()["ndcg@10"]
 
     regs = (100.0, 200.0, 300.0, 500.0, 1000.0) if cfg.ease_reg is None else (float(cfg.ease_reg),)
-    by_reg = {reg: rating_aware_ease(X, Y, reg) for reg in regs}
-    reg_scores = {reg: ndcg(B) for reg, B in by_reg.items()}
-    reg = max(reg_scores, key=reg_scores.get)
+    products = _products(X, Y)
+    reg_scores, best = {}, None  # only the best block is kept: each is n x n
+    for r in regs:
+        B = _solve(*products, r)
+        reg_scores[r] = ndcg(B)
+        if best is None or reg_scores[r] > reg_scores[best[0]]:
+            best = (r, B)
+    reg, B_best = best
     full = reg_scores[reg]
     if cfg.item_item_neighbours is not None:
         n = int(cfg.item_item_neighbours)
         return reg, n, {"reg_valid_ndcg@10": reg_scores, "neighbours": n}
-    by_n = {n: ndcg(prune_item_item(by_reg[reg], n)) for n in (10, 20, 50, 100, 200, 400)}
+    by_n = {n: ndcg(prune_item_item(B_best, n)) for n in (10, 20, 50, 100, 200, 400)}
     ok = [n for n, v in by_n.items() if v >= full * (1 - cfg.item_item_tolerance)]
     n = min(ok) if ok else 0
     return reg, n, {"reg_valid_ndcg@10": reg_scores, "neighbours_valid_ndcg@10": {**by_n, 0: full}, "neighbours": n}
