@@ -140,8 +140,7 @@ class HybridNet(torch.nn.Module if torch is not None else object):
         F, H, b, keep = self.items(id_keep)
         length = mask.float().sum(1, keepdim=True).clamp(min=1.0)
         # towers: liked items weigh by their rating bin, disliked 0; item-item: the support weight
-        m = mask.float() if liked is None else mask.float() * (liked > 0).float()
-        m_e = mask.float() if liked is None else mask.float() * liked.float()
+        m, m_e = _history_masks(mask, liked)
         base_l = F_.softplus(self.rho_L)[rbin] * F_.softplus(self.pi_L)[pbin] * m
         wL = base_l / length.sqrt()
         wT = self.alpha * base_l / length
@@ -177,8 +176,7 @@ class HybridNet(torch.nn.Module if torch is not None else object):
         F = use * keep[:, None] * F_.embedding(items, self.E_t, sparse=self.sparse_ids) + Ti @ self.Wc + Gi @ self.Gt
         b = keep * self.b_id[items] + Ti @ self.v + Gi @ self.vg
         length = mask.float().sum(1, keepdim=True).clamp(min=1.0)
-        m = mask.float() if liked is None else mask.float() * (liked > 0).float()
-        m_e = mask.float() if liked is None else mask.float() * liked.float()
+        m, m_e = _history_masks(mask, liked)
         base_l = F_.softplus(self.rho_L)[rbin] * F_.softplus(self.pi_L)[pbin] * m
         # The history side is linear in the frozen text and features, so weight-and-sum them first and
         # project once per user (B x d_text x d), not once per history item (B x L x d_text x d).
@@ -261,6 +259,15 @@ class Sequences:
             items[u[s]] = it[s:e]
             ratings[u[s]] = r[s:e]
         return cls(items, ratings)
+
+
+def _history_masks(mask: torch.Tensor, liked: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(towers' weights, item-item weights) per history slot: liked items 1 / their support weight,
+    disliked 0, padding 0."""
+    m = mask.float()
+    if liked is None:
+        return m, m
+    return m * (liked > 0).float(), m * liked.float()
 
 
 def pad_histories(
