@@ -155,8 +155,7 @@ class SubsetScorer:
         if self.q_lat is not None:
             pL = pL + self.q_lat
             pT = pT + self.q_txt
-        text = np.stack([sc.text_scores(p) for p in pT]) if m else np.zeros((0, sc.n_items), np.float32)
-        return pE + pL @ w["F"].T + text + w["bias"], pL.astype(np.float32)
+        return pE + pL @ w["F"].T + sc.text_scores(pT) + w["bias"], pL.astype(np.float32)
 
     def scores(self, keeps: np.ndarray) -> np.ndarray:
         """Exact full-catalog scores of each subset."""
@@ -209,17 +208,19 @@ class HybridScorer:
             self.w["T"] = self.w["T"].astype(np.float16)
 
     def text_scores(self, pT: np.ndarray, items: np.ndarray | None = None) -> np.ndarray:
-        """``T[items] @ pT`` in float32; over the whole catalog a float16 block is converted in chunks, never
-        as one float32 copy."""
+        """``T[items] @ pT`` in float32 for one text vector (d,) or several (m, d) -> (m, items); over the
+        whole catalog a float16 block is converted in chunks, never as one float32 copy."""
         T = self.w["T"]
+        P = np.asarray(pT, np.float32).T  # (d,) or (d, m)
         if items is not None:
-            return T[items].astype(np.float32) @ pT
-        if T.dtype == np.float32:
-            return T @ pT
-        out = np.empty(len(T), np.float32)
-        for s in range(0, len(T), _TEXT_CHUNK):
-            out[s : s + _TEXT_CHUNK] = T[s : s + _TEXT_CHUNK].astype(np.float32) @ pT
-        return out
+            out = T[items].astype(np.float32) @ P
+        elif T.dtype == np.float32:
+            out = T @ P
+        else:
+            out = np.empty((len(T), *P.shape[1:]), np.float32)
+            for s in range(0, len(T), _TEXT_CHUNK):
+                out[s : s + _TEXT_CHUNK] = T[s : s + _TEXT_CHUNK].astype(np.float32) @ P
+        return out.T
 
     # ------------------------------------------------------------------ user tower
     def user_state(
