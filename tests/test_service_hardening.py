@@ -283,7 +283,7 @@ def test_forget_erases_the_db_and_wal_and_a_fresh_db_never_reseeds(model_dir, ow
 def test_store_tombstones_also_stop_reseeding_without_the_folder_file(tmp_path):
     store = FeedbackStore(tmp_path / "a.db")
     store.add("gone", "1", "liked", None, 1.0)
-    assert store.delete_user("gone") == 1 and tombstones.digest("gone") in store.tombstone_digests()
+    assert store.delete_user("gone")[0] == 1 and tombstones.digest("gone") in store.tombstone_digests()
     assert store.seed([("gone", "1", "liked", None, 1.0), ("kept", "2", "liked", None, 2.0)], origin="t") == 1
     assert store.history("gone") == [] and len(store.history("kept")) == 1
 

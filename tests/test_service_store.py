@@ -35,7 +35,7 @@ def test_basic_rows_history_order_and_delete(tmp_path):
     assert b > a and [r.item for r in s.history("u")] == ["2", "1"]
     assert s.history("u")[0].rating == 4.0 and s.history("nobody") == []
     assert s.users(10) == [("u", 2), ("v", 1)]
-    assert s.delete_user("u") == 2 and s.history("u") == [] and s.count() == 1
+    assert s.delete_user("u")[0] == 2 and s.history("u") == [] and s.count() == 1
     assert s.ids_present([a, b]) == 0
     with sqlite3.connect(tmp_path / "f.db") as db:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"

@@ -336,11 +336,10 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         later requests treat them as a stranger."""
 
         def forget():
-            n = store.delete_user(user_id)
+            n, checkpointed = store.delete_user(user_id)
             if n == 0:
                 return 0, False, False
-            # Checked again after the delete's own checkpoint: a concurrent write may have re-grown the WAL.
-            return n, store.checkpoint(), tombstones.append(settings.model_dir, [user_id])
+            return n, checkpointed, tombstones.append(settings.model_dir, [user_id])
 
         n, checkpointed, tomb = await writes.run(forget)
         rows_changed()

@@ -76,15 +76,13 @@ class ModelHolder:
         return self._rec
 
     def seed_rows(self):
-        """The model's known interactions (interactions.npz) as store rows, catalog items only."""
+        """The model's known interactions as store rows (the loaded model's histories: the folder check
+        already refused interactions with items outside the catalog)."""
         rec = self.get()
-        with np.load(self.model_dir / "interactions.npz") as z:
-            users, items = z["user"].astype(str), z["item"].astype(str)
-            ratings, times, events = z["rating"].astype(np.float64), z["timestamp"].astype(np.float64), z["event"]
-            events = events.astype(str)
-        for u, i, r, t, e in zip(users, items, ratings, times, events):
-            if i in rec.item_index:
-                yield (str(u), str(i), str(e), float(r) if np.isfinite(r) else None, float(t))
+        k = rec.known
+        for u, i, r, t, e in zip(k.users, k.items, k.ratings, k.times, k.events):
+            if i >= 0:
+                yield (str(u), str(rec.item_ids[i]), str(e), float(r) if np.isfinite(r) else None, float(t))
 
 
 def row_rating(row: FeedbackRow) -> float | None:

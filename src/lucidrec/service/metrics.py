@@ -85,7 +85,8 @@ class ServiceMiddleware:
                 while True:
                     message = await receive()
                     if message["type"] != "http.request":
-                        return  # the client went away
+                        status["code"] = 499  # the client went away mid-body: not a server error
+                        return
                     chunks.append(message.get("body", b""))
                     seen += len(chunks[-1])
                     if seen > self.max_body:

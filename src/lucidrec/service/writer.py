@@ -72,7 +72,10 @@ class BatchWriter:
             with self._lock:
                 self._pending -= len(batch)
             for (_, loop, future), (ok, value) in zip(batch, outcome):
-                loop.call_soon_threadsafe(_settle, future, ok, value)
+                try:
+                    loop.call_soon_threadsafe(_settle, future, ok, value)
+                except RuntimeError:  # that request's event loop is closed (shutdown): nobody to answer
+                    pass
 
     def close(self) -> None:
         self._queue.put(_STOP)
