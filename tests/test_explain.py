@@ -176,6 +176,14 @@ def test_cross_term_attribution_is_exact_integrated_gradients(rec):
     assert checked == 60
 
 
+def test_a_rating_aware_scorer_reads_a_history_without_ratings_as_all_liked(rec):
+    hist = np.array([3, 7, 9])
+    state = rec.scorer.user_state(hist)
+    assert state.liked.tolist() == [True] * 3
+    same = rec.scorer.user_state(hist, np.full(3, np.nan))
+    np.testing.assert_allclose(rec.scorer.score(state), rec.scorer.score(same), atol=1e-6)
+
+
 def test_disliked_items_weigh_zero_and_are_never_cited(rec):
     """A rating below the history's mean gives the item weight 0 in every block: its contribution is 0,
     it is never cited, and explicit negative events count as disliked whatever the rating."""

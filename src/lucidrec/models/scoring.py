@@ -126,7 +126,11 @@ class SubsetScorer:
         self.Hh, self.Th = w["H"][self.hist], w["T"][self.hist].astype(np.float32)
         self.q_lat = None if query is None else _s(w["query_latent"]) * (query @ w["Wa"])
         self.q_txt = None if query is None else _s(w["query_text"]) * query
-        self.pL_full = self._parts(np.ones((1, n), bool))[1][0]
+        # The whole history's latent vector (a d-vector: no catalog-sized pass needed for it).
+        _, wL, _, _ = scorer.history_weights(self.hist, ratings, boost, negative)
+        self.pL_full = (wL @ self.Hh if n else np.zeros(self.Hh.shape[1], np.float32)).astype(np.float32)
+        if self.q_lat is not None:
+            self.pL_full = (self.pL_full + self.q_lat).astype(np.float32)
         self.cls_full = None
 
     def _parts(self, keeps: np.ndarray):
@@ -156,11 +160,6 @@ class SubsetScorer:
             pL = pL + self.q_lat
             pT = pT + self.q_txt
         return pE + pL @ w["F"].T + sc.text_scores(pT) + w["bias"], pL.astype(np.float32)
-
-    def scores(self, keeps: np.ndarray) -> np.ndarray:
-        """Exact full-catalog scores of each subset."""
-        base, pL = self._parts(np.asarray(keeps, bool))
-        return base + self.scorer.cross_many(pL)
 
     def scores_around(self, keeps: np.ndarray, items: np.ndarray) -> np.ndarray:
         """Scores of each subset, exact for ``items[k]`` and for every item that could score above it;
@@ -252,8 +251,9 @@ class HybridScorer:
         """(wE, wL, wT, liked): each history item's weight in the item-item, latent and text blocks."""
         w = self.w
         n = len(hist)
-        rat = None if ratings is None else np.asarray(ratings, dtype=np.float64)
-        r = rating_bins(np.full(n, 5.0) if rat is None else np.where(np.isnan(rat), 5.0, rat))
+        # No ratings: every item unrated (NaN: binned as 5, always liked).
+        rat = np.full(n, np.nan) if ratings is None else np.asarray(ratings, dtype=np.float64)
+        r = rating_bins(np.where(np.isnan(rat), 5.0, rat))
         pb = position_buckets(n)
         base_e = w["rho_E"][r] * w["pi_E"][pb]
         base_l = w["rho_L"][r] * w["pi_L"][pb]
@@ -271,12 +271,6 @@ class HybridScorer:
         wL = (base_l / np.sqrt(max(n, 1))).astype(np.float32)
         wT = (_s(w["alpha"]) * base_l / max(n, 1)).astype(np.float32)
         return wE, wL, wT, liked
-
-    def score_subsets(self, hist, keeps: np.ndarray, ratings=None, boost=None, negative=None, query=None):
-        """Full-catalog scores (m, n_items) of the same request with only the history items ``keeps[k]``
-        (bool, (m, n)) kept - exactly what :meth:`user_state` + :meth:`score` give for each subset (the
-        user's mean, recency buckets and normalisation are recomputed). See :class:`SubsetScorer`."""
-        return SubsetScorer(self, hist, ratings, boost, negative, query).scores(keeps)
 
     def cross_pairs(self, PL: np.ndarray, items: np.ndarray) -> np.ndarray:
         """CLS(p_k, f_{items[k]}) for paired user vectors and items: (m, d), (m,) -> (m,)."""
@@ -296,21 +290,6 @@ class HybridScorer:
             sq = (A * A).sum(0)[None, :] + 2 * F @ (A * C) + (F * F) @ (C * C)
             self._lip = (np.sqrt(np.clip(sq, 0, None)) @ np.abs(w["w2"]).astype(np.float64)) * (1 + 1e-6)
         return self._lip
-
-    def cross_many(self, PL: np.ndarray) -> np.ndarray:
-        """CLS for several user vectors at once over the whole catalog: (m, d) -> (m, n_items), in one
-        matrix product for the p_u * f_i part (F @ (p_u W1c) per user, stacked)."""
-        w = self.w
-        F = w["F"]
-        d = F.shape[1]
-        W1a, W1c = w["W1"][:d], w["W1"][2 * d :]
-        if getattr(self, "_fw1b", None) is None:
-            self._fw1b = (F @ w["W1"][d : 2 * d] + w["b1"]).astype(np.float32)
-        m, h = PL.shape[0], W1a.shape[1]
-        M = (PL[:, :, None] * W1c[None]).transpose(1, 0, 2).reshape(d, m * h)
-        H = (F @ M).reshape(F.shape[0], m, h).transpose(1, 0, 2)
-        H += (PL @ W1a)[:, None, :] + self._fw1b[None]
-        return np.maximum(H, 0.0) @ w["w2"] + _s(w["b2"])
 
     # ------------------------------------------------------------------ scores
     def cross(self, pL: np.ndarray, items: np.ndarray | None = None) -> np.ndarray:
