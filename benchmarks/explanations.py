@@ -208,7 +208,7 @@ def tradeoff(rec, ds, s, users, grid=(0, 400, 200, 100, 50, 20)):
     )
     rows = []
     for n in grid:
-        rec.scorer.B = impute_cold_item_item(prune_item_item(full, n), rec.scorer.w["T"], seen_items(known, ds.n_items))
+        rec.scorer.B = prune_item_item(impute_cold_item_item(full, rec.scorer.w["T"], seen_items(known, ds.n_items)), n)
         shares = []
         for uid in users:
             entries = rec._known_history(uid)

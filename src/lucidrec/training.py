@@ -205,7 +205,8 @@ def item_item_block(dataset, frame, T: np.ndarray, info: dict):
         from lucidrec.models.rating_aware import liked_and_all, prune_item_item, rating_aware_ease
 
         X, Y = liked_and_all(dataset, frame, info["margin"], info["slope"])
-        return impute_cold_item_item(prune_item_item(rating_aware_ease(X, Y, info["reg"]), info["neighbors"]), T, seen)
+        # Pruned last, so cold items' borrowed columns keep the N-neighbour promise too.
+        return prune_item_item(impute_cold_item_item(rating_aware_ease(X, Y, info["reg"]), T, seen), info["neighbors"])
     if info["kind"] == "dense":
         return impute_cold_item_item(ease_weights(dataset.matrix(frame), info["reg"]).astype(np.float32), T, seen)
     B = sparse_item_item(dataset.matrix(frame), info["reg"], info["neighbors"])
