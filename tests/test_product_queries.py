@@ -92,6 +92,12 @@ def _items_of(parser, pq) -> set[int]:
         ("filament lighter than 1 kg", "weight", None, 2.20462),
         ("staples under 2 lbs", "weight", None, 2.0),
         ("beakers around $50", "price", 40.0, 60.0),
+        # a negated one-sided bound is the other side, not an exclusion (and not dropped)
+        ("staples, not over $50", "price", None, 50.0),
+        ("staples but nothing over $50", "price", None, 50.0),
+        ("not under $30 staples", "price", 30.0, None),
+        ("不要超过30美元的订书钉", "price", None, 30.0),
+        ("staples no more than $50", "price", None, 50.0),
     ],
 )
 def test_numbers_with_units(shop, query, field, lo, hi):

@@ -62,6 +62,11 @@ _NEG_EN = (
 )
 # "非常" (very) and "特别" (especially) are not negations.
 _NEG_ZH = r"不要|不想要|不想看|不看|(?<!特)别|不是|没有|除了|排除|不含|不包括|讨厌|不喜欢|非(?!常)"
+#: A negation right before a one-sided numeric bound ("not over", "nothing under", "不要超过"), with at
+#: most one filler word in between ("don't go over" is not covered: "don't" alone is no negation here).
+_RANGE_NEGATION = re.compile(
+    rf"(?:(?<![a-z])(?:{_NEG_EN})(?![a-z])|{_NEG_ZH})\s*(?:(?:go|going|anything|something|items?|products?)\s+)?$"
+)
 #: What ends a negation's clause.
 _CLAUSE_END = re.compile(
     r"[,.;!?，。；！？]|\b(?:but|though|however|instead|rather|yet|with)\b|"
@@ -805,6 +810,12 @@ class QueryParser:
                         continue
                     name, v, _ = qty
                     lo, hi = {"below": (None, v), "above": (v, None), "around": (0.8 * v, 1.2 * v)}[kind]
+                    neg = _RANGE_NEGATION.search(text[: m.start()])
+                    if neg is not None and kind != "around":
+                        # "not over $50", "nothing under 2 lbs", "不要超过30美元": the opposite side; the
+                        # negation word is this bound's, not a clause excluding catalogue values.
+                        lo, hi = hi, lo
+                        used[neg.start() : m.start()] = True
                 add(name, lo, hi)
                 used[m.start() : m.end()] = True
                 self._consume_field_word(text, m.start(), used)
