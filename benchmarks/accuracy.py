@@ -101,13 +101,15 @@ def targets(rows, protocols) -> list[str]:
 def side_by_side(out: Path, protocol: str = "loo") -> str:
     """One table, one column pair per dataset, from every accuracy*.json that has ``protocol`` rows."""
     per_data: dict[str, dict] = {}
+    sources: dict[str, dict[str, list[str]]] = {}  # dataset -> file -> models taken from it
     for f in sorted(out.glob("accuracy*.json")):
         d = json.loads(f.read_text())
         # accuracy.json (ML-100K, every protocol) predates meta["name"]; its dataset line starts with the name.
         name = d["meta"].get("name") or d["meta"]["dataset"].split()[0]
         for r in d["rows"]:
-            if r["protocol"] == protocol:
-                per_data.setdefault(name, {}).setdefault(r["model"], r)
+            if r["protocol"] == protocol and r["model"] not in per_data.get(name, {}):
+                per_data.setdefault(name, {})[r["model"]] = r
+                sources.setdefault(name, {}).setdefault(f.name, []).append(r["model"])
     models = []
     for rows in per_data.values():
         models += [m for m in rows if m not in models]
@@ -136,6 +138,9 @@ def side_by_side(out: Path, protocol: str = "loo") -> str:
             )
             + " |"
         )
+    # A dataset's rows may come from several runs (same split, different dates): say which from where.
+    md += ["", "Rows by result file (a model's first file, in name order, wins):", ""]
+    md += [f"- {n}: " + "; ".join(f"{', '.join(ms)} from `{f}`" for f, ms in sources[n].items()) for n in names]
     md += ["", "Targets (issue 15): LucidRec NDCG@10 >= 1.10 x EASE and >= SASRec on every loo split.", ""]
     for n in names:
         rows = per_data[n]
