@@ -88,3 +88,21 @@ def test_sasrec_config_errors_and_registry():
     with pytest.raises(ConfigError, match="before fit"):
         SASRec().score(np.array([0]), None)
     assert BASELINES["sasrec"][0] is SASRec
+
+
+def test_unset_window_dropout_and_lr_follow_the_data_and_given_ones_are_kept():
+    """The CLI's `--model sasrec` (no parameters) and the benchmarks train the same model: short
+    histories (median 9 here) get the short-window setting, long ones RecBole's."""
+    s = split(cyclic_dataset(n_users=40), "loo", 2026)
+    auto = SASRec(dim=16, n_layers=1, n_heads=1, epochs=1).fit(s.dataset, s.train_valid())
+    assert (auto.max_len, auto.dropout, auto.lr) == (20, 0.5, 2e-3)
+    assert auto.get_params()["max_len"] == 20
+    given = SASRec(max_len=8, dim=16, n_layers=1, n_heads=1, epochs=1).fit(s.dataset, s.train_valid())
+    assert (given.max_len, given.dropout, given.lr) == (8, 0.5, 2e-3)
+    long = from_dataframes(
+        pd.DataFrame(
+            [{"user": f"u{u}", "item": f"i{t % N_ITEMS}", "timestamp": t} for u in range(4) for t in range(25)]
+        ),
+        name="long",
+    )
+    assert SASRec._data_defaults(long) == {"max_len": 50, "dropout": 0.2, "lr": 1e-3}

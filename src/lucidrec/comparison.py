@@ -40,17 +40,6 @@ def lucidrec_config(protocol: str, seed: int, epochs: int, max_minutes: float):
     return HybridConfig(seed=seed, mode=MODE.get(protocol, "mixed"), epochs=epochs, max_minutes=max_minutes)
 
 
-def sasrec_params(dataset) -> dict:
-    """The window covers a typical history: 50 items when histories are long (RecBole's default on
-    ML-100K), 20 on short ones (the Amazon catalogues: a median of 5-7 items). Short, sparse
-    histories overfit within 3 epochs at dropout 0.2 (Office valid NDCG@10 peaked at 0.02); dropout 0.5
-    and a faster learning rate are the usual setting there (Office test NDCG@10 0.0192 -> 0.0344)."""
-    lengths = dataset.interactions.groupby("uidx").size()
-    if lengths.median() > 20:  # ML-100K: 65; Scientific 5, Office 7
-        return {"max_len": 50}
-    return {"max_len": 20, "dropout": 0.5, "lr": 2e-3}
-
-
 def _mean_std(model: str, protocol: str, runs: list[dict], seeds, params: dict | None = None) -> dict:
     keys = [k for k in runs[0] if isinstance(runs[0][k], float)]
     row = {
@@ -134,9 +123,9 @@ def compare(
 def _run_sasrec(dataset, split, seeds, max_minutes, out: Comparison, log) -> dict:
     from lucidrec.sasrec import SASRec
 
-    runs, base = [], sasrec_params(dataset)
+    runs = []
     for seed in seeds:
-        model, m, secs = fit_and_evaluate(SASRec, {**base, "seed": seed, "max_minutes": max_minutes}, split, "test")
+        model, m, secs = fit_and_evaluate(SASRec, {"seed": seed, "max_minutes": max_minutes}, split, "test")
         m["train_seconds"] = secs
         m["best_epoch"] = float(model.report["best_epoch"])
         runs.append(m)
@@ -214,4 +203,4 @@ def per_user(scorer, split: Split, k: int = 10, batch_size: int = 1024) -> PerUs
     return PerUser(users, np.asarray(ndcg), length, np.concatenate(tops) if tops else np.zeros((0, k), int))
 
 
-__all__ = ["Comparison", "PerUser", "compare", "lucidrec_config", "per_user", "sasrec_params"]
+__all__ = ["Comparison", "PerUser", "compare", "lucidrec_config", "per_user"]
