@@ -292,12 +292,13 @@ def _load_index(d: Path, scorer: HybridScorer):
     return r
 
 
-def check_folder(model_dir: str | Path) -> None:
+def check_folder(model_dir: str | Path, encoder_threads: int | None = 1) -> Recommender:
     """Everything :func:`load` checks, encoder and index included (``lucidrec serve`` calls it before it
-    starts the server, so that a broken folder ends in one clear error rather than a failed startup)."""
+    starts the server, so that a broken folder ends in one clear error rather than a failed startup).
+    Returns the loaded model, so a single-process server serves it instead of loading it again."""
     from lucidrec.recommender import Recommender
 
-    load(Recommender, model_dir, load_encoder=True, encoder_threads=1)
+    return load(Recommender, model_dir, load_encoder=True, encoder_threads=encoder_threads)
 
 
 def read_synonyms(path: Path) -> dict[str, dict[str, str]]:

@@ -124,9 +124,10 @@ ERROR_RESPONSES = {
 }
 
 
-def create_app(settings: ServiceSettings) -> FastAPI:
+def create_app(settings: ServiceSettings, model=None) -> FastAPI:
+    """``model``: the Recommender already loaded from ``settings.model_dir`` (else loaded at start-up)."""
     store = FeedbackStore(settings.db_path, synchronous=settings.synchronous)
-    holder = engine.ModelHolder(settings.model_dir, settings.encoder_threads)
+    holder = engine.ModelHolder(settings.model_dir, settings.encoder_threads, model)
     keys = KeyRing(settings.api_keys)
     limiter = RateLimiter(settings.rate_limit, settings.rate_burst)
     anon_limiter = RateLimiter(settings.anon_rate_limit, settings.anon_rate_burst)

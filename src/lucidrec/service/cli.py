@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 
 SETTINGS_ENV = "LUCIDREC_SERVICE_SETTINGS"  # how worker processes receive the settings (never the keys)
+SERVE_ENCODER_THREADS = 1  # one query-encoder thread per request: the server's parallelism is its requests
 
 
 def register(app: typer.Typer) -> None:
@@ -82,7 +83,9 @@ def register(app: typer.Typer) -> None:
             raise ConfigError(f"--model {model}: not a model folder (no config.json). Fix: lucidrec train --out DIR.")
         from lucidrec.model_io import check_folder
 
-        check_folder(model)  # a broken folder: one clear error here, not uvicorn's "Application startup failed"
+        # A broken folder: one clear error here, not uvicorn's "Application startup failed". One process
+        # serves the model loaded by this check; several workers each load their own.
+        checked = check_folder(model, encoder_threads=SERVE_ENCODER_THREADS)
         keys = load_api_keys(api_keys_file)
         if demo_key:
             key = new_demo_key()
@@ -111,8 +114,10 @@ def register(app: typer.Typer) -> None:
         if workers == 1:
             # uvicorn's access log writes raw paths and query strings (user ids, keys sent in a URL); the
             # service's own access log (logger lucidrec.access) writes route templates only.
-            uvicorn.run(_build(settings, keys), host=host, port=port, log_level=log_level, access_log=False)
+            app = _build(settings, keys, checked)
+            uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)
         else:
+            checked = None  # each worker loads its own; the supervisor keeps no copy
             os.environ[SETTINGS_ENV] = json.dumps(settings)
             uvicorn.run(
                 "lucidrec.service.cli:app_from_env",
@@ -138,7 +143,7 @@ def limit_native_threads() -> None:
     threadpool_limits(limits=1)  # numpy is already loaded in this process
 
 
-def _build(settings: dict, keys: list[str]):
+def _build(settings: dict, keys: list[str], model=None):
     from lucidrec.service.app import ServiceSettings, create_app
 
     limit_native_threads()
@@ -155,8 +160,9 @@ def _build(settings: dict, keys: list[str]):
             queue=settings["queue"],
             max_history=settings["max_history"],
             synchronous=settings["synchronous"],
-            encoder_threads=1,
-        )
+            encoder_threads=SERVE_ENCODER_THREADS,
+        ),
+        model,
     )
 
 
