@@ -152,6 +152,14 @@ CASES = [
         edit_json("items.json", lambda c: c.update(title=[{"x": 1}] * len(c["title"]))),
         "items.json",
     ),  # noqa: E501
+    (
+        "items-numeric-strings",
+        edit_json("items.json", lambda c: c.update(numeric={"price": ["x"] * len(c["item"])})),
+        "items.json",
+    ),
+    ("items-numeric-short", edit_json("items.json", lambda c: c.update(numeric={"price": [1.0]})), "items.json"),
+    ("items-fields-not-object", edit_json("items.json", lambda c: c.update(fields=5)), "items.json"),
+    ("config-implicit-event-list", edit_json("config.json", lambda m: m.update(implicit_event=[1])), "config.json"),
     ("interactions-missing", lambda d: (d / "interactions.npz").unlink(), "interactions.npz"),
     ("interactions-truncated", lambda d: truncate(d / "interactions.npz"), "interactions.npz"),
     ("interactions-garbage", lambda d: garbage(d / "interactions.npz"), "interactions.npz"),

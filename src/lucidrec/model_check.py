@@ -239,7 +239,13 @@ def check_config(d: Path, cfg: dict) -> dict:
 
 def check_meta(d: Path, meta: dict) -> None:
     """The other fields of config.json that load reads."""
-    kinds = {"dataset": (str, type(None)), "train_report": (dict, type(None)), "encoder": (str, type(None))}
+    kinds = {
+        "dataset": (str, type(None)),
+        "train_report": (dict, type(None)),
+        "encoder": (str, type(None)),
+        "implicit_event": (str, type(None)),
+        "feature_space": (dict, type(None)),
+    }
     for key, types in kinds.items():
         if not isinstance(meta.get(key), types):
             raise broken(d, "config.json", f"'{key}' = {meta.get(key)!r} has the wrong type")
@@ -302,8 +308,22 @@ def check_items(d: Path, items, n: int) -> None:
         raise broken(d, name, "'title' must list strings")
     if not all(c is None or (isinstance(c, list) and all(isinstance(x, str) for x in c)) for c in items["categories"]):
         raise broken(d, name, "'categories' must list lists of strings")
-    if not all(y is None or (isinstance(y, (int, float)) and not isinstance(y, bool)) for y in items["year"]):
+    if not all(_number_or_null(y) for y in items["year"]):
         raise broken(d, name, "'year' must list numbers or null")
+    # Product catalogues: per-field values and numeric fields (price, weight), one entry per item.
+    fields, numeric = items.get("fields"), items.get("numeric")
+    if fields is not None and not isinstance(fields, dict):
+        raise broken(d, name, "'fields' must be an object of field -> per-item values")
+    if numeric is not None:
+        if not isinstance(numeric, dict):
+            raise broken(d, name, "'numeric' must be an object of field -> per-item numbers")
+        for k, v in numeric.items():
+            if not isinstance(v, list) or len(v) != n or not all(_number_or_null(x) for x in v):
+                raise broken(d, name, f"'numeric.{k}' must list {n} numbers or null, one per item")
+
+
+def _number_or_null(x) -> bool:
+    return x is None or (isinstance(x, (int, float)) and not isinstance(x, bool))
 
 
 INTERACTION_KEYS = ("user", "item", "rating", "timestamp", "event")
