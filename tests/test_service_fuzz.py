@@ -1,7 +1,7 @@
 """Fuzzing the running service from its OpenAPI schema (schemathesis): no request, valid or not, may get
 a 5xx or a response that shows a traceback (issue 16).
 
-A real uvicorn server on a free loopback port serves the tiny session model (a private copy: a DELETE
+A real uvicorn server (its own process) on a free loopback port serves the tiny session model (a private copy: a DELETE
 may write a tombstone into the model folder) with a fresh database. Bounded: a fixed number of examples
 per operation, derandomized (the same requests every run), no example database; each operation is sent
 once without a key and once with a write key. About 10-30 s on two shared cores.
@@ -11,22 +11,24 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import json
 import os
 import re
 import socket
-import threading
+import subprocess
+import sys
 import time
+import urllib.request
 
 import pytest
 
 pytest.importorskip("fastapi")
 schemathesis = pytest.importorskip("schemathesis")
-import uvicorn  # noqa: E402
 from hypothesis import HealthCheck, Phase, settings  # noqa: E402
 from test_service import KEY, tiny_service_model  # noqa: E402
 
 from lucidrec import model_check  # noqa: E402
-from lucidrec.service.app import ServiceSettings, create_app  # noqa: E402
+from lucidrec.service.app import ServiceSettings  # noqa: E402
 
 MAX_EXAMPLES = 25  # per operation and kind of data, each sent twice (with and without a key)
 KNOWN_IDS = {"user_id": "u5", "item_id": "105"}  # in the tiny model (tests/conftest.make_tiny_frames)
@@ -44,20 +46,40 @@ def server(tmp_path_factory):
     kw = {"model_dir": model, "db_path": model / "fuzz.db", "api_keys": [KEY], "rate_limit": 0.0}
     if "anon_rate_limit" in {f.name for f in dataclasses.fields(ServiceSettings)}:
         kw["anon_rate_limit"] = 0.0  # a fuzzer is one fast client: throttling it would only hide routes
-    app = create_app(ServiceSettings(**kw))
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    srv = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
-    thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
+    # The server runs in its own process: in-process, its thread and Hypothesis both compile code (type
+    # hints, lambda sources), and CPython 3.11's AST recursion counter is not thread-safe ("SystemError:
+    # AST constructor recursion depth mismatch", seen once in five full-suite runs).
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    args = json.dumps({k: str(v) if isinstance(v, os.PathLike) else v for k, v in kw.items()})
+    proc = subprocess.Popen([sys.executable, "-c", _LAUNCH, args, str(port)])
+    base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
-    while not srv.started and thread.is_alive() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert srv.started, "the service did not start"
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    srv.should_exit = True
-    thread.join(timeout=10)
-    sock.close()
+    while proc.poll() is None and time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(base + "/health", timeout=2).close()
+            break
+        except OSError:
+            time.sleep(0.1)
+    else:
+        proc.kill()
+        pytest.fail("the service did not start")
+    yield base
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+_LAUNCH = """
+import json, sys
+from pathlib import Path
+import uvicorn
+from lucidrec.service.app import ServiceSettings, create_app
+kw = json.loads(sys.argv[1])
+kw["model_dir"], kw["db_path"] = Path(kw["model_dir"]), Path(kw["db_path"])
+app = create_app(ServiceSettings(**kw))
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[2]), log_level="warning", access_log=False)
+"""
 
 
 @pytest.fixture(scope="module")
