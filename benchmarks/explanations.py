@@ -51,8 +51,6 @@ def _share(top: np.ndarray, contrib: np.ndarray) -> float:
 
 def lucidrec_rows(rec, users, k_items):
     """Evidence, PN/PS and counterfactuals of lucidrec (and the naive explainer on the same items)."""
-    from lucidrec.explain import build_evidence
-
     T = rec.scorer.w["T"]
     out = {n: {"disliked": [], "low": [], "unnamed": [], "top3": [], "pn": [], "ps": []} for n in ("lucidrec", "naive")}
     cf = {"covered": [], "size": [], "verified": []}
@@ -66,14 +64,20 @@ def lucidrec_rows(rec, users, k_items):
         allowed = np.ones(len(rec.item_ids), bool)
         allowed[[e.item for e in entries]] = False
         res = rec.recommend(user=uid, k=K, explain=True, counterfactual=True)
+        position = {}
+        for j, e in enumerate(entries):
+            position.setdefault(e.item, j)
         state = rec._state_for(entries, None)
         for item in res["items"][:k_items]:
             i = rec.item_idx(item["item_id"])
             parts = rec.scorer.decompose(state, i)
             contrib = parts["history"]
-            ev, info = build_evidence(rec, state, entries, i, None, None, parts)
+            # the history items the served evidence cites, in its order (decisive ones first)
+            listed = [e for e in item["evidence"] if e["kind"] == "history"]
+            listed = [e for e in listed if e.get("decisive")] + [e for e in listed if not e.get("decisive")]
+            cited_ids = [e["item_id"] for e in listed][:CITED]
+            ours = np.array([position[rec.item_idx(c)] for c in cited_ids], dtype=np.int64)
             total_abs = np.abs(contrib).sum() + abs(parts["query"]) + abs(parts["bias"]) + abs(parts["interaction"])
-            ours = np.array(info["cited"][:CITED], dtype=np.int64)
             sims = T[[e.item for e in entries]] @ T[i]
             naive = np.argsort(-sims, kind="stable")[:CITED]
             for name, cited in (("lucidrec", ours), ("naive", naive)):

@@ -12,6 +12,8 @@ candidate item re-ranked), in one batched call. Only a verified set is reported;
 
 from __future__ import annotations
 
+from itertools import combinations
+
 import numpy as np
 
 #: The largest removal set reported; beyond it the answer is "no small set does it" (None).
@@ -20,21 +22,39 @@ MAX_SET = 10
 CITED = 5
 #: Items below the top-k whose scores the linear prediction tracks (the likely replacements).
 POOL_EXTRA = 40
+#: The strongest contributors whose pairs and triples are candidate sets too.
+COMBINED = 6
 
 
-def counterfactuals(rec, entries, query_vec, top: np.ndarray, masked: np.ndarray, k: int, parts_of) -> list:
+def counterfactuals(
+    rec,
+    entries,
+    query_vec,
+    top: np.ndarray,
+    masked: np.ndarray,
+    k: int,
+    parts_of,
+    only: np.ndarray | None = None,
+    max_set: int = MAX_SET,
+    items: np.ndarray | None = None,
+) -> list:
     """One counterfactual (dict or None) per item of ``top``.
 
     ``masked``: the request's scores with excluded items at -inf (they stay excluded after a removal:
     a removed history item is still known to the user). ``parts_of(items)``: exact score decompositions
-    (:meth:`lucidrec.models.scoring.HybridScorer.decompose_many`) for those items."""
+    (:meth:`lucidrec.models.scoring.HybridScorer.decompose_many`) for those items. ``only`` (bool per
+    history item) restricts the removal sets to those items, ``max_set`` their size: the decisive
+    evidence a reason cites is searched among the items it may cite, up to three. ``items`` (a subset of
+    ``top``): search for these only (the others get None)."""
     from lucidrec.models.scoring import SubsetScorer
     from lucidrec.serving import state_inputs, unrated_rating
 
     n = len(entries)
     top = np.asarray(top, dtype=np.int64)
-    if n == 0 or len(top) == 0:
+    rows = np.arange(n) if only is None else np.flatnonzero(np.asarray(only, bool))
+    if len(rows) == 0 or len(top) == 0:
         return [None] * len(top)
+    wanted = set(top.tolist()) if items is None else {int(i) for i in items}
     allowed = np.isfinite(masked)
     order = np.argsort(-np.where(allowed, masked, -np.inf), kind="stable")
     pool = order[: min(int(allowed.sum()), k + POOL_EXTRA)]
@@ -47,8 +67,11 @@ def counterfactuals(rec, entries, query_vec, top: np.ndarray, masked: np.ndarray
     cands = {}
     for i in top:
         c = col.get(int(i))
+        if int(i) not in wanted:
+            continue
         # an item outside the best-scored pool (a relaxed constraint tier) gets no counterfactual
-        cands[int(i)] = _candidate_sets(contrib, base, c, k) if c is not None else []
+        sets = _candidate_sets(contrib[rows], base, c, k, max_set) if c is not None else []
+        cands[int(i)] = [rows[s] for s in sets]
     found: dict[int, dict | None] = {}
     # Verify in rounds, every pending item's next candidates in one batched re-score (1, 2, 4... per
     # item); within a round the smallest verified set wins. The first round also verifies each of the
@@ -59,7 +82,8 @@ def counterfactuals(rec, entries, query_vec, top: np.ndarray, masked: np.ndarray
         c = col.get(i)
         extra = []
         if cs and len(cs[0]) > 1 and c is not None:
-            extra = [np.array([j]) for j in np.argsort(-contrib[:, c], kind="stable")[:CITED] if contrib[j, c] > 0]
+            best = rows[np.argsort(-contrib[rows, c], kind="stable")[:CITED]]
+            extra = [np.array([j]) for j in best if contrib[j, c] > 0]
         first[i] = cs[:1] + extra
     take, pos = 1, {i: 1 for i in cands}  # round 0 verifies first[i]; later rounds cands[i][1:]
     while True:
@@ -96,9 +120,9 @@ def _predicted_rank(contrib: np.ndarray, base: np.ndarray, removed: np.ndarray, 
     return 1 + (new > new[:, c : c + 1]).sum(axis=1)
 
 
-def _candidate_sets(contrib: np.ndarray, base: np.ndarray, c: int, k: int) -> list[np.ndarray]:
-    """Candidate removal sets (index arrays into the history), smallest first: single items the
-    prediction says are enough, then greedy prefixes (1..MAX_SET) by predicted gain against the items
+def _candidate_sets(contrib: np.ndarray, base: np.ndarray, c: int, k: int, max_set: int = MAX_SET) -> list[np.ndarray]:
+    """Candidate removal sets (index arrays into the rows of ``contrib``), smallest first: single items
+    the prediction says are enough, then greedy prefixes (1..max_set) by predicted gain against the items
     just below the top-k; sets the prediction rejects come after those it accepts."""
     n = contrib.shape[0]
     # the pool is sorted by score: positions k.. are the items just outside the top-k
@@ -106,14 +130,14 @@ def _candidate_sets(contrib: np.ndarray, base: np.ndarray, c: int, k: int) -> li
     if not below:
         return []
     gain = contrib[:, c] - contrib[:, below].max(axis=1)
-    greedy = np.argsort(-gain, kind="stable")[: min(MAX_SET, n)]
+    greedy = np.argsort(-gain, kind="stable")[: min(max_set, n)]
     greedy = greedy[gain[greedy] > 0] if (gain[greedy] > 0).any() else greedy[:1]
-    singles = np.argsort(-contrib[:, c], kind="stable")[: min(MAX_SET, n)]
+    singles = np.argsort(-contrib[:, c], kind="stable")[: min(max_set, n)]
     sets = [np.array([j]) for j in singles] + [greedy[:m] for m in range(1, len(greedy) + 1)]
-    # Last resorts: every positive contributor (up to MAX_SET), and the whole history when it is short.
-    positive = np.argsort(-contrib[:, c], kind="stable")[:MAX_SET]
+    # Last resorts: every positive contributor (up to max_set), and the whole history when it is short.
+    positive = np.argsort(-contrib[:, c], kind="stable")[:max_set]
     sets.append(positive[contrib[positive, c] > 0] if (contrib[positive, c] > 0).any() else positive[:1])
-    if n <= MAX_SET:
+    if n <= max_set:
         sets.append(np.arange(n))
     # One greedy path per likely replacement: removing what lifts item c over that one item most (the
     # path against the strongest of them all misses sets that let one particular item overtake).
@@ -121,8 +145,13 @@ def _candidate_sets(contrib: np.ndarray, base: np.ndarray, c: int, k: int) -> li
     # re-verify what the main path already showed fails, at the cost of latency).
     n_main = len(sets)
     for j in below:
-        path = np.argsort(-(contrib[:, c] - contrib[:, j]), kind="stable")[: min(MAX_SET, n)]
+        path = np.argsort(-(contrib[:, c] - contrib[:, j]), kind="stable")[: min(max_set, n)]
         sets += [path[:m] for m in range(1, len(path) + 1)]
+    # Pairs and triples of the strongest contributors: the greedy paths order items one at a time and
+    # miss small sets whose members matter only together.
+    strongest = np.argsort(-contrib[:, c], kind="stable")[:COMBINED]
+    strongest = strongest[contrib[strongest, c] > 0]
+    sets += [np.array(s) for m in (2, 3) if m <= max_set for s in combinations(strongest, m)]
     removed = np.zeros((len(sets), n), bool)
     for r, s in enumerate(sets):
         removed[r, s] = True

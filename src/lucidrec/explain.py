@@ -17,6 +17,8 @@ import numpy as np
 
 #: History items listed one by one; the rest are summed into one "history_other" term.
 MAX_CITED = 5
+#: The largest set of history items a reason cites as decisive (what a reason can name).
+DECISIVE_MAX = 3
 
 _ZH_GENRES = {
     "Action": "动作",
@@ -141,9 +143,11 @@ def build_evidence(
     constraints: list | None = None,
     parts: dict | None = None,
     ok: np.ndarray | None = None,
+    decisive: list[int] | None = None,
 ) -> tuple[list[dict], dict]:
     """Evidence for one item; ``parts`` is its score decomposition and ``ok`` the request's
-    :func:`supporting` mask, when already computed."""
+    :func:`supporting` mask, when already computed. ``decisive``: history positions whose removal was
+    verified to drop the item out of the top-k (see :func:`decisive_sets`); they are cited first."""
     if parts is None:
         parts = rec.scorer.decompose(state, item)
     evidence: list[dict] = []
@@ -153,7 +157,11 @@ def build_evidence(
         order = np.argsort(-hist_contrib, kind="stable")
         if ok is None:
             ok = supporting(rec, state, entries)
-        cited = [j for j in order if hist_contrib[j] > 0 and ok[j]][:MAX_CITED]
+        first = sorted(decisive or [], key=lambda j: -hist_contrib[j])
+        cited = (first + [j for j in order if hist_contrib[j] > 0 and ok[j] and j not in first])[:MAX_CITED]
+        citation = cited  # the order reasons cite them in: decisive items first
+        # Listed largest first; which of them are decisive (cited first by reasons) each entry says.
+        cited = sorted(cited, key=lambda j: -hist_contrib[j])
         sims = item_similarity(rec, item, np.array([entries[j].item for j in cited], dtype=np.int64)) if cited else []
         target_cats = set(rec.categories[item])
         for j, sim in zip(cited, sims):
@@ -168,9 +176,10 @@ def build_evidence(
                     "similarity": round(float(sim), 4),
                     "contribution": float(hist_contrib[j]),
                     "shared": sorted(target_cats & set(rec.categories[e.item])),
+                    "decisive": j in first,
                 }
             )
-        info["cited"] = cited
+        info["cited"] = citation
         rest = float(hist_contrib.sum() - hist_contrib[cited].sum()) if cited else float(hist_contrib.sum())
         n_rest = len(entries) - len(cited)
         if n_rest:
@@ -210,7 +219,12 @@ def _significant(evidence: list[dict]) -> tuple[list[dict], dict | None]:
     query = next((e for e in evidence if e["kind"] == "query" and e["contribution"] > 0), None)
     top = max([e["contribution"] for e in hist] + ([query["contribution"]] if query else []), default=0.0)
     cut = 0.25 * top
-    hist = [e for e in hist if e["contribution"] >= cut][:3]
+    # A decisive item (its removal, with the others of its set, was verified to drop the item out of the
+    # top-k) is always named, whatever its size: it is what the recommendation hinges on.
+    hist = [e for e in hist if e.get("decisive")] + [
+        e for e in hist if not e.get("decisive") and e["contribution"] >= cut
+    ]
+    hist = hist[:3]
     if query is not None and query["contribution"] < cut:
         query = None
     return hist, query
@@ -237,10 +251,13 @@ def render_reason(title: str, evidence: list[dict], lang: str = "en") -> str:
     query_first = query is not None and (not hist or query["contribution"] >= hist[0]["contribution"])
     cons = next((e for e in evidence if e["kind"] == "constraint"), None)
     low = _significant_low_rated(evidence)
+    # Said only when every item of the verified decisive set is named (the set has at most 3 items).
+    decisive = any(h.get("decisive") for h in hist)
     if lang == "zh":
         low_text = f"您评分低于平均的{low['count']}件物品也计入了得分（模型从您的全部历史中学习）。" if low else ""
         return (
             _render_zh(title, hist, query, pop, attr if hist else None, query_first)
+            + ("没有这些，它不会进入本次推荐列表。" if decisive else "")
             + low_text
             + _constraint_sentence(cons, "zh")
         )
@@ -250,7 +267,21 @@ def render_reason(title: str, evidence: list[dict], lang: str = "en") -> str:
         if low
         else ""
     )
-    return _render_en(title, hist, query, pop, attr, query_first) + low_text + _constraint_sentence(cons, "en")
+    decisive_text = (
+        (
+            " Without "
+            + ("it" if sum(h.get("decisive", False) for h in hist) == 1 else "them")
+            + ", it would not make this list."
+        )
+        if decisive
+        else ""
+    )
+    return (
+        _render_en(title, hist, query, pop, attr, query_first)
+        + decisive_text
+        + low_text
+        + _constraint_sentence(cons, "en")
+    )
 
 
 def _significant_low_rated(evidence: list[dict]) -> dict | None:
@@ -370,23 +401,69 @@ def explain_items(
     parsed = result.get("parsed_query")
     # The query evidence names the text that was embedded (the residual after constraints were parsed out).
     query = parsed["text"] if parsed is not None else None
-    all_parts = rec.scorer.decompose_many(state, np.asarray(top, dtype=np.int64))
+    from lucidrec.counterfactual import counterfactuals, render_counterfactual
+
+    top = np.asarray(top, dtype=np.int64)
+    all_parts = rec.scorer.decompose_many(state, top)
     ok = supporting(rec, state, entries) if len(entries) else None  # once per request, not per item
-    for item_out, i, parts in zip(result["items"], top, all_parts):
-        evidence, info = build_evidence(rec, state, entries, int(i), query or None, constraints, parts, ok)
+
+    def parts_of(items):
+        return rec.scorer.decompose_many(state, items)
+
+    cfs = counterfactuals(rec, entries, state.query, top, masked_scores, len(top), parts_of) if counterfactual else None
+    decisive = decisive_sets(rec, entries, state.query, top, masked_scores, parts_of, ok, all_parts, cfs)
+    for n, (item_out, i, parts) in enumerate(zip(result["items"], top, all_parts)):
+        evidence, info = build_evidence(rec, state, entries, int(i), query or None, constraints, parts, ok, decisive[n])
         item_out["evidence"] = evidence
         item_out["reason"] = render_reason(item_out["title"], evidence, lang)
-    if counterfactual:
-        from lucidrec.counterfactual import counterfactuals, render_counterfactual
-
-        def parts_of(items):
-            return rec.scorer.decompose_many(state, items)
-
-        cfs = counterfactuals(rec, entries, state.query, top, masked_scores, len(top), parts_of)
-        for item_out, cf in zip(result["items"], cfs):
+        if cfs is not None:
+            cf = cfs[n]
             item_out["counterfactual"] = cf
             if cf is not None:
                 cf["text"] = render_counterfactual(item_out["title"], cf, lang)
 
 
-__all__ = ["build_evidence", "constraint_label", "explain_items", "render_reason", "supporting", "zh_genre"]
+def decisive_sets(rec, entries, query_vec, top, masked_scores, parts_of, ok, all_parts, cfs=None) -> list:
+    """Per item of ``top``: the history positions (at most :data:`DECISIVE_MAX`, each one the reason may
+    cite and each pushing the item up) whose removal drops the item out of the top-k - verified by
+    re-scoring the full model - or None when no such set exists. A reason that cites them names what
+    the recommendation hinges on, not merely the largest of many small parts (on a long history the
+    largest parts often push the runners-up as much as the item itself).
+
+    ``cfs``: the request's counterfactuals, when computed; one already made of citable items is reused."""
+    from lucidrec.counterfactual import counterfactuals
+
+    out: list = [None] * len(top)
+    if ok is None or not len(entries) or not ok.any():
+        return out
+    position = {}
+    for j, e in enumerate(entries):
+        position.setdefault(e.item, j)
+
+    def usable(cf, parts):
+        if cf is None:
+            return None
+        s = [position[rec.item_idx(iid)] for iid in cf["removed"]]
+        good = len(s) <= DECISIVE_MAX and all(ok[j] and parts["history"][j] > 0 for j in s)
+        return s if good else None
+
+    if cfs is not None:
+        out = [usable(cf, parts) for cf, parts in zip(cfs, all_parts)]
+    todo = [int(i) for i, s in zip(top, out) if s is None]
+    if todo:
+        found = counterfactuals(
+            rec, entries, query_vec, top, masked_scores, len(top), parts_of, only=ok, max_set=DECISIVE_MAX, items=todo
+        )
+        out = [s if s is not None else usable(cf, parts) for s, cf, parts in zip(out, found, all_parts)]
+    return out
+
+
+__all__ = [
+    "build_evidence",
+    "constraint_label",
+    "decisive_sets",
+    "explain_items",
+    "render_reason",
+    "supporting",
+    "zh_genre",
+]
