@@ -76,10 +76,11 @@ def fit(
             block_info = rating_aware_block_info(dataset, train, valid, cfg)
         else:
             block_info = choose_item_item(cfg, split)
-        rec.ease_reg = block_info["reg"]
         B = item_item_block(dataset, train, T, block_info)
     else:
-        rec.ease_reg, B = None, None
+        B = None
+    # The concise block competes with dense EASE after the towers are trained (step 4).
+    concise_info = choose_concise(cfg, split) if _tries_concise(cfg, block_info, margin) else None
 
     # 3. the towers, trained with full softmax; early stopping on validation NDCG@10
     has_id = seen_items(train, dataset.n_items).astype(np.float32)
@@ -103,10 +104,15 @@ def fit(
     report = train_hybrid(net, seqs, cfg, validate, progress=progress, log_dir=log_dir)
     # 4. blend the block in on validation
     if B is not None:
-        report["item_item"] = {
-            **block_info,
-            **blend_on_validation(net, chunks, valid_rel, train_hist, dataset.n_items),
-        }
+        blend = blend_on_validation(net, chunks, valid_rel, train_hist, dataset.n_items)
+        if concise_info is not None:
+            block_info, B, blend = prefer_concise(
+                net, block_info, B, blend, concise_info, item_item_block(dataset, train, T, concise_info),
+                lambda: blend_on_validation(net, chunks, valid_rel, train_hist, dataset.n_items),
+                cfg.item_item_tolerance,
+            )  # fmt: skip
+        report["item_item"] = {**block_info, **blend}
+    rec.ease_reg = block_info.get("reg") if block_info else None
     weights = net.export()
     # 5. refit the block on everything the model was given
     if cfg.item_item and refit_item_item:
@@ -140,6 +146,8 @@ def choose_item_item(cfg, split) -> dict:
     n = split.dataset.n_items
     kind = ii.resolve_kind(cfg.item_item_kind, n)
     ii.check_neighbors(cfg.neighbors)
+    if kind == "concise":
+        return choose_concise(cfg, split)
     if kind == "dense":
         reg = cfg.ease_reg
         if reg is None:
@@ -178,6 +186,39 @@ def choose_item_item(cfg, split) -> dict:
     }
 
 
+def _tries_concise(cfg, block_info: dict | None, margin) -> bool:
+    """The concise block competes where "auto" chose dense EASE, in a model that is not rating-aware
+    ("concise" forces it; "dense" keeps EASE)."""
+    return block_info is not None and margin is None and cfg.item_item_kind == "auto" and block_info["kind"] == "dense"
+
+
+def choose_concise(cfg, split) -> dict:
+    """The concise block's (alpha, l1_ratio), chosen on validation NDCG@10 of the block alone."""
+    from lucidrec.evaluate import choose_on_validation
+    from lucidrec.models.concise import GRID, ConciseItemItem
+
+    grid = [{"strength": f} for f in GRID]
+    best = choose_on_validation(ConciseItemItem, grid, split, ks=(10,))
+    return {"kind": "concise", "reg": None, "neighbors": None, **best}
+
+
+def prefer_concise(net, ease_info, B_ease, ease_blend, concise_info, B_concise, blend, tolerance: float):
+    """(info, block, blend result) of the block the model keeps: the concise one when its blend's
+    validation NDCG@10 is within ``tolerance`` (relative) of dense EASE's - it makes reasons decisive at
+    that small price - else EASE. ``blend()`` blends the block currently in ``net`` and sets its weights."""
+    import torch
+
+    net.B = torch.as_tensor(B_concise, dtype=torch.float32)
+    concise_blend = blend()
+    ok = concise_blend["valid_ndcg@10"] >= (1.0 - tolerance) * ease_blend["valid_ndcg@10"]
+    compared = {"dense_ease_valid_ndcg@10": ease_blend["valid_ndcg@10"], "dense_ease_reg": ease_info.get("reg")}
+    if ok:
+        return {**concise_info, **compared}, B_concise, concise_blend
+    net.B = torch.as_tensor(B_ease, dtype=torch.float32)
+    blend()  # puts EASE's blend weights back
+    return {**ease_info, "concise_valid_ndcg@10": concise_blend["valid_ndcg@10"]}, B_ease, ease_blend
+
+
 def rating_aware_block_info(dataset, train, valid, cfg) -> dict:
     """The rating-aware block's reg and neighbour count N, chosen on validation (dense catalogues only)."""
     from lucidrec.errors import ConfigError
@@ -201,6 +242,10 @@ def item_item_block(dataset, frame, T: np.ndarray, info: dict):
     from lucidrec.models.item_item import impute_cold_sparse, sparse_item_item
 
     seen = seen_items(frame, dataset.n_items)
+    if info["kind"] == "concise":
+        from lucidrec.models.concise import concise_item_item
+
+        return impute_cold_item_item(concise_item_item(dataset.matrix(frame), info["strength"]), T, seen)
     if info["kind"] == "rating_aware":
         from lucidrec.models.rating_aware import liked_and_all, prune_item_item, rating_aware_ease
 
@@ -223,6 +268,7 @@ def blend_on_validation(net, chunks, valid_rel, train_hist, n_items: int) -> dic
     from lucidrec.metrics import RankingAccumulator
     from lucidrec.models.features import N_POSITION_BUCKETS, N_RATING_BINS
 
+    net.use_B = False  # the towers alone (a previous blend may have switched a block on)
     with torch.no_grad():
         towers = [net(*batch).numpy() for _, batch in chunks]
 

@@ -12,7 +12,9 @@ class HybridConfig:
     item_item: bool = True  # closed-form item-item block (dense EASE or sparse)
     ease_reg: float | None = None  # None: chosen on validation from a small grid
     # "auto": dense EASE up to item_item.DENSE_MAX_ITEMS (10,000) items, the sparse N-neighbour block above;
-    # "dense" / "sparse" force one (lucidrec.models.item_item).
+    # on a dense catalogue the concise block (lucidrec.models.concise: sparse, non-negative, so a few
+    # history items carry each score) replaces EASE when its blended validation NDCG@10 is within
+    # item_item_tolerance of EASE's. "dense" / "sparse" / "concise" force one (lucidrec.models.item_item).
     item_item_kind: str = "auto"
     neighbors: int | None = None  # sparse block: neighbours kept per item; None: chosen on validation
     mode: str = "mixed"  # "set", "seq" or "mixed" training samples
@@ -51,6 +53,7 @@ class HybridConfig:
     # validation (the smallest N within item_item_tolerance of the best); 0: keep every neighbour. Used by
     # the rating-aware block; the plain block's neighbours are item_item_kind/neighbors.
     item_item_neighbours: int | None = None
+    # Relative validation NDCG@10 a concise block may give up (rating-aware N; concise vs dense EASE).
     item_item_tolerance: float = 0.01
 
     def to_dict(self) -> dict:

@@ -55,11 +55,13 @@ def neighbor_grid(n_items: int) -> tuple[int, ...]:
 
 
 DEFAULT_REG = 300.0
-KINDS = ("auto", "dense", "sparse")
+#: "concise": the sparse non-negative block of :mod:`lucidrec.models.concise` (stored dense, like EASE).
+KINDS = ("auto", "dense", "sparse", "concise")
 
 
 def resolve_kind(kind: str, n_items: int) -> str:
-    """ "dense" or "sparse" for ``item_item_kind`` and a catalogue of ``n_items`` items."""
+    """ "dense", "sparse" or "concise" for ``item_item_kind`` and a catalogue of ``n_items`` items ("auto"
+    gives dense or sparse by size; the training then also tries the concise block on a dense catalogue)."""
     if kind not in KINDS:
         raise ConfigError(
             f"item_item_kind={kind!r}: must be one of {', '.join(KINDS)}. Fix: e.g. item_item_kind='auto'."
