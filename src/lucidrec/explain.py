@@ -19,6 +19,9 @@ import numpy as np
 MAX_CITED = 5
 #: The largest set of history items a reason cites as decisive (what a reason can name).
 DECISIVE_MAX = 3
+#: Decisive sets are searched for the first this-many items of a list (each search re-scores the catalog
+#: a few times; a k=1000 list would pay that a thousand times). Later items cite their largest parts.
+DECISIVE_ITEMS = 20
 
 _ZH_GENRES = {
     "Action": "动作",
@@ -426,9 +429,10 @@ def explain_items(
 def decisive_sets(rec, entries, query_vec, top, masked_scores, parts_of, ok, all_parts, cfs=None) -> list:
     """Per item of ``top``: the history positions (at most :data:`DECISIVE_MAX`, each one the reason may
     cite and each pushing the item up) whose removal drops the item out of the top-k - verified by
-    re-scoring the full model - or None when no such set exists. A reason that cites them names what
-    the recommendation hinges on, not merely the largest of many small parts (on a long history the
-    largest parts often push the runners-up as much as the item itself).
+    re-scoring the full model - or None when no such set exists (searched for the first
+    :data:`DECISIVE_ITEMS` items; a counterfactual already computed counts for any item). A reason that
+    cites them names what the recommendation hinges on, not merely the largest of many small parts (on a
+    long history the largest parts often push the runners-up as much as the item itself).
 
     ``cfs``: the request's counterfactuals, when computed; one already made of citable items is reused."""
     from lucidrec.counterfactual import counterfactuals
@@ -449,7 +453,7 @@ def decisive_sets(rec, entries, query_vec, top, masked_scores, parts_of, ok, all
 
     if cfs is not None:
         out = [usable(cf, parts) for cf, parts in zip(cfs, all_parts)]
-    todo = [int(i) for i, s in zip(top, out) if s is None]
+    todo = [int(i) for i, s in zip(top[:DECISIVE_ITEMS], out) if s is None]
     if todo:
         found = counterfactuals(
             rec, entries, query_vec, top, masked_scores, len(top), parts_of, only=ok, max_set=DECISIVE_MAX, items=todo

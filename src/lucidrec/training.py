@@ -225,10 +225,16 @@ def rating_aware_block_info(dataset, train, valid, cfg) -> dict:
     from lucidrec.models import item_item as ii
     from lucidrec.models.rating_aware import choose_rating_aware_block
 
-    if ii.resolve_kind(cfg.item_item_kind, dataset.n_items) != "dense":
+    kind = ii.resolve_kind(cfg.item_item_kind, dataset.n_items)
+    if kind != "dense":
+        why = (
+            "item_item_kind='concise' asks for another block"
+            if kind == "concise"
+            else f"this catalogue ({dataset.n_items} items) takes the sparse one"
+        )
         raise ConfigError(
-            f"rating_aware: the rating-aware item-item block is dense, and this catalogue ({dataset.n_items} items) "
-            "takes the sparse one. Fix: rating_aware=False (the default), or item_item_kind='dense' if it fits."
+            f"rating_aware: the rating-aware item-item block is dense, and {why}. "
+            "Fix: rating_aware=False (the default), or item_item_kind='dense' if it fits."
         )
     reg, n, choice = choose_rating_aware_block(dataset, train, valid, cfg)
     return {"kind": "rating_aware", "reg": float(reg), "neighbors": int(n), "margin": cfg.dislike_margin,

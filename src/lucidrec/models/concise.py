@@ -7,11 +7,10 @@ non-negative weights and an L1 + L2 (elastic net) penalty instead of a ridge:
 
 Why it exists: reasons. EASE spreads an item's score over hundreds of weak positive and negative
 co-occurrences (on ML-100K the three largest history contributions carry a median 24% of the positive
-total, and they cancel against negative ones), so no short list of history items explains it. The
-elastic net keeps a few dozen non-negative neighbours per item: the same users' scores come from a few
-items each (median top-3 share 0.56 on ML-100K) at nearly EASE's accuracy (test NDCG@10 0.3556 vs
-0.3602 for the block alone; inside the hybrid the towers close the gap). Removing the cited items
-then changes the recommendation - the point of a reason.
+total), so no short list of history items explains it, and removing the cited ones rarely changes the
+recommendation. The elastic net keeps a few dozen non-negative neighbours per item, so a user's score
+for an item comes from a few of their items; inside the hybrid it is as accurate as EASE or better (see
+the README and benchmarks/results/explanations_default.md for the measured trade-off).
 
 It is a dense n x n float32 array (zero diagonal) served exactly like dense EASE; the fit is one small
 coordinate-descent problem per item (scikit-learn's ElasticNet on the sparse interaction matrix), a
@@ -24,7 +23,7 @@ import warnings
 
 import numpy as np
 
-from lucidrec.errors import DependencyError
+from lucidrec.errors import ConfigError, DependencyError
 
 #: Penalty strengths tried on validation, as fractions of the catalogue's typical "alpha_max" (the alpha
 #: at which an item's regression keeps no neighbour at all: max_j x_j.x_i / n_users, median over items),
@@ -66,7 +65,10 @@ def concise_item_item(X, strength: float, l1_ratio: float = L1_RATIO, progress: 
     import scipy.sparse as sp
 
     if strength <= 0 or not 0 < l1_ratio <= 1:
-        raise ValueError(f"concise block: strength={strength} must be > 0 and l1_ratio={l1_ratio} in (0, 1].")
+        raise ConfigError(
+            f"concise item-item block: strength={strength} must be > 0 and l1_ratio={l1_ratio} in (0, 1]. "
+            "Fix: e.g. strength=0.25, l1_ratio=0.1 (the defaults)."
+        )
     alpha = strength * typical_alpha_max(X) / l1_ratio
     Xc = sp.csc_matrix(X, dtype=np.float64, copy=True)
     Xc.data[:] = 1.0
