@@ -85,7 +85,7 @@ def _json(res):
 # ============================================================== train
 def test_train_writes_a_model_folder(trained, env):
     model, res = trained
-    assert "saved to" in res.output and "best valid NDCG@10" in res.output
+    assert "saved to" in res.output and "best valid NDCG@10" in res.output and "item-item block: " in res.output
     assert "Traceback" not in res.output
     for f in ("config.json", "weights.safetensors", "items.json", "interactions.npz", "encoder/model.onnx"):
         assert (model / f).exists(), f
@@ -115,6 +115,15 @@ def test_train_bad_mode(data_dir, env, tmp_path):
     )
     assert res.exit_code == 2
     assert "error:" in res.output and "Traceback" not in res.output
+    assert not (tmp_path / "m").exists()
+
+
+def test_train_bad_item_item_kind(data_dir, env, tmp_path):
+    folder, _ = data_dir
+    args = ["train", "--data", folder, "--epochs", "1", "--item-item", "slim", "--out", tmp_path / "m", "--quiet"]
+    res = invoke(env, *args)
+    assert res.exit_code == 2
+    assert "--item-item 'slim'" in res.output and "concise" in res.output and "Traceback" not in res.output
     assert not (tmp_path / "m").exists()
 
 

@@ -124,3 +124,21 @@ def test_decisive_evidence_is_verified_and_named(rec, counterfactual):
             assert all(e["title"] in item["reason"] for e in dec), (item["reason"], dec)
             assert "would not make this list" in item["reason"] and "不会进入" in zh
     assert decisive_seen >= 5 and plain_seen >= 1, (decisive_seen, plain_seen)
+
+
+def test_decisive_sets_are_searched_for_the_head_of_a_long_list_only(rec):
+    from lucidrec.explain import DECISIVE_ITEMS
+
+    ids = [str(i) for i in rec.item_ids]
+    history = [(ids[j], 5.0) for j in range(4)]
+    res = rec.recommend(history=history, k=DECISIVE_ITEMS + 8, explain=True)
+    assert len(res["items"]) == DECISIVE_ITEMS + 8
+    tail = [e for it in res["items"][DECISIVE_ITEMS:] for e in it["evidence"] if e["kind"] == "history"]
+    assert tail and not any(e["decisive"] for e in tail)
+    # with a counterfactual already computed, any item may use it
+    res = rec.recommend(history=history, k=DECISIVE_ITEMS + 8, explain=True, counterfactual=True)
+    for it in res["items"]:
+        dec = {e["item_id"] for e in it["evidence"] if e["kind"] == "history" and e["decisive"]}
+        cf = it["counterfactual"]
+        if dec and it in res["items"][DECISIVE_ITEMS:]:
+            assert cf is not None and dec == set(cf["removed"])

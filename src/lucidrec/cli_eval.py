@@ -140,6 +140,12 @@ def register(app: typer.Typer) -> None:
             help="Disliked history items (below the user's mean rating - 1) give no support in any block, so "
             "reasons never cite them; costs accuracy on ML-100K (README, 'Rating-aware').",
         ),
+        item_item: str = typer.Option(
+            "auto",
+            "--item-item",
+            help="Item-item block: auto (concise or dense EASE, whichever validation prefers, sparse above 10k "
+            "items), dense, sparse or concise (README, 'Decisive evidence').",
+        ),
         quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
     ):
         """Train the language-model recommender on the protocol's train part (early stopping on valid) and save it."""
@@ -159,13 +165,19 @@ def register(app: typer.Typer) -> None:
             max_minutes=max_minutes,
             mode=mode or {"loo": "seq", "ratio": "set", "cold": "set"}.get(protocol, "mixed"),
             rating_aware=rating_aware,
+            item_item_kind=item_item,
         )
+        from lucidrec.models.item_item import KINDS
+
+        if item_item not in KINDS:
+            raise ConfigError(f"--item-item '{item_item}': use one of {', '.join(KINDS)}.")
         rec = Recommender(cfg, encoder=encoder).fit(ds, s.train, s.valid, progress=not quiet, log_dir=log_dir)
         rec.save(out_dir)
         rep = rec.train_report
+        block = (rep.get("item_item") or {}).get("kind", "none")
         console.print(
             f"saved to {out_dir} (best valid NDCG@10 {rep['best_valid_ndcg@10']:.4f}, "
-            f"{len(rep['epochs'])} epochs, {rep['seconds']} s)"
+            f"{len(rep['epochs'])} epochs, {rep['seconds']} s, item-item block: {block})"
         )
 
     @app.command()

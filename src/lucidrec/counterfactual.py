@@ -3,11 +3,13 @@ out of the top-k, and the item that takes its place.
 
 Search, guided by the model's own contributions: each history item's contribution to the item and to
 the items just below the top-k (from the exact decomposition) predicts, linearly, how ranks move when
-a set is removed. Candidate sets - each single item, then greedy prefixes ordered by the predicted
-gain - are checked cheaply against that prediction, and the smallest promising ones are **verified by
+a set is removed. Candidate sets - each single item, greedy prefixes ordered by the predicted gain
+(against the runners-up together and against each one), and pairs and triples of the strongest
+contributors - are checked cheaply against that prediction, and the smallest promising ones are **verified by
 re-scoring the full model** (the user's mean, recency buckets and normalisation recomputed, every
 candidate item re-ranked), in one batched call. Only a verified set is reported; none within
-``MAX_SET`` items gives ``None``.
+``MAX_SET`` items gives ``None``. The same search, restricted to the items a reason may cite and to
+three items, finds the decisive evidence reasons cite (:func:`lucidrec.explain.decisive_sets`).
 """
 
 from __future__ import annotations

@@ -3,10 +3,12 @@ item-item block, train the towers, blend the two on validation, calibrate the qu
 
 The steps of :func:`fit`, in order:
 1. frozen language-model embeddings of the item text (cached on disk) and the item features;
-2. the closed-form item-item block (dense EASE, or the sparse N-neighbour block on large catalogues:
-   :mod:`lucidrec.models.item_item`), its kind, regularisation and N chosen on validation;
+2. the item-item block (dense EASE, or the sparse N-neighbour block on large catalogues:
+   :mod:`lucidrec.models.item_item`), its kind, regularisation and N chosen on validation; on a dense
+   catalogue also the concise block (:mod:`lucidrec.models.concise`) and its strength;
 3. the towers (latent + text + bias + CLS), full softmax, early stopping on validation NDCG@10;
 4. :func:`blend_on_validation` - the block's weight and recency decay in ``c * item_item + towers``;
+   :func:`prefer_concise` keeps the concise block when its blend is within 1% of EASE's;
 5. the block refit on train+valid, so the served model knows every interaction it was given;
 6. :func:`calibrate_query` - a query moves scores about as much as a typical history does.
 """
@@ -193,7 +195,8 @@ def _tries_concise(cfg, block_info: dict | None, margin) -> bool:
 
 
 def choose_concise(cfg, split) -> dict:
-    """The concise block's (alpha, l1_ratio), chosen on validation NDCG@10 of the block alone."""
+    """The concise block's strength (:data:`lucidrec.models.concise.GRID`), chosen on validation NDCG@10
+    of the block alone."""
     from lucidrec.evaluate import choose_on_validation
     from lucidrec.models.concise import GRID, ConciseItemItem
 
