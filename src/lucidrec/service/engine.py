@@ -30,20 +30,27 @@ SENSITIVE_ATTRIBUTES = frozenset({"age", "gender", "sex", "occupation", "zip", "
 QUERY_CACHE_SIZE = 4096
 
 # The per-request cost bound. ``request_cost`` estimates a recommend's CPU time in milliseconds on one
-# core of the 2-core test machine (ML-100K, 1,682 items; fitted on measured requests, see
-# benchmarks/results/service.md): a fixed part, the history rows, the explained items, the query text,
-# and a counterfactual, which re-scores the catalog once per distinct cited history item (up to
-# min(k, history)), each re-score growing with the history. Measured: k=1000 explained 60 ms, a 1,000-row
-# history 3 ms, a 2,000-character query 47 ms, counterfactual k=100 with 100 rows 95 ms and k=1000 with
-# 1,000 rows 1.4 s. The bound admits any request without a counterfactual that the schema allows
-# (about 110 ms at most) and counterfactuals up to about k=150 with 1,000 rows.
+# core of the 2-core test machine (ML-100K, 1,682 items, the concise item-item block; fitted on a grid of
+# measured requests, k 10-1000 x history 20-664 rows, quiet machine, 2026-12-04): a fixed part, the
+# history rows, the query text, the explained items (each one's evidence grows with the history, plus
+# the decisive-set search of the list's head, lucidrec.explain.DECISIVE_ITEMS) and a counterfactual
+# (candidate removal sets re-scored per item, and a pool of k + 40 items tracked for each: it grows
+# with k^2). Measured: explained k=1000 with 664 rows 189 ms (k=10: 6-13 ms); counterfactual k=150
+# 270-457 ms, k=400 1.2-2.2 s. The bound admits every request without a counterfactual that the schema
+# allows (about 540 ms at most: k=1000, 2,000 rows with the stored ones, a 2,000-character query) and
+# counterfactuals up to about k=120 with 1,000 rows (k=90 with 2,000, k=220 with 100).
 COST_BASE_MS = 1.0
 COST_PER_HISTORY_ROW_MS = 0.003
-COST_PER_EXPLAINED_ITEM_MS = 0.06
+COST_PER_EXPLAINED_ITEM_MS = 0.05
+COST_PER_EXPLAINED_ITEM_ROW_MS = 0.0002
+COST_DECISIVE_MS = 6.0
+COST_DECISIVE_ROW_MS = 0.011
 COST_PER_QUERY_CHAR_MS = 0.025
-COST_PER_RESCORE_MS = 0.8
-COST_PER_RESCORE_ROW_MS = 0.0006
-DEFAULT_MAX_COST = 250.0
+COST_CF_PER_ITEM_MS = 1.3
+COST_CF_PER_ITEM_ROW_MS = 0.0015
+COST_CF_PER_ITEM_SQ_MS = 0.004
+COST_CF_PER_ITEM_SQ_ROW_MS = 0.000005
+DEFAULT_MAX_COST = 600.0
 
 
 class ModelHolder:
@@ -131,14 +138,17 @@ def _filter_exclusions(rec, req: RecommendRequest) -> list[str]:
 
 def request_cost(req: RecommendRequest, history_rows: int) -> dict[str, float]:
     """The estimated cost of ``req`` in milliseconds, by part (see COST_* above)."""
+    rows = history_rows
     explained = req.k if (req.explain or req.counterfactual) else 0
-    rescores = min(req.k, history_rows) if req.counterfactual else 0
+    decisive = COST_DECISIVE_MS + COST_DECISIVE_ROW_MS * rows if explained and rows else 0.0
+    k_cf = req.k if (req.counterfactual and rows) else 0
     return {
         "base": COST_BASE_MS,
-        "history": COST_PER_HISTORY_ROW_MS * history_rows,
-        "k": COST_PER_EXPLAINED_ITEM_MS * explained,
+        "history": COST_PER_HISTORY_ROW_MS * rows,
+        "k": explained * (COST_PER_EXPLAINED_ITEM_MS + COST_PER_EXPLAINED_ITEM_ROW_MS * rows) + decisive,
         "query": COST_PER_QUERY_CHAR_MS * len(req.query or ""),
-        "counterfactual": rescores * (COST_PER_RESCORE_MS + COST_PER_RESCORE_ROW_MS * history_rows),
+        "counterfactual": k_cf * (COST_CF_PER_ITEM_MS + COST_CF_PER_ITEM_ROW_MS * rows)
+        + k_cf**2 * (COST_CF_PER_ITEM_SQ_MS + COST_CF_PER_ITEM_SQ_ROW_MS * rows),
     }
 
 
@@ -157,7 +167,7 @@ def check_cost(req: RecommendRequest, stored_rows: int, max_cost: float) -> None
         field = "user"
     fixes = {
         "counterfactual": f"drop 'counterfactual' or ask for a smaller 'k' (now {req.k}): it re-scores the "
-        "catalog once per cited history item",
+        "catalog for several candidate removal sets per item",
         "k": f"ask for a smaller 'k' (now {req.k}) or set 'explain': false",
         "history": f"send a shorter 'history' (now {len(req.history or ())} items)",
         "user": "send fewer rows in 'history' alongside 'user'",
