@@ -119,9 +119,12 @@ class HybridNet(torch.nn.Module if torch is not None else object):
         x = torch.zeros(hist.shape[0], self.T.shape[0], device=hist.device).scatter_add_(1, hist, w)
         return x @ self.B
 
-    def item_item_scores(self, hist, pbin, mask, decay: float, liked=None) -> torch.Tensor:
-        """Item-item block scores with position weights decay**bucket (for the validation search)."""
+    def item_item_scores(self, hist, pbin, mask, decay: float, liked=None, rbin=None, rho=None) -> torch.Tensor:
+        """Item-item block scores with position weights decay**bucket and, given ``rho``, rating weights
+        rho[rating bin] (for the validation search)."""
         w = (decay ** pbin.float()) * mask.float() * (1.0 if liked is None else liked.float())
+        if rho is not None:
+            w = w * torch.as_tensor(rho, dtype=torch.float32)[rbin]
         return self.item_item_apply(hist, w)
 
     def forward(
