@@ -122,7 +122,11 @@ def test_decisive_evidence_is_verified_and_named(rec, counterfactual):
             after = rec.score_items(history=[h for h in history if h[0] not in gone])
             assert _rank_among(after, allowed, rec.item_idx(item["item_id"])) > k
             assert all(e["title"] in item["reason"] for e in dec), (item["reason"], dec)
-            assert "would not make this list" in item["reason"] and "不会进入" in zh
+            # the sentence names exactly the decisive items, in the reason's order
+            titles = [e["title"] for e in sorted(dec, key=lambda e: item["reason"].index(e["title"]))]
+            names = titles[0] if len(titles) == 1 else ", ".join(titles[:-1]) + " and " + titles[-1]
+            assert f"Without {names}, it would not make this list." in item["reason"], item["reason"]
+            assert "没有" + "".join(f"《{t}》" for t in titles) + "，它不会进入本次推荐列表。" in zh, zh
     assert decisive_seen >= 5 and plain_seen >= 1, (decisive_seen, plain_seen)
 
 

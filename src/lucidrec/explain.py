@@ -254,13 +254,14 @@ def render_reason(title: str, evidence: list[dict], lang: str = "en") -> str:
     query_first = query is not None and (not hist or query["contribution"] >= hist[0]["contribution"])
     cons = next((e for e in evidence if e["kind"] == "constraint"), None)
     low = _significant_low_rated(evidence)
-    # Said only when every item of the verified decisive set is named (the set has at most 3 items).
-    decisive = any(h.get("decisive") for h in hist)
+    # The verified decisive set (at most 3 items, all named by the reason), by name: exactly the items
+    # whose removal was re-scored, never "them" for a list that also names other items.
+    decisive = [h["title"] for h in hist if h.get("decisive")]
     if lang == "zh":
         low_text = f"您评分低于平均的{low['count']}件物品也计入了得分（模型从您的全部历史中学习）。" if low else ""
         return (
             _render_zh(title, hist, query, pop, attr if hist else None, query_first)
-            + ("没有这些，它不会进入本次推荐列表。" if decisive else "")
+            + ("没有" + "".join(f"《{d}》" for d in decisive) + "，它不会进入本次推荐列表。" if decisive else "")
             + low_text
             + _constraint_sentence(cons, "zh")
         )
@@ -270,15 +271,7 @@ def render_reason(title: str, evidence: list[dict], lang: str = "en") -> str:
         if low
         else ""
     )
-    decisive_text = (
-        (
-            " Without "
-            + ("it" if sum(h.get("decisive", False) for h in hist) == 1 else "them")
-            + ", it would not make this list."
-        )
-        if decisive
-        else ""
-    )
+    decisive_text = f" Without {_join_en(decisive)}, it would not make this list." if decisive else ""
     return (
         _render_en(title, hist, query, pop, attr, query_first)
         + decisive_text
