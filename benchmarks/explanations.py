@@ -247,15 +247,23 @@ def block_tradeoff(ds, s, n_users: int = 200, ease_reg: float = 300.0):
     blocks = [("dense EASE", ease_weights(x, ease_reg), None)]
     blocks += [(f"EASE, {k} strongest history items per candidate", blocks[0][1], k) for k in (50, 20, 10, 5)]
     blocks += [(f"concise, strength {f:g}", concise_item_item(x, f), None) for f in (*GRID, 1.0)]
+    # Rating-aware input: items rated below the user's mean give no input (they still count as targets).
+    from lucidrec.models.rating_aware import liked_and_all
+
+    liked_x, _ = liked_and_all(ds, known, 0.0, 0.0)
+    liked_x.eliminate_zeros()
+    liked_rows = [("concise, liked-only input (below-mean items weigh 0), strength 0.25", None, None, liked_x)]
+    blocks = [(label, B, keep, x) for label, B, keep in blocks]
+    blocks += [(lab, concise_item_item(xi, 0.25, target=x), keep, xi) for lab, _, keep, xi in liked_rows]
     rows = []
-    for label, B, keep in blocks:
+    for label, B, keep, xin in blocks:
         B = np.asarray(B, dtype=np.float64)
         np.fill_diagonal(B, 0.0)
         scores = np.zeros((len(tu), ds.n_items), np.float32)
         shares = []
         for k, u in enumerate(tu):
             h = x[u].indices
-            C = B[h]
+            C = B[h] * np.asarray(xin[u, h].todense()).reshape(-1, 1)  # rows of items that give no input: 0
             if keep and len(h) > keep:
                 P = -np.partition(-np.clip(C, 0, None), keep - 1, axis=0)[:keep]
                 scores[k] = P.sum(0) + np.clip(C, None, 0).sum(0)

@@ -98,3 +98,14 @@ def test_forced_kinds_serve_explain_and_round_trip(tmp_path, kind):
         assert sum(e["contribution"] for e in it["evidence"] if "contribution" in e) == pytest.approx(
             it["score"], abs=1e-4
         )
+
+
+def test_a_separate_target_learns_every_interaction_from_the_input_items():
+    """Liked-only input predicting every interaction: an item only ever in the target (never liked) gets a
+    column learned from the input items and no row; with target = input it is the plain fit."""
+    x = planted(2)
+    inp = x.tolil()
+    inp[:, 5] = 0  # item 5 is never an input (always disliked), still a target
+    B = concise.concise_item_item(inp.tocsr(), 0.25, target=x)
+    assert not B[5, :].any() and B[:, 5].any() and B[:, 5].argmax() == 4  # its twin predicts it
+    np.testing.assert_array_equal(concise.concise_item_item(x, 0.25, target=x), concise.concise_item_item(x, 0.25))

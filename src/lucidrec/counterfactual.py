@@ -26,6 +26,8 @@ CITED = 5
 POOL_EXTRA = 40
 #: The strongest contributors whose pairs and triples are candidate sets too.
 COMBINED = 6
+#: Scores this close (relative) to the item's count as ties: no rank claim is made across one.
+TIE_EPS = 1e-5
 
 
 def counterfactuals(
@@ -173,12 +175,24 @@ def _candidate_sets(contrib: np.ndarray, base: np.ndarray, c: int, k: int, max_s
 def _check(rec, entries, s, item: int, row: np.ndarray, k: int, top_before: set) -> dict | None:
     """The counterfactual for removing history positions ``s``, if the re-scored ``row`` shows ``item``
     out of the top-k; the replacement is the best-ranked newcomer to the top-k."""
-    new_rank = int((row > row[item]).sum()) + 1
+    target = row[item]
+    eps = TIE_EPS * max(1.0, abs(float(target)))
+    gap = row - target
+    gap[item] = np.inf
+    # A near-tie with the item would make the claimed rank hinge on float rounding (the batched re-score
+    # and a fresh one may order two equal scores differently): no claim rather than a fragile one.
+    if np.any(np.abs(gap[np.isfinite(row)]) <= eps):
+        return None
+    new_rank = int((row > target).sum()) + 1
     if new_rank <= k:
         return None
-    part = np.argpartition(-row, k - 1)[:k]
-    new_top = part[np.argsort(-row[part], kind="stable")]
-    newcomers = [int(j) for j in new_top if int(j) not in top_before]
+    order = np.argpartition(-row, k)[: k + 1]
+    order = order[np.argsort(-row[order], kind="stable")]
+    new_top, next_score = order[:k], row[order[k]]
+    # the replacement must be clear of the (k+1)-th score too, for the same reason
+    newcomers = [int(j) for j in new_top if int(j) not in top_before and row[j] > next_score + eps]
+    if not newcomers and not row[new_top[-1]] > next_score + eps:
+        return None
     replaced_by = newcomers[0] if newcomers else int(new_top[-1])
     removed = [entries[j].item for j in s]
     return {

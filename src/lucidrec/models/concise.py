@@ -52,9 +52,12 @@ def typical_alpha_max(X) -> float:
     return float(np.median(top)) / max(Xb.shape[0], 1) if len(top) else 1.0
 
 
-def concise_item_item(X, strength: float, l1_ratio: float = L1_RATIO, progress: bool = False) -> np.ndarray:
+def concise_item_item(
+    X, strength: float, l1_ratio: float = L1_RATIO, progress: bool = False, target=None
+) -> np.ndarray:
     """The concise block fit on the (users x items) interaction matrix ``X`` (binarised); ``strength``:
-    the penalty as a fraction of :func:`typical_alpha_max` (see :data:`GRID`)."""
+    the penalty as a fraction of :func:`typical_alpha_max` (see :data:`GRID`). ``target`` (same shape;
+    default ``X``): what each item's regression predicts, e.g. every interaction from liked-only input."""
     try:
         from sklearn.exceptions import ConvergenceWarning
         from sklearn.linear_model import ElasticNet
@@ -71,7 +74,9 @@ def concise_item_item(X, strength: float, l1_ratio: float = L1_RATIO, progress: 
         )
     alpha = strength * typical_alpha_max(X) / l1_ratio
     Xc = sp.csc_matrix(X, dtype=np.float64, copy=True)
+    Xc.eliminate_zeros()
     Xc.data[:] = 1.0
+    Yc = Xc if target is None else sp.csc_matrix(target, dtype=np.float64)
     n = Xc.shape[1]
     B = np.zeros((n, n), np.float32)
     model = ElasticNet(
@@ -95,9 +100,9 @@ def concise_item_item(X, strength: float, l1_ratio: float = L1_RATIO, progress: 
         warnings.simplefilter("ignore", ConvergenceWarning)
         for i in cols:
             lo, hi = Xc.indptr[i], Xc.indptr[i + 1]
-            if lo == hi:
+            y = (Yc[:, i].toarray().ravel() > 0).astype(np.float64)
+            if not y.any():
                 continue  # nobody has item i: its column stays 0 (cold items are imputed from text later)
-            y = Xc[:, i].toarray().ravel()
             # w_i = 0: item i's own column is blanked while its regression is fit, then put back.
             Xc.data[lo:hi] = 0.0
             model.fit(Xc, y)
