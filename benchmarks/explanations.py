@@ -52,7 +52,10 @@ def _share(top: np.ndarray, contrib: np.ndarray) -> float:
 def lucidrec_rows(rec, users, k_items):
     """Evidence, PN/PS and counterfactuals of lucidrec (and the naive explainer on the same items)."""
     T = rec.scorer.w["T"]
-    out = {n: {"disliked": [], "low": [], "unnamed": [], "top3": [], "pn": [], "ps": []} for n in ("lucidrec", "naive")}
+    out = {
+        n: {"disliked": [], "low": [], "unnamed": [], "top3": [], "pn": [], "ps": [], "below_share": []}
+        for n in ("lucidrec", "naive")
+    }
     cf = {"covered": [], "size": [], "verified": []}
     examples = []
     for uid in users:
@@ -86,6 +89,8 @@ def lucidrec_rows(rec, users, k_items):
                 st["low"].extend(low[cited].tolist())
                 st["unnamed"].append(abs(parts["interaction"]) / total_abs if name == "lucidrec" else np.nan)
                 st["top3"].append(_share(cited, contrib))
+                # the part of the positive history contribution no reason may cite (below the user's mean)
+                st["below_share"].append(_share(np.flatnonzero(below), contrib))
                 drop = {hist_ids[j][0] for j in cited}
                 without = rec.score_items(history=[h for h in hist_ids if h[0] not in drop])
                 st["pn"].append(_rank(without, allowed, i) > K if len(cited) else False)
@@ -127,7 +132,7 @@ def als_rows(ds, s, users, k_items, params):
     Yf = np.asarray(model.item_factors)
     rating = ds.matrix(known, value="rating")
     uidx = {str(u): k for u, k in ds.user_index.items()}
-    st = {"disliked": [], "low": [], "unnamed": [], "top3": [], "pn": [], "ps": []}
+    st = {"disliked": [], "low": [], "unnamed": [], "top3": [], "pn": [], "ps": [], "below_share": []}
 
     def scores_for(row: sp.csr_matrix) -> np.ndarray:
         with threadpool_limits(1, "blas"):
@@ -298,6 +303,7 @@ def _summ(st: dict) -> dict:
         "cited_rated_1_2_share": mean(st["low"]),
         "unnamed_share": mean(st["unnamed"]),
         "top3_share_median": float(np.median(st["top3"])),
+        "below_mean_positive_share_median": float(np.median(st["below_share"])) if st["below_share"] else None,
         "pn": mean(st["pn"]),
         "ps": mean(st["ps"]),
     }
@@ -396,7 +402,9 @@ def main(argv=None):
     lat = c["latency"]
     lines += [
         "",
-        f"EASE (reg 300, same split) test NDCG@10: {summary['ease_ndcg@10']:.4f}.",
+        f"EASE (reg 300, same split) test NDCG@10: {summary['ease_ndcg@10']:.4f}. Median share of LucidRec's "
+        "positive history contribution from items rated below the user's mean (which no reason cites): "
+        f"{f(summary['lucidrec']['below_mean_positive_share_median'])}.",
         "",
         "| counterfactuals (LucidRec) | value |",
         "|---|---|",
