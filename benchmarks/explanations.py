@@ -366,7 +366,8 @@ def main(argv=None):
             "seconds_lucidrec_rows": round(t_ours, 1),
             "dislike_margin": rec.scorer.dislike_margin,
             "rating_slope": rec.scorer.rating_slope,
-            "item_item_neighbours": rec.train_report.get("item_item_neighbours"),
+            "item_item_neighbours": (rec.train_report.get("item_item") or {}).get("neighbors"),
+            "item_item_kind": (rec.train_report.get("item_item") or {}).get("kind"),
             "example_users": [str(u) for u in examples],
         },
     }
@@ -415,7 +416,8 @@ def main(argv=None):
         f"| {lat['p50_ms_explained_counterfactual']:.1f} ms (plain top-10: {lat['p50_ms_plain']:.1f} ms) |",
         "",
         f"Model: dislike margin {rec.scorer.dislike_margin}, rating slope {rec.scorer.rating_slope}, "
-        f"item-item neighbours {summary['meta']['item_item_neighbours']}. Timings on a shared 2-core machine.",
+        f"item-item block {summary['meta']['item_item_kind']} (neighbours {summary['meta']['item_item_neighbours']}). "
+        "Timings on a shared 2-core machine.",
     ]
     if trade:
         lines += [
