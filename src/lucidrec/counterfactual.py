@@ -26,6 +26,8 @@ CITED = 5
 POOL_EXTRA = 40
 #: The strongest contributors whose pairs and triples are candidate sets too.
 COMBINED = 6
+#: With ``predicted_only``, the smallest accepted candidate sets kept per item (more are never reached).
+PREDICTED_KEEP = 4
 #: Scores this close (relative) to the item's count as ties: no rank claim is made across one.
 TIE_EPS = 1e-5
 
@@ -41,6 +43,8 @@ def counterfactuals(
     only: np.ndarray | None = None,
     max_set: int = MAX_SET,
     items: np.ndarray | None = None,
+    predicted_only: bool = False,
+    max_rounds: int | None = None,
 ) -> list:
     """One counterfactual (dict or None) per item of ``top``.
 
@@ -49,7 +53,10 @@ def counterfactuals(
     (:meth:`lucidrec.models.scoring.HybridScorer.decompose_many`) for those items. ``only`` (bool per
     history item) restricts the removal sets to those items, ``max_set`` their size: the decisive
     evidence a reason cites is searched among the items it may cite, up to three. ``items`` (a subset of
-    ``top``): search for these only (the others get None)."""
+    ``top``): search for these only (the others get None). ``predicted_only``: verify only the sets the
+    linear prediction accepts (and the strongest single items), not the rejected ones - a cheap search
+    for reasons, where a missed set costs a weaker reason, not a wrong claim. ``max_rounds``: stop after
+    this many batched verification rounds (None: until every candidate is tried)."""
     from lucidrec.models.scoring import SubsetScorer
     from lucidrec.serving import state_inputs, unrated_rating
 
@@ -74,7 +81,7 @@ def counterfactuals(
         if int(i) not in wanted:
             continue
         # an item outside the best-scored pool (a relaxed constraint tier) gets no counterfactual
-        sets = _candidate_sets(contrib[rows], base, c, k, max_set) if c is not None else []
+        sets = _candidate_sets(contrib[rows], base, c, k, max_set, predicted_only) if c is not None else []
         cands[int(i)] = [rows[s] for s in sets]
     found: dict[int, dict | None] = {}
     # Verify in rounds, every pending item's next candidates in one batched re-score (1, 2, 4... per
@@ -85,12 +92,14 @@ def counterfactuals(
     for i, cs in cands.items():
         c = col.get(i)
         extra = []
-        if cs and len(cs[0]) > 1 and c is not None:
+        if cs and len(cs[0]) > 1 and c is not None and not predicted_only:
             best = rows[np.argsort(-contrib[rows, c], kind="stable")[:CITED]]
             extra = [np.array([j]) for j in best if contrib[j, c] > 0]
         first[i] = cs[:1] + extra
     take, pos = 1, {i: 1 for i in cands}  # round 0 verifies first[i]; later rounds cands[i][1:]
-    while True:
+    rounds = 0
+    while max_rounds is None or rounds < max_rounds:
+        rounds += 1
         if first is not None:
             batch = [(i, s) for i, ss in first.items() for s in ss]
         else:
@@ -124,7 +133,9 @@ def _predicted_rank(contrib: np.ndarray, base: np.ndarray, removed: np.ndarray, 
     return 1 + (new > new[:, c : c + 1]).sum(axis=1)
 
 
-def _candidate_sets(contrib: np.ndarray, base: np.ndarray, c: int, k: int, max_set: int = MAX_SET) -> list[np.ndarray]:
+def _candidate_sets(
+    contrib: np.ndarray, base: np.ndarray, c: int, k: int, max_set: int = MAX_SET, predicted_only: bool = False
+) -> list[np.ndarray]:
     """Candidate removal sets (index arrays into the rows of ``contrib``), smallest first: single items
     the prediction says are enough, then greedy prefixes (1..max_set) by predicted gain against the items
     just below the top-k; sets the prediction rejects come after those it accepts."""
@@ -156,17 +167,31 @@ def _candidate_sets(contrib: np.ndarray, base: np.ndarray, c: int, k: int, max_s
     strongest = np.argsort(-contrib[:, c], kind="stable")[:COMBINED]
     strongest = strongest[contrib[strongest, c] > 0]
     sets += [np.array(s) for m in (2, 3) if m <= max_set for s in combinations(strongest, m)]
+    lengths = np.fromiter((len(s) for s in sets), dtype=np.int64, count=len(sets))
     removed = np.zeros((len(sets), n), bool)
-    for r, s in enumerate(sets):
-        removed[r, s] = True
+    removed[np.repeat(np.arange(len(sets)), lengths), np.concatenate(sets).astype(np.int64)] = True
     ranks = _predicted_rank(contrib, base, removed, c)
+    # Duplicates by their packed membership rows (a per-set tuple of sorted ids cost a third of a request).
+    keys = np.packbits(removed, axis=1)
+    if predicted_only:  # only the few smallest accepted sets are ever verified: build just those
+        out, seen = [], set()
+        for r in (idx := np.flatnonzero(ranks > k))[np.argsort(lengths[idx], kind="stable")]:
+            key = keys[r].tobytes()
+            if key not in seen:
+                seen.add(key)
+                out.append(np.flatnonzero(removed[r]))
+                if len(out) == PREDICTED_KEEP:
+                    break
+        return out
     seen, ok, rest = set(), [], []
-    for r, (s, rank) in enumerate(zip(sets, ranks)):
-        key = tuple(sorted(int(j) for j in s))
-        if key in seen or (r >= n_main and rank <= k):
+    for r in range(len(sets)):
+        if ranks[r] <= k and r >= n_main:
+            continue
+        key = keys[r].tobytes()
+        if key in seen:
             continue
         seen.add(key)
-        (ok if rank > k else rest).append(np.array(key, dtype=np.int64))
+        (ok if ranks[r] > k else rest).append(np.flatnonzero(removed[r]))
     ok.sort(key=len)
     rest.sort(key=len)
     return ok + [s for s in rest if len(s) > (len(ok[0]) if ok else 0)]

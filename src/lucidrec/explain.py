@@ -22,6 +22,9 @@ DECISIVE_MAX = 3
 #: Decisive sets are searched for the first this-many items of a list (each search re-scores the catalog
 #: a few times; a k=1000 list would pay that a thousand times). Later items cite their largest parts.
 DECISIVE_ITEMS = 20
+#: Batched verification rounds of the decisive search (each re-scores the catalog for every pending
+#: item's next candidate sets). Most decisive sets are found in the first two.
+DECISIVE_ROUNDS = 2
 
 _ZH_GENRES = {
     "Action": "动作",
@@ -449,7 +452,18 @@ def decisive_sets(rec, entries, query_vec, top, masked_scores, parts_of, ok, all
     todo = [int(i) for i, s in zip(top[:DECISIVE_ITEMS], out) if s is None]
     if todo:
         found = counterfactuals(
-            rec, entries, query_vec, top, masked_scores, len(top), parts_of, only=ok, max_set=DECISIVE_MAX, items=todo
+            rec,
+            entries,
+            query_vec,
+            top,
+            masked_scores,
+            len(top),
+            parts_of,
+            only=ok,
+            max_set=DECISIVE_MAX,
+            items=todo,
+            predicted_only=True,
+            max_rounds=DECISIVE_ROUNDS,
         )
         out = [s if s is not None else usable(cf, parts) for s, cf, parts in zip(out, found, all_parts)]
     return out
