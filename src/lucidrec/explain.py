@@ -8,7 +8,8 @@ a rating-aware model; in any model they are never cited as support (a model that
 still counts them, and the evidence says how much). Reasons are rendered from the evidence only, in
 English or Chinese, naming the top 1-3
 pieces; with ``counterfactual=True`` each item also carries a verified counterfactual
-(:mod:`lucidrec.counterfactual`) and its sentence.
+(:mod:`lucidrec.counterfactual`) and its sentence, and its reason cites a verified decisive set first
+when one exists (:func:`decisive_sets`).
 """
 
 from __future__ import annotations
@@ -409,10 +410,17 @@ def explain_items(
     def parts_of(items):
         return rec.scorer.decompose_many(state, items)
 
-    cfs = counterfactuals(rec, entries, state.query, top, masked_scores, len(top), parts_of) if counterfactual else None
-    decisive = decisive_sets(rec, entries, state.query, top, masked_scores, parts_of, ok, all_parts, cfs)
+    # Decisive sets come with counterfactuals, where the caller asked for verified claims and pays for
+    # the search (on the concise block a plain reason's largest parts are decisive about as often: PN
+    # 0.716 vs 0.723, at a third of the cost - the service explains every request by default).
+    cfs = decisive = None
+    if counterfactual:
+        cfs = counterfactuals(rec, entries, state.query, top, masked_scores, len(top), parts_of)
+        decisive = decisive_sets(rec, entries, state.query, top, masked_scores, parts_of, ok, all_parts, cfs)
     for n, (item_out, i, parts) in enumerate(zip(result["items"], top, all_parts)):
-        evidence, info = build_evidence(rec, state, entries, int(i), query or None, constraints, parts, ok, decisive[n])
+        evidence, info = build_evidence(
+            rec, state, entries, int(i), query or None, constraints, parts, ok, decisive[n] if decisive else None
+        )
         item_out["evidence"] = evidence
         item_out["reason"] = render_reason(item_out["title"], evidence, lang)
         if cfs is not None:

@@ -32,12 +32,13 @@ QUERY_CACHE_SIZE = 4096
 # The per-request cost bound. ``request_cost`` estimates a recommend's CPU time in milliseconds on one
 # core of the 2-core test machine (ML-100K, 1,682 items, the concise item-item block; fitted on a grid of
 # measured requests, k 10-1000 x history 20-664 rows, quiet machine, 2026-12-04): a fixed part, the
-# history rows, the query text, the explained items (each one's evidence grows with the history, plus
-# the decisive-set search of the list's head, lucidrec.explain.DECISIVE_ITEMS) and a counterfactual
-# (candidate removal sets re-scored per item, and a pool of k + 40 items tracked for each: it grows
-# with k^2). Measured: explained k=1000 with 664 rows 189 ms (k=10: 6-13 ms); counterfactual k=150
-# 270-457 ms, k=400 1.2-2.2 s. The bound admits every request without a counterfactual that the schema
-# allows (about 540 ms at most: k=1000, 2,000 rows with the stored ones, a 2,000-character query) and
+# history rows, the query text, the explained items (each one's evidence grows with the history) and a
+# counterfactual (candidate removal sets re-scored per item, and a pool of k + 40 items tracked for each:
+# it grows with k^2; plus the decisive-set search of the list's head, lucidrec.explain.DECISIVE_ITEMS).
+# Measured with the decisive search then part of every explained request (so the explained-item terms
+# are upper bounds): explained k=1000 with 664 rows 189 ms; counterfactual k=150 270-457 ms, k=400
+# 1.2-2.2 s. The bound admits every request without a counterfactual that the schema
+# allows (about 510 ms at most: k=1000, 2,000 rows with the stored ones, a 2,000-character query) and
 # counterfactuals up to about k=120 with 1,000 rows (k=90 with 2,000, k=220 with 100).
 COST_BASE_MS = 1.0
 COST_PER_HISTORY_ROW_MS = 0.003
@@ -140,15 +141,16 @@ def request_cost(req: RecommendRequest, history_rows: int) -> dict[str, float]:
     """The estimated cost of ``req`` in milliseconds, by part (see COST_* above)."""
     rows = history_rows
     explained = req.k if (req.explain or req.counterfactual) else 0
-    decisive = COST_DECISIVE_MS + COST_DECISIVE_ROW_MS * rows if explained and rows else 0.0
     k_cf = req.k if (req.counterfactual and rows) else 0
+    decisive = COST_DECISIVE_MS + COST_DECISIVE_ROW_MS * rows if k_cf else 0.0
     return {
         "base": COST_BASE_MS,
         "history": COST_PER_HISTORY_ROW_MS * rows,
-        "k": explained * (COST_PER_EXPLAINED_ITEM_MS + COST_PER_EXPLAINED_ITEM_ROW_MS * rows) + decisive,
+        "k": explained * (COST_PER_EXPLAINED_ITEM_MS + COST_PER_EXPLAINED_ITEM_ROW_MS * rows),
         "query": COST_PER_QUERY_CHAR_MS * len(req.query or ""),
         "counterfactual": k_cf * (COST_CF_PER_ITEM_MS + COST_CF_PER_ITEM_ROW_MS * rows)
-        + k_cf**2 * (COST_CF_PER_ITEM_SQ_MS + COST_CF_PER_ITEM_SQ_ROW_MS * rows),
+        + k_cf**2 * (COST_CF_PER_ITEM_SQ_MS + COST_CF_PER_ITEM_SQ_ROW_MS * rows)
+        + decisive,
     }
 
 
