@@ -208,5 +208,6 @@ def register(app: typer.Typer) -> None:
         out.print(metric_table(results, "ratio protocol, test part, full ranking", ks=(10,)))
         rec = Recommender.load(out_dir)
         user = str(ds.user_ids[0])
-        print_recs(rec.recommend(user=user, k=10, explain=True), True)
+        # with counterfactuals: verified "what if" sentences, and reasons that cite decisive sets
+        print_recs(rec.recommend(user=user, k=10, explain=True, counterfactual=True), True)
         print_recs(rec.recommend(query="a funny animated film for kids", k=10, explain=True), True)
