@@ -109,3 +109,40 @@ def test_a_separate_target_learns_every_interaction_from_the_input_items():
     B = concise.concise_item_item(inp.tocsr(), 0.25, target=x)
     assert not B[5, :].any() and B[:, 5].any() and B[:, 5].argmax() == 4  # its twin predicts it
     np.testing.assert_array_equal(concise.concise_item_item(x, 0.25, target=x), concise.concise_item_item(x, 0.25))
+
+
+class _RecordingNet:
+    """The two things prefer_concise touches on a HybridNet: its block and the block's weights."""
+
+    def __init__(self):
+        self.B, self.weights = None, None
+
+    def set_item_item_weights(self, rho, pi):
+        self.weights = (np.asarray(rho), np.asarray(pi))
+
+
+@pytest.mark.parametrize(("concise_ndcg", "keeps"), [(0.2475, True), (0.2530, True), (0.2470, False)])
+def test_the_concise_block_is_kept_within_the_tolerance_else_ease_comes_back_with_its_weights(concise_ndcg, keeps):
+    torch = pytest.importorskip("torch")
+    from lucidrec.training import block_weights, prefer_concise
+
+    net = _RecordingNet()
+    B_ease, B_concise = np.full((3, 3), -1.0, np.float32), np.full((3, 3), 2.0, np.float32)
+    ease_blend = {"weight": 3.0, "decay": 0.5, "low_rating_weight": 0.5, "valid_ndcg@10": 0.25}
+    concise_blend = {"weight": 7.0, "decay": 1.0, "low_rating_weight": 1.0, "valid_ndcg@10": concise_ndcg}
+
+    def blend():  # what blend_on_validation does to the net: weights for the block now in it
+        net.set_item_item_weights(*block_weights(7.0, 1.0, 1.0))
+        return concise_blend
+
+    info, B, chosen = prefer_concise(
+        net, {"kind": "dense", "reg": 300.0}, B_ease, ease_blend, {"kind": "concise", "strength": 0.25},
+        B_concise, blend, 0.01,
+    )  # fmt: skip
+    want_B, want_blend = (B_concise, concise_blend) if keeps else (B_ease, ease_blend)
+    assert info["kind"] == ("concise" if keeps else "dense") and B is want_B and chosen is want_blend
+    np.testing.assert_array_equal(net.B.numpy(), want_B)
+    rho, pi = block_weights(want_blend["weight"], want_blend["decay"], want_blend["low_rating_weight"])
+    np.testing.assert_array_equal(net.weights[0], rho)
+    np.testing.assert_array_equal(net.weights[1], pi)
+    assert isinstance(net.B, torch.Tensor)

@@ -218,7 +218,7 @@ def prefer_concise(net, ease_info, B_ease, ease_blend, concise_info, B_concise, 
     if ok:
         return {**concise_info, **compared}, B_concise, concise_blend
     net.B = torch.as_tensor(B_ease, dtype=torch.float32)
-    blend()  # puts EASE's blend weights back
+    apply_blend(net, ease_blend)  # EASE's block and weights back, as its blend chose them
     return {**ease_info, "concise_valid_ndcg@10": concise_blend["valid_ndcg@10"]}, B_ease, ease_blend
 
 
@@ -267,8 +267,19 @@ def item_item_block(dataset, frame, T: np.ndarray, info: dict):
     return impute_cold_sparse(B, T, seen, info["neighbors"])
 
 
-#: Rating bins (lucidrec.models.features.rating_bins) of 1- and 2-star ratings.
-LOW_RATING_BINS = (1, 2)
+def block_weights(weight: float, decay: float, low: float) -> tuple[np.ndarray, np.ndarray]:
+    """The item-item block's history weights for a blend: (rho per rating bin: ``low`` for 1-2 stars,
+    else 1; pi per position bucket: ``weight * decay**bucket``)."""
+    from lucidrec.models.features import LOW_RATING_BINS, N_POSITION_BUCKETS, N_RATING_BINS
+
+    rho = np.ones(N_RATING_BINS, np.float32)
+    rho[list(LOW_RATING_BINS)] = low
+    return rho, (weight * decay ** np.arange(N_POSITION_BUCKETS, dtype=np.float64)).astype(np.float32)
+
+
+def apply_blend(net, blend: dict) -> None:
+    """Switch the block in ``net`` on with the weights a :func:`blend_on_validation` result chose."""
+    net.set_item_item_weights(*block_weights(blend["weight"], blend["decay"], blend["low_rating_weight"]))
 
 
 def blend_on_validation(net, chunks, valid_rel, train_hist, n_items: int) -> dict:
@@ -280,35 +291,31 @@ def blend_on_validation(net, chunks, valid_rel, train_hist, n_items: int) -> dic
     import torch
 
     from lucidrec.metrics import RankingAccumulator
-    from lucidrec.models.features import N_POSITION_BUCKETS, N_RATING_BINS
+    from lucidrec.models.features import LOW_RATING_BINS
 
     net.use_B = False  # the towers alone (a previous blend may have switched a block on)
     with torch.no_grad():
         towers = [net(*batch).numpy() for _, batch in chunks]
+    cache: dict = {}
 
-    def rho_for(low: float) -> np.ndarray:
-        rho = np.ones(N_RATING_BINS, np.float32)
-        rho[list(LOW_RATING_BINS)] = low
-        return rho
+    def block_scores(decay: float, low: float, k: int) -> np.ndarray:
+        """The block's scores for validation chunk ``k`` (unit weight), computed once per setting."""
+        if (decay, low, k) not in cache:
+            hist, rb, pb, mask, liked = chunks[k][1]
+            with torch.no_grad():
+                rho = block_weights(1.0, 1.0, low)[0]
+                cache[(decay, low, k)] = net.item_item_scores(hist, pb, mask, decay, liked, rb, rho).numpy()
+        return cache[(decay, low, k)]
 
-    def ndcg(c: float, decay: float, low: float, item_item_cache: dict) -> float:
+    def ndcg(c: float, decay: float, low: float) -> float:
         acc = RankingAccumulator(n_items, ks=(10,), auc=False)
-        for k, (us, (hist, rb, pb, mask, liked)) in enumerate(chunks):
-            if (decay, low, k) not in item_item_cache:
-                with torch.no_grad():
-                    item_item_cache[(decay, low, k)] = net.item_item_scores(
-                        hist, pb, mask, decay, liked, rb, rho_for(low)
-                    ).numpy()
-            acc.add(c * item_item_cache[(decay, low, k)] + towers[k], valid_rel[us], train_hist[us])
+        for k, (us, _) in enumerate(chunks):
+            acc.add(c * block_scores(decay, low, k) + towers[k], valid_rel[us], train_hist[us])
         return acc.result()["ndcg@10"]
 
-    cache: dict = {}
     # Scale c relative to the spread of each part so the grid means the same on any dataset.
     spread_t = float(np.median([np.std(t, axis=1).mean() for t in towers])) or 1.0
-    with torch.no_grad():
-        hist, _rb, pb, mask, liked = chunks[0][1]
-        e0 = net.item_item_scores(hist, pb, mask, 1.0, liked).numpy()
-    spread_e = float(np.std(e0, axis=1).mean()) or 1.0
+    spread_e = float(np.std(block_scores(1.0, 1.0, 0), axis=1).mean()) or 1.0
     unit = spread_t / spread_e
     grid = []
     towers_flat = all(float(np.ptp(t, axis=1).max()) < 1e-9 for t in towers)
@@ -322,14 +329,12 @@ def blend_on_validation(net, chunks, valid_rel, train_hist, n_items: int) -> dic
             for c in ((0.0,) if not towers_flat else ()) + (0.5, 1, 2, 4, 8, 16, 64, 1e4):
                 if c == 0.0 and (decay != 1.0 or low != 1.0):
                     continue
-                grid.append((ndcg(c * unit, decay, low, cache), c * unit, decay, low))
+                grid.append((ndcg(c * unit, decay, low), c * unit, decay, low))
     best = max(grid, key=lambda g: g[0])
     _, c, decay, low = best
-    pi = c * decay ** np.arange(N_POSITION_BUCKETS, dtype=np.float64)
-    net.set_item_item_weights(rho_for(low), pi.astype(np.float32))
     towers_only = next((g[0] for g in grid if g[1] == 0.0), None)
     item_item_only = max(g[0] for g in grid if g[1] >= 1e4 * unit * 0.999)
-    return {
+    result = {
         "weight": c,
         "decay": decay,
         "low_rating_weight": low,
@@ -337,6 +342,8 @@ def blend_on_validation(net, chunks, valid_rel, train_hist, n_items: int) -> dic
         "towers_only_valid_ndcg@10": towers_only,
         "item_item_only_valid_ndcg@10": item_item_only,
     }
+    apply_blend(net, result)
+    return result
 
 
 def calibrate_query(rec: Recommender, T: np.ndarray) -> None:

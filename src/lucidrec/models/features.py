@@ -26,6 +26,10 @@ def position_buckets(n: int) -> np.ndarray:
     return np.searchsorted(POSITION_EDGES, from_end, side="right")
 
 
+#: Rating bins (see :func:`rating_bins`) of 1- and 2-star ratings.
+LOW_RATING_BINS = (1, 2)
+
+
 def rating_bins(ratings: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(np.nan_to_num(np.asarray(ratings, dtype=np.float64), nan=0.0)), 0, 5).astype(np.int64)
 
