@@ -69,7 +69,7 @@ def lucidrec_rows(rec, users, k_items):
         allowed[[e.item for e in entries]] = False
         res = rec.recommend(user=uid, k=K, explain=True, counterfactual=True)
         for item in rec.recommend(user=uid, k=K, explain=True)["items"][:k_items]:
-            drop = set(list(dict.fromkeys(e["item_id"] for e in item["evidence"] if e["kind"] == "history"))[:CITED])
+            drop = set([e["item_id"] for e in item["evidence"] if e["kind"] == "history"][:CITED])
             without = rec.score_items(history=[h for h in hist_ids if h[0] not in drop])
             plain_pn.append(bool(drop) and _rank(without, allowed, rec.item_idx(item["item_id"])) > K)
         position = {}
@@ -249,23 +249,23 @@ def block_tradeoff(ds, s, n_users: int = 200, ease_reg: float = 300.0):
     from lucidrec.baselines import ease_weights
     from lucidrec.metrics import RankingAccumulator
     from lucidrec.models.concise import GRID, concise_item_item
+    from lucidrec.models.rating_aware import liked_and_all
 
     known = pd.concat([s.train, s.valid])
     x = ds.matrix(known).tocsr()
     r = ds.matrix(known, value="rating").tocsr()
     tu = np.unique(s.test["uidx"].to_numpy())
     test = ds.matrix(s.test)
-    blocks = [("dense EASE", ease_weights(x, ease_reg), None)]
-    blocks += [(f"EASE, {k} strongest history items per candidate", blocks[0][1], k) for k in (50, 20, 10, 5)]
-    blocks += [(f"concise, strength {f:g}", concise_item_item(x, f), None) for f in (*GRID, 1.0)]
+    # (label, block, K strongest history items kept per candidate or None, input matrix)
+    ease = ease_weights(x, ease_reg)
+    blocks = [("dense EASE", ease, None, x)]
+    blocks += [(f"EASE, {k} strongest history items per candidate", ease, k, x) for k in (50, 20, 10, 5)]
+    blocks += [(f"concise, strength {f:g}", concise_item_item(x, f), None, x) for f in (*GRID, 1.0)]
     # Rating-aware input: items rated below the user's mean give no input (they still count as targets).
-    from lucidrec.models.rating_aware import liked_and_all
-
     liked_x, _ = liked_and_all(ds, known, 0.0, 0.0)
     liked_x.eliminate_zeros()
-    liked_rows = [("concise, liked-only input (below-mean items weigh 0), strength 0.25", None, None, liked_x)]
-    blocks = [(label, B, keep, x) for label, B, keep in blocks]
-    blocks += [(lab, concise_item_item(xi, 0.25, target=x), keep, xi) for lab, _, keep, xi in liked_rows]
+    label = "concise, liked-only input (below-mean items weigh 0), strength 0.25"
+    blocks.append((label, concise_item_item(liked_x, 0.25, target=x), None, liked_x))
     rows = []
     for label, B, keep, xin in blocks:
         B = np.asarray(B, dtype=np.float64)

@@ -81,3 +81,9 @@ def tiny_frames():
 def tiny_dataset(tiny_frames):
     interactions, items = tiny_frames
     return lucidrec.data.from_dataframes(interactions, items, name="tiny")
+
+
+def rank_among(scores, allowed, item) -> int:
+    """1-based rank of ``item`` among the ``allowed`` items by ``scores`` (ties not counted above it): how
+    the counterfactual and decisive-set tests re-check a claimed rank independently."""
+    return int((scores[allowed] > scores[item]).sum()) + 1

@@ -12,7 +12,7 @@ import re
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import make_tiny_frames
+from conftest import make_tiny_frames, rank_among
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -280,8 +280,6 @@ def test_deletion_fidelity(rec):
 
 
 # ============================================================== counterfactuals
-def _rank_among(scores, allowed, item):
-    return int((scores[allowed] > scores[item]).sum()) + 1
 
 
 def test_counterfactuals_are_verified_and_minimal_among_singles(rec):
@@ -314,21 +312,22 @@ def test_counterfactuals_are_verified_and_minimal_among_singles(rec):
             assert cf["removed_titles"] == [str(rec.titles[rec.item_idx(i)]) for i in cf["removed"]]
             after = rec.score_items(history=[h for h in hist if h[0] not in set(cf["removed"])])
             i = rec.item_idx(item["item_id"])
-            assert _rank_among(after, allowed, i) == cf["new_rank"] > k
+            assert rank_among(after, allowed, i) == cf["new_rank"] > k
             j = rec.item_idx(cf["replaced_by"])
-            assert allowed[j] and _rank_among(after, allowed, j) <= k
+            assert allowed[j] and rank_among(after, allowed, j) <= k
             assert cf["replaced_by"] not in {it["item_id"] for it in res["items"]}
             assert item["title"] in cf["text"] and f"#{cf['new_rank']}" in cf["text"]
             if len(cf["removed"]) > 1:
                 for e in (e for e in item["evidence"] if e["kind"] == "history"):
                     single = rec.score_items(history=[h for h in hist if h[0] != e["item_id"]])
-                    assert _rank_among(single, allowed, i) <= k, (e, cf)
+                    assert rank_among(single, allowed, i) <= k, (e, cf)
     assert checked >= 10
 
 
 def test_counterfactual_is_none_only_when_no_small_set_exists(rec):
-    """Where no counterfactual is reported, removing the whole (<= 10 item) history must keep the item
-    in the top-k; for longer histories, removing the 10 largest contributors must."""
+    """Where no counterfactual is reported for a history of <= 10 items, removing the whole history must
+    keep the item in the top-k (the search always tries that set). Longer histories are not checked here:
+    the search is guided, not exhaustive, and refuses claims across near-ties."""
     for user in _users(rec, 2)[:12]:
         k = 5
         res = rec.recommend(user=user, k=k, explain=True, counterfactual=True)
@@ -339,7 +338,7 @@ def test_counterfactual_is_none_only_when_no_small_set_exists(rec):
             if item["counterfactual"] is not None or len(hist) > 10:
                 continue
             after = rec.score_items(history=[])
-            assert _rank_among(after, allowed, rec.item_idx(item["item_id"])) <= k
+            assert rank_among(after, allowed, rec.item_idx(item["item_id"])) <= k
 
 
 def test_counterfactual_zh_sentence(rec):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import make_tiny_frames
+from conftest import make_tiny_frames, rank_among
 
 import lucidrec.data
 from lucidrec.explain import render_reason
@@ -88,10 +88,6 @@ def test_products_share_categories_and_films_share_genres():
     assert "Shared genres: 3D Printing Filament." in render_reason("X", film, "en")
 
 
-def _rank_among(scores, allowed, item):
-    return int((scores[allowed] > scores[item]).sum()) + 1
-
-
 def test_decisive_evidence_is_verified_and_named(rec):
     """With a counterfactual, items marked decisive are at most 3 liked history items pushing the item up,
     whose removal (re-scored here independently) drops the item out of the top-k; the reason names them
@@ -122,7 +118,7 @@ def test_decisive_evidence_is_verified_and_named(rec):
             assert len(dec) <= 3 and all(e["contribution"] > 0 and e["item_id"] not in low_ids for e in dec)
             gone = {e["item_id"] for e in dec}
             after = rec.score_items(history=[h for h in history if h[0] not in gone])
-            assert _rank_among(after, allowed, rec.item_idx(item["item_id"])) > k
+            assert rank_among(after, allowed, rec.item_idx(item["item_id"])) > k
             assert all(e["title"] in item["reason"] for e in dec), (item["reason"], dec)
             # the sentence names exactly the decisive items, in the reason's order
             titles = [e["title"] for e in sorted(dec, key=lambda e: item["reason"].index(e["title"]))]
