@@ -151,13 +151,17 @@ def register(app: typer.Typer) -> None:
         """Train the language-model recommender on the protocol's train part (early stopping on valid) and save it."""
         from lucidrec.data import load_dataset
         from lucidrec.models.config import HybridConfig
+        from lucidrec.models.item_item import KINDS
         from lucidrec.recommender import Recommender
         from lucidrec.splits import split
 
-        ds = load_dataset(data)
-        s = split(ds, protocol, seed)
+        # Options first: a typo should not wait for the data to load.
         if mode is not None and mode not in ("set", "seq", "mixed"):
             raise ConfigError(f"--mode '{mode}': use set, seq or mixed.")
+        if item_item not in KINDS:
+            raise ConfigError(f"--item-item '{item_item}': use one of {', '.join(KINDS)}.")
+        ds = load_dataset(data)
+        s = split(ds, protocol, seed)
         cfg = HybridConfig(
             dim=dim,
             epochs=epochs,
@@ -167,10 +171,6 @@ def register(app: typer.Typer) -> None:
             rating_aware=rating_aware,
             item_item_kind=item_item,
         )
-        from lucidrec.models.item_item import KINDS
-
-        if item_item not in KINDS:
-            raise ConfigError(f"--item-item '{item_item}': use one of {', '.join(KINDS)}.")
         rec = Recommender(cfg, encoder=encoder).fit(ds, s.train, s.valid, progress=not quiet, log_dir=log_dir)
         rec.save(out_dir)
         rep = rec.train_report
