@@ -72,17 +72,19 @@ def fit(
     # 2. the closed-form item-item block, its regularisation chosen on validation
     split = Split(dataset, "custom", train, valid, valid.iloc[:0])
     margin = cfg.dislike_margin if cfg.rating_aware else None
-    block_info = None
+    block_info, B, concise = None, None, None
     if cfg.item_item:
         if margin is not None:
             block_info = rating_aware_block_info(dataset, train, valid, cfg)
+        elif cfg.item_item_kind == "concise":
+            block_info, B = choose_concise(split, T)
         else:
             block_info = choose_item_item(cfg, split)
-        B = item_item_block(dataset, train, T, block_info)
-    else:
-        B = None
-    # The concise block competes with dense EASE after the towers are trained (step 4).
-    concise_info = choose_concise(cfg, split) if _tries_concise(cfg, block_info, margin) else None
+        if B is None:
+            B = item_item_block(dataset, train, T, block_info)
+    # The concise block (info, block fit on train) competes with dense EASE after the towers are trained.
+    if _tries_concise(cfg, block_info, margin):
+        concise = choose_concise(split, T)
 
     # 3. the towers, trained with full softmax; early stopping on validation NDCG@10
     has_id = seen_items(train, dataset.n_items).astype(np.float32)
@@ -107,9 +109,9 @@ def fit(
     # 4. blend the block in on validation
     if B is not None:
         blend = blend_on_validation(net, chunks, valid_rel, train_hist, dataset.n_items)
-        if concise_info is not None:
+        if concise is not None:
             block_info, B, blend = prefer_concise(
-                net, block_info, B, blend, concise_info, item_item_block(dataset, train, T, concise_info),
+                net, block_info, B, blend, *concise,
                 lambda: blend_on_validation(net, chunks, valid_rel, train_hist, dataset.n_items),
                 cfg.item_item_tolerance,
             )  # fmt: skip
@@ -149,7 +151,7 @@ def choose_item_item(cfg, split) -> dict:
     kind = ii.resolve_kind(cfg.item_item_kind, n)
     ii.check_neighbors(cfg.neighbors)
     if kind == "concise":
-        return choose_concise(cfg, split)
+        return choose_concise(split)[0]
     if kind == "dense":
         reg = cfg.ease_reg
         if reg is None:
@@ -194,15 +196,22 @@ def _tries_concise(cfg, block_info: dict | None, margin) -> bool:
     return block_info is not None and margin is None and cfg.item_item_kind == "auto" and block_info["kind"] == "dense"
 
 
-def choose_concise(cfg, split) -> dict:
+def choose_concise(split, T: np.ndarray | None = None) -> tuple[dict, np.ndarray]:
     """The concise block's strength (:data:`lucidrec.models.concise.GRID`), chosen on validation NDCG@10
-    of the block alone."""
-    from lucidrec.evaluate import choose_on_validation
+    of the block alone, and that block as fit on train (cold items imputed from ``T`` when given): the
+    blend uses it as it is, so the winner is not fit a second time."""
+    from lucidrec.evaluate import fit_and_evaluate
     from lucidrec.models.concise import GRID, ConciseItemItem
 
-    grid = [{"strength": f} for f in GRID]
-    best = choose_on_validation(ConciseItemItem, grid, split, ks=(10,))
-    return {"kind": "concise", "reg": None, "neighbors": None, **best}
+    best = None
+    for strength in GRID:
+        scorer, metrics, _ = fit_and_evaluate(ConciseItemItem, {"strength": strength}, split, "valid", ks=(10,))
+        if best is None or metrics["ndcg@10"] > best[0]:
+            best = (metrics["ndcg@10"], strength, scorer.b)
+    _, strength, B = best
+    if T is not None:
+        B = impute_cold_item_item(B, T, seen_items(split.train, split.dataset.n_items))
+    return {"kind": "concise", "reg": None, "neighbors": None, "strength": strength}, B
 
 
 def prefer_concise(net, ease_info, B_ease, ease_blend, concise_info, B_concise, blend, tolerance: float):
