@@ -53,9 +53,9 @@ def counterfactuals(
     (:meth:`lucidrec.models.scoring.HybridScorer.decompose_many`) for those items. ``only`` (bool per
     history item) restricts the removal sets to those items, ``max_set`` their size: the decisive
     evidence a reason cites is searched among the items it may cite, up to three. ``items`` (a subset of
-    ``top``): search for these only (the others get None). ``predicted_only``: verify only the sets the
-    linear prediction accepts (and the strongest single items), not the rejected ones - a cheap search
-    for reasons, where a missed set costs a weaker reason, not a wrong claim. ``max_rounds``: stop after
+    ``top``): search for these only (the others get None). ``predicted_only``: verify only the smallest few sets
+    (:data:`PREDICTED_KEEP`) the linear prediction accepts, not the rejected ones - a cheap search for
+    reasons, where a missed set costs a weaker reason, not a wrong claim. ``max_rounds``: stop after
     this many batched verification rounds (None: until every candidate is tried)."""
     from lucidrec.models.scoring import SubsetScorer
     from lucidrec.serving import state_inputs, unrated_rating
