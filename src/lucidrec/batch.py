@@ -18,10 +18,12 @@ Output (``recs.parquet``), one row per recommended item: ``user_id`` (string), `
 
 Memory stays bounded: users are read ``chunk_size`` rows at a time, each chunk's output is appended to the
 Parquet file as a row group, and the file appears under its final name only when the job succeeded.
-With ``engine="ray"`` the model (item vectors, weights, histories, the serialised faiss index) is put
-in the Ray object store once, a few actors rebuild a Recommender from it (arrays are shared, not
-copied, by workers on one node), and user chunks are scored as actor tasks, at most two per actor in
-flight. Scores are computed by the same code on both engines, so the outputs are equal.
+With ``engine="ray"`` the model folder - the one given, or the model this process serves written by
+``Recommender.save`` when the job builds or drops an index or gets an in-memory model - is put in the Ray
+object store once as its files' bytes (``encoder/`` only when rows have a query), each of a few actors
+writes them to a private temporary folder and loads them with ``Recommender.load``, the local engine's
+own loader, and user chunks are scored as actor tasks, at most two per actor in flight. The model and
+the scoring code are the same on both engines, so the outputs are equal.
 """
 
 from __future__ import annotations
@@ -250,77 +252,75 @@ class _LocalEngine:
         pass
 
 
-def model_payload(rec: Recommender, encoder_dir: str | None = None) -> dict[str, Any]:
-    """Everything a worker needs to score, as numpy arrays and plain values (what goes in the object
-    store). The faiss index travels serialised as a uint8 array; the text encoder (needed only for rows
-    with a query) is loaded by each worker from ``encoder_dir``, a path the workers can read."""
-    payload: dict[str, Any] = {
-        "encoder_dir": encoder_dir,
-        "weights": dict(rec.scorer.w),
-        "B": rec.scorer.B,
-        "config": rec.config.to_dict(),
-        "item_ids": np.asarray(rec.item_ids, dtype=str),
-        "titles": np.asarray(rec.titles, dtype=str),
-        "categories": [list(c) for c in rec.categories],
-        "years": np.asarray(rec.years, dtype=np.float64),
-        "known": (
-            np.asarray(rec.known.users, dtype=str),
-            np.asarray(rec.known.items, dtype=np.int64),
-            rec.known.ratings,
-            rec.known.times,
-            np.asarray(rec.known.events, dtype=str),
-        ),
-        "retriever": None,
-    }
-    r = getattr(rec, "retriever", None)
-    if r is not None:
-        from dataclasses import asdict
-
-        index_bytes = None
-        if r.index is not None:
-            from lucidrec.retrieval import require_faiss
-
-            index_bytes = require_faiss().serialize_index(r.index)
-        v = r.vectors
-        payload["retriever"] = {
-            "kind": r.kind,
-            "config": asdict(r.config),
-            "info": r.info,
-            "vectors": None if v is None else v.as_tuple(),
-            "index": index_bytes,
-        }
-    return payload
+def model_folder_files(folder: str | Path, with_encoder: bool) -> dict[str, np.ndarray]:
+    """Every file of a model folder as ``{relative path: bytes}`` (uint8 arrays, which Ray workers on one
+    node read from the object store without a copy): what a Ray worker writes back to disk and loads with
+    :meth:`Recommender.load`, exactly as the local engine loads the folder. ``encoder/`` is left out unless
+    ``with_encoder`` (the local engine loads it only for rows with a query, too)."""
+    root = Path(folder)
+    files = {}
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root)
+        if not path.is_file() or (not with_encoder and rel.parts[0] == "encoder"):
+            continue
+        files[rel.as_posix()] = np.frombuffer(path.read_bytes(), dtype=np.uint8)
+    return files
 
 
-def model_from_payload(p: dict[str, Any]) -> Recommender:
-    """Rebuild a scoring-only Recommender (no encoder) from :func:`model_payload`'s output."""
-    from lucidrec.models.config import HybridConfig
-    from lucidrec.models.scoring import HybridScorer
+def load_model_files(files: dict[str, np.ndarray], load_encoder: bool) -> Recommender:
+    """The Recommender :func:`model_folder_files` shipped: the files are written to a private temporary
+    folder and read by ``Recommender.load`` (checksums and consistency checks included), which reads
+    everything into memory; the folder is then deleted (an actor killed later leaves nothing behind)."""
+    import shutil
+    import tempfile
+
     from lucidrec.recommender import Recommender
-    from lucidrec.user_history import KnownHistories
 
-    rec = Recommender(HybridConfig(**p["config"]))
-    rec.scorer = HybridScorer(p["weights"], p["B"])
-    rec.item_ids = np.asarray(p["item_ids"], dtype=object)
-    rec.item_index = {iid: i for i, iid in enumerate(rec.item_ids)}
-    rec.titles = np.asarray(p["titles"], dtype=object)
-    rec.categories = p["categories"]
-    rec.years = p["years"]
-    rec.known = KnownHistories(*p["known"])  # catalog indices travel as they are (-1: an unknown id)
-    if p.get("encoder_dir"):
-        from lucidrec.encoders import OnnxEncoder
+    tmp = Path(tempfile.mkdtemp(prefix="lucidrec-model-"))
+    try:
+        for rel, data in files.items():
+            path = tmp / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(memoryview(data))
+        # One onnxruntime thread: each actor holds one CPU.
+        return Recommender.load(tmp, load_encoder=load_encoder, encoder_threads=1)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
-        rec._query_encoder = OnnxEncoder(p["encoder_dir"])
-    if p["retriever"] is not None:
-        from lucidrec.retrieval import IndexConfig, RetrievalVectors, Retriever, require_faiss
 
-        q = p["retriever"]
-        vectors = None if q["vectors"] is None else RetrievalVectors(*q["vectors"])
-        index = None if q["index"] is None else require_faiss().deserialize_index(q["index"])
-        rec.retriever = Retriever(IndexConfig.from_dict(q["config"]), q["kind"], vectors, index, q["info"])
-        rec.retriever.set_search_params()
-    rec._retriever_scorer = rec.scorer
-    return rec
+def _folder_for_workers(model: str | Path | Recommender, rec: Recommender, index: str, has_query: bool, tmp: Path):
+    """The model folder Ray workers load: the folder given, when the job serves it as saved; otherwise the
+    model this process will serve (an index built or dropped for this job, an in-memory Recommender)
+    written to ``tmp`` by the model's own writers - so the workers always load what the local engine
+    serves, never a hand-picked list of its parts."""
+    import shutil
+
+    from lucidrec.errors import ModelError
+    from lucidrec.model_check import write_manifest
+    from lucidrec.retrieval import INDEX_FILES
+
+    if not isinstance(model, (str, Path)):
+        out = tmp / "model"
+        try:
+            # The encoder travels when rows have a query and the model has one to export.
+            rec.save(out, export_encoder=has_query and rec._query_encoder is not None)
+        except ModelError:
+            raise ConfigError(
+                "rows with a query on Ray need the model's text encoder, and this in-memory model has none "
+                "that can be saved. Fix: pass the model folder path as the model, or drop the 'query' column."
+            ) from None
+        return out
+    if index == "saved":
+        return Path(model)
+    out = tmp / "model"
+    shutil.copytree(model, out, ignore=None if has_query else shutil.ignore_patterns("encoder"))
+    if rec.retriever is not None:
+        rec.retriever.save(out)  # replaces the folder's index files and their checksums
+    else:
+        for f in INDEX_FILES:
+            (out / f).unlink(missing_ok=True)
+        write_manifest(out, INDEX_FILES, create=False)
+    return out
 
 
 def require_ray():
@@ -338,12 +338,12 @@ class _RayEngine:
 
     def __init__(
         self,
-        rec: Recommender,
         opts: dict,
         address: str | None,
         num_cpus: int | None,
         workers: int | None,
-        encoder_dir: str | None = None,
+        folder: Path,
+        load_encoder: bool,
     ):
         ray = require_ray()
         self.ray = ray
@@ -366,12 +366,14 @@ class _RayEngine:
             self._started = True
         n_cpu = int(ray.cluster_resources().get("CPU", 1))
         self.n_actors = max(1, min(workers or n_cpu, n_cpu))
-        payload_ref = ray.put(model_payload(rec, encoder_dir))
+        # The model folder's bytes go into the object store once; every actor loads them with
+        # Recommender.load, the local engine's own loader (one code path: same items, scores, reasons).
+        files_ref = ray.put(model_folder_files(folder, load_encoder))
 
         @ray.remote(num_cpus=1)
         class Scorer:
-            def __init__(self, payload):
-                self.rec = model_from_payload(payload)
+            def __init__(self, files):
+                self.rec = load_model_files(files, load_encoder)
 
             def score(self, rows):
                 return score_chunk(self.rec, rows, **opts)
@@ -379,8 +381,12 @@ class _RayEngine:
             def ready(self) -> bool:
                 return True
 
-        self.actors = [Scorer.remote(payload_ref) for _ in range(self.n_actors)]
-        ray.get([a.ready.remote() for a in self.actors])  # start-up is over when every actor has the model
+        self.actors = [Scorer.remote(files_ref) for _ in range(self.n_actors)]
+        try:
+            ray.get([a.ready.remote() for a in self.actors])  # start-up is over when every actor has the model
+        except Exception:
+            self.close()  # no actors or Ray left behind by a failed start
+            raise
 
     def map(self, chunks: Iterator[list[dict]]) -> Iterator[tuple[dict[str, list], int]]:
         """Results in input order, with at most two chunks per actor in flight (bounded memory)."""
@@ -467,18 +473,14 @@ def run_batch(
         yield from _rows(pf, columns, chunk_size)
 
     t0 = time.perf_counter()
-    encoder_dir = None
-    if has_query and engine == "ray":
-        if isinstance(model, Recommender):
-            raise ConfigError(
-                "rows with a query on Ray need the model folder (workers load its encoder). Fix: pass the "
-                "folder path as the model, or drop the 'query' column."
-            )
-        encoder_dir = str(Path(model).resolve() / "encoder")
     if engine == "local":
         runner = _LocalEngine(rec, opts)
     else:
-        runner = _RayEngine(rec, opts, address, num_cpus, workers, encoder_dir)
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="lucidrec-batch-") as tmp:
+            folder = _folder_for_workers(model, rec, index, has_query, Path(tmp))
+            runner = _RayEngine(opts, address, num_cpus, workers, folder, load_encoder=has_query)
     setup = time.perf_counter() - t0  # Ray: start-up, model into the object store, actors built
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".partial")
@@ -610,4 +612,4 @@ def register(app: typer.Typer) -> None:
         )
 
 
-__all__ = ["model_from_payload", "model_payload", "register", "run_batch", "score_chunk"]
+__all__ = ["load_model_files", "model_folder_files", "register", "run_batch", "score_chunk"]
