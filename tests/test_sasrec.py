@@ -106,3 +106,17 @@ def test_unset_window_dropout_and_lr_follow_the_data_and_given_ones_are_kept():
         name="long",
     )
     assert SASRec._data_defaults(long) == {"max_len": 50, "dropout": 0.2, "lr": 1e-3}
+
+
+def test_the_cli_seed_reaches_sasrec():
+    """`lucidrec evaluate --model sasrec --seed N` trains with seed N (it used to train seed 2026 whatever
+    the seed), an explicit --param seed=... wins, and other baselines' parameters are left alone."""
+    from lucidrec.cli_eval import _seeded
+
+    assert _seeded("sasrec", 2027, {}) == {"seed": 2027}
+    assert _seeded("SASRec", 2027, {"lr": 0.002}) == {"seed": 2027, "lr": 0.002}
+    assert _seeded("sasrec", 2027, {"seed": 5}) == {"seed": 5}
+    assert _seeded("ease", 2027, {}) == {}
+    s = split(cyclic_dataset(40), "loo")
+    runs = [fit_and_evaluate(SASRec, {**small(epochs=2), **_seeded("sasrec", k, {})}, s, "test") for k in (1, 2)]
+    assert runs[0][0].seed == 1 and runs[1][0].seed == 2

@@ -16,8 +16,16 @@ from lucidrec.cli_common import (
     metric_table,
     out,
     parse_params,
+    safe,
 )
 from lucidrec.errors import ConfigError
+
+
+def _seeded(model: str, seed: int, params: dict) -> dict:
+    """SASRec is trained per seed: --seed reaches it (the split's seed alone left every SASRec run the same)."""
+    if model.lower() == "sasrec" and "seed" not in params:
+        return {"seed": seed, **params}
+    return params
 
 
 def register(app: typer.Typer) -> None:
@@ -43,7 +51,7 @@ def register(app: typer.Typer) -> None:
             data=data,
             protocol=protocol,
             seed=seed,
-            params=parse_params(param),
+            params=_seeded(model, seed, parse_params(param)),
             progress=None if as_json else lambda m: console.print(f"[dim]{m}[/]"),
         )
         if as_json:
@@ -74,7 +82,7 @@ def register(app: typer.Typer) -> None:
             protocol=protocol,
             seed=seed,
             depth=depth,
-            params=parse_params(param),
+            params=_seeded(model, seed, parse_params(param)),
             progress=lambda m: console.print(f"[dim]{m}[/]"),
         )
         console.print(f"wrote {n} rows to {out_path}")
@@ -147,6 +155,12 @@ def register(app: typer.Typer) -> None:
             "items), dense, sparse or concise (README, 'Decisive evidence').",
         ),
         quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
+        forget_file: Path = typer.Option(
+            None,
+            "--forget-file",
+            help="Users to leave out of training: one id (or tombstone digest) per line. Users forgotten in "
+            "the --out folder (forgotten_users.txt) are always left out.",
+        ),
     ):
         """Train the language-model recommender on the protocol's train part (early stopping on valid) and save it."""
         from lucidrec.data import load_dataset
@@ -160,7 +174,12 @@ def register(app: typer.Typer) -> None:
             raise ConfigError(f"--mode '{mode}': use set, seq or mixed.")
         if item_item not in KINDS:
             raise ConfigError(f"--item-item '{item_item}': use one of {', '.join(KINDS)}.")
+        forgotten = _forgotten_users(out_dir, forget_file)
         ds = load_dataset(data)
+        if forgotten:
+            n_before = ds.n_users
+            ds = ds.without_users(forgotten)
+            console.print(f"[dim]left out {n_before - ds.n_users} forgotten user(s)[/]")
         s = split(ds, protocol, seed)
         cfg = HybridConfig(
             dim=dim,
@@ -176,9 +195,19 @@ def register(app: typer.Typer) -> None:
         rep = rec.train_report
         block = (rep.get("item_item") or {}).get("kind", "none")
         console.print(
-            f"saved to {out_dir} (best valid NDCG@10 {rep['best_valid_ndcg@10']:.4f}, "
+            f"saved to {safe(out_dir)} (best valid NDCG@10 {rep['best_valid_ndcg@10']:.4f}, "
             f"{len(rep['epochs'])} epochs, {rep['seconds']} s, item-item block: {block})"
         )
+
+    def _forgotten_users(out_dir: Path, forget_file: Path | None) -> set[str]:
+        """Tombstones a retrain must honour: the --out folder's own (users forgotten while it served) and
+        those of --forget-file. Read before the data loads, so a bad file fails fast."""
+        from lucidrec import forgetting
+
+        digests = forgetting.read(out_dir)
+        if forget_file is not None:
+            digests |= forgetting.read_forget_file(forget_file)
+        return digests
 
     @app.command()
     @friendly

@@ -8,7 +8,9 @@ The steps of :func:`fit`, in order:
    catalogue also the concise block (:mod:`lucidrec.models.concise`) and its strength;
 3. the towers (latent + text + bias + CLS), full softmax, early stopping on validation NDCG@10;
 4. :func:`blend_on_validation` - the block's weight and recency decay in ``c * item_item + towers``;
-   :func:`prefer_concise` keeps the concise block when its blend is within 1% of EASE's;
+   :func:`prefer_concise` keeps the concise block when its blend is within 1% of EASE's; on next-item
+   data :func:`blend_sequential` mixes a closed-form transition block (:mod:`lucidrec.models.sequential`)
+   into the item-item block when that wins on validation;
 5. the block refit on train+valid, so the served model knows every interaction it was given;
 6. :func:`calibrate_query` - a query moves scores about as much as a typical history does.
 """
@@ -85,6 +87,14 @@ def fit(
     # The concise block (info, block fit on train) competes with dense EASE after the towers are trained.
     if _tries_concise(cfg, block_info, margin):
         concise = choose_concise(split, T)
+    # The sequential part (a closed-form transition block), its decay and reg chosen on validation; the
+    # blend decides after the towers are trained whether, and how much of it, joins the item-item block.
+    transition = None
+    if _tries_sequential(cfg, block_info, margin, dataset.n_items):
+        from lucidrec.models.sequential import choose_transition_block
+
+        seq_info, S = choose_transition_block(split)
+        transition = (seq_info, impute_cold_item_item(S, T, seen_items(train, dataset.n_items)))
 
     # 3. the towers, trained with full softmax; early stopping on validation NDCG@10
     has_id = seen_items(train, dataset.n_items).astype(np.float32)
@@ -115,6 +125,20 @@ def fit(
                 lambda: blend_on_validation(net, chunks, valid_rel, train_hist, dataset.n_items),
                 cfg.item_item_tolerance,
             )  # fmt: skip
+        if transition is not None:
+            seq = blend_sequential(net, chunks, valid_rel, train_hist, dataset.n_items, B, transition[1], blend)
+            fitted = {k: transition[0][k] for k in ("decay", "reg")}
+            report["sequential"] = {
+                "kept": seq is not None,
+                "share": seq["sequential"]["share"] if seq else 0.0,
+                "valid_ndcg@10": seq["valid_ndcg@10"] if seq else None,
+                "set_block_valid_ndcg@10": blend["valid_ndcg@10"],
+                "transition_block": transition[0],
+            }
+            if seq is not None:  # validation prefers the block with the transition part mixed in
+                block_info = {**block_info, "sequential": {**fitted, **seq["sequential"]}}
+                B = mixed_block(B, transition[1], block_info["sequential"])
+                blend = {k: v for k, v in seq.items() if k != "sequential"}
         report["item_item"] = {**block_info, **blend}
     rec.ease_reg = block_info.get("reg") if block_info else None
     weights = net.export()
@@ -196,6 +220,100 @@ def _tries_concise(cfg, block_info: dict | None, margin) -> bool:
     return block_info is not None and margin is None and cfg.item_item_kind == "auto" and block_info["kind"] == "dense"
 
 
+def _tries_sequential(cfg, block_info: dict | None, margin, n_items: int) -> bool:
+    """The transition block is tried on next-item data (mode "seq" or "mixed"; ``cfg.sequential`` None)
+    or when forced (True), with a dense or concise item-item block in a model that is not rating-aware."""
+    from lucidrec.models.item_item import DENSE_MAX_ITEMS
+
+    wanted = cfg.sequential if cfg.sequential is not None else cfg.mode in ("seq", "mixed")
+    return (
+        bool(wanted)
+        and block_info is not None
+        and margin is None
+        and block_info["kind"] in ("dense", "concise")
+        and n_items <= DENSE_MAX_ITEMS
+    )
+
+
+def mixed_block(B: np.ndarray, S: np.ndarray, info: dict) -> np.ndarray:
+    """The served item-item block with the transition part mixed in: one matrix,
+    ``(1 - share) * B / spread_B + share * S / spread_S`` (each part at unit score spread)."""
+    share = float(info["share"])
+    return ((1.0 - share) * info["set_scale"] * B + share * info["seq_scale"] * S).astype(np.float32)
+
+
+def blend_sequential(net, chunks, valid_rel, train_hist, n_items: int, B, S, base: dict) -> dict | None:
+    """Mix the transition block ``S`` into the item-item block ``B`` (both fit on train):
+    ``score = c * x_w (share * S' + (1 - share) * B') + towers``, with B', S' each scaled to unit score
+    spread and the history weights ``x_w`` a recency profile per position bucket (per-position decays of
+    :data:`lucidrec.models.sequential.SERVE_DECAYS`, or the blend's bucket decays). ``c``, ``share`` and
+    the profile are chosen on validation NDCG@10. Returns the blend (with ``profile`` and a ``sequential``
+    part for :func:`mixed_block`) when it beats ``base`` (the set block's blend) on validation, else None;
+    ``net``'s block and weights are left as ``base`` set them unless the mix wins (then the caller sets
+    the mixed block; its weights are applied here)."""
+    import torch
+
+    from lucidrec.metrics import RankingAccumulator
+    from lucidrec.models.hybrid import _history_masks
+    from lucidrec.models.sequential import SERVE_DECAYS, position_profile
+
+    use_b, b_before = net.use_B, net.B
+    net.use_B = False
+    with torch.no_grad():
+        towers = [net(*batch).numpy() for _, batch in chunks]
+    net.use_B = use_b
+    rho = torch.as_tensor(block_weights(1.0, 1.0, base["low_rating_weight"])[0])
+    Bt, St = torch.as_tensor(np.asarray(B), dtype=torch.float32), torch.as_tensor(S, dtype=torch.float32)
+
+    def part_scores(M, profile) -> list[np.ndarray]:
+        out = []
+        prof = torch.as_tensor(profile, dtype=torch.float32)
+        for _, (hist, rb, pb, mask, liked) in chunks:
+            w = rho[rb] * prof[pb] * _history_masks(mask, liked)[1]
+            with torch.no_grad():
+                x = torch.zeros(hist.shape[0], n_items).scatter_add_(1, hist, w)
+                out.append((x @ M).numpy())
+        return out
+
+    def spread(parts) -> float:
+        return float(np.mean([np.std(p, axis=1).mean() for p in parts])) or 1.0
+
+    spread_t = float(np.median([np.std(t, axis=1).mean() for t in towers])) or 1.0
+    ref = position_profile(max(SERVE_DECAYS))
+    set_scale, seq_scale = 1.0 / spread(part_scores(Bt, ref)), 1.0 / spread(part_scores(St, ref))
+    profiles = [(f"position {d:g}", position_profile(d)) for d in SERVE_DECAYS]
+    profiles += [(f"bucket {d:g}", block_weights(1.0, d, 1.0)[1]) for d in (0.75, 0.5)]
+    best = None
+    for name, profile in profiles:
+        sb, ss = part_scores(Bt, profile), part_scores(St, profile)
+        for share in (0.5, 0.75, 1.0):
+            for c in (0.5, 1, 2, 4, 8, 16, 64, 1e4):
+                acc = RankingAccumulator(n_items, ks=(10,), auc=False)
+                for k, (us, _) in enumerate(chunks):
+                    mix = (1.0 - share) * set_scale * sb[k] + share * seq_scale * ss[k]
+                    acc.add(c * spread_t * mix + towers[k], valid_rel[us], train_hist[us])
+                score = acc.result()["ndcg@10"]
+                if best is None or score > best[0]:
+                    best = (score, name, profile, share, c)
+    score, name, profile, share, c = best
+    if score <= base["valid_ndcg@10"]:
+        net.B = b_before
+        return None
+    result = {
+        "weight": c * spread_t,
+        "decay": None,
+        "profile": [float(v) for v in profile],
+        "low_rating_weight": base["low_rating_weight"],
+        "valid_ndcg@10": score,
+        "towers_only_valid_ndcg@10": base.get("towers_only_valid_ndcg@10"),
+        "set_block_valid_ndcg@10": base["valid_ndcg@10"],
+        "sequential": {"share": share, "set_scale": set_scale, "seq_scale": seq_scale, "profile_name": name},
+    }
+    net.B = torch.as_tensor(mixed_block(np.asarray(B), S, result["sequential"]), dtype=torch.float32)
+    apply_blend(net, result)
+    return result
+
+
 def choose_concise(split, T: np.ndarray | None = None) -> tuple[dict, np.ndarray]:
     """The concise block's strength (:data:`lucidrec.models.concise.GRID`), chosen on validation NDCG@10
     of the block alone, and that block as fit on train (cold items imputed from ``T`` when given): the
@@ -260,6 +378,13 @@ def item_item_block(dataset, frame, T: np.ndarray, info: dict):
     from lucidrec.models.item_item import impute_cold_sparse, sparse_item_item
 
     seen = seen_items(frame, dataset.n_items)
+    if info.get("sequential"):  # the set block with the transition block mixed in (blend_sequential)
+        from lucidrec.models.sequential import transition_block
+
+        seq = info["sequential"]
+        S = transition_block(frame, dataset.n_users, dataset.n_items, seq["decay"], seq["reg"])
+        B = item_item_block(dataset, frame, T, {k: v for k, v in info.items() if k != "sequential"})
+        return mixed_block(B, impute_cold_item_item(S, T, seen), seq)
     if info["kind"] == "concise":
         from lucidrec.models.concise import concise_item_item
 
@@ -287,7 +412,12 @@ def block_weights(weight: float, decay: float, low: float) -> tuple[np.ndarray, 
 
 
 def apply_blend(net, blend: dict) -> None:
-    """Switch the block in ``net`` on with the weights a :func:`blend_on_validation` result chose."""
+    """Switch the block in ``net`` on with the weights a :func:`blend_on_validation` (or
+    :func:`blend_sequential`: a recency ``profile`` per position bucket) result chose."""
+    if blend.get("profile") is not None:
+        rho = block_weights(1.0, 1.0, blend["low_rating_weight"])[0]
+        net.set_item_item_weights(rho, (blend["weight"] * np.asarray(blend["profile"])).astype(np.float32))
+        return
     net.set_item_item_weights(*block_weights(blend["weight"], blend["decay"], blend["low_rating_weight"]))
 
 

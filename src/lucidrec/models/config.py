@@ -55,6 +55,11 @@ class HybridConfig:
     item_item_neighbours: int | None = None
     # Relative validation NDCG@10 a concise block may give up (rating-aware N; concise vs dense EASE).
     item_item_tolerance: float = 0.01
+    # The sequential part of the item-item block (lucidrec.models.sequential): a closed-form transition
+    # block (recent items -> next item) mixed into the item-item block when validation prefers it. None:
+    # tried on next-item data (mode "seq" or "mixed"), never on "set" (ratio); True / False force it.
+    # Dense or concise item-item blocks only (catalogues up to 10k items), not rating-aware.
+    sequential: bool | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
