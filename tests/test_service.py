@@ -219,7 +219,10 @@ def test_delete_forgets_every_row_and_the_user_becomes_a_stranger(client, known,
     assert client.get(f"/users/{user}/history").status_code == 404
     got = client.post("/recommend", json={"user": user, "query": q, "k": 5}).json()
     assert got["history_size"] == 0 and [it["item_id"] for it in got["items"]] == stranger
-    assert client.delete(f"/users/{user}", headers=WRITE).status_code == 404
+    # Forgetting is idempotent (issue 26, item 3): a repeat answers 200, with nothing left to erase.
+    again = client.delete(f"/users/{user}", headers=WRITE)
+    assert again.status_code == 200 and again.json()["deleted_rows"] == 0 and again.json()["already_forgotten"]
+    assert client.delete("/users/never-known-zq", headers=WRITE).status_code == 404
 
 
 def test_store_is_seeded_once_so_forgotten_users_stay_forgotten(model_dir, known, tmp_path):
@@ -228,11 +231,11 @@ def test_store_is_seeded_once_so_forgotten_users_stay_forgotten(model_dir, known
     user = _busy_user(users)
     db = tmp_path / "feedback.db"
     with make_client(model_dir, db) as c:
-        n_seed = c.get("/health").json()["feedback_rows"]
+        n_seed = c.get("/health", headers=WRITE).json()["feedback_rows"]
         assert n_seed == sum(len(v) for v in users.values())
         c.delete(f"/users/{user}", headers=WRITE)
     with make_client(model_dir, db) as c:  # a restart on the same database
-        assert c.get("/health").json()["feedback_rows"] == n_seed - len(users[user])
+        assert c.get("/health", headers=WRITE).json()["feedback_rows"] == n_seed - len(users[user])
         assert c.post("/recommend", json={"user": user}).status_code == 404
 
 
@@ -240,7 +243,7 @@ def test_lazy_model_load_seeds_on_first_use(model_dir, tmp_path):
     with make_client(model_dir, tmp_path / "f.db", preload=False) as c:
         assert c.get("/health").json()["model_loaded"] is False
         assert c.get("/items/100").status_code == 200
-        h = c.get("/health").json()
+        h = c.get("/health", headers=WRITE).json()
         assert h["model_loaded"] is True and h["feedback_rows"] > 0
 
 

@@ -122,7 +122,7 @@ def test_health_answers_while_four_heavy_recommends_run(model_dir, tmp_path, mon
         pool = app.state.pools["compute"]
         _wait_for(lambda: pool.pending == 4)  # all four admitted: two running, two waiting for a thread
         for _ in range(3):
-            status, body, _ = _http("GET", base + "/health")
+            status, body, _ = _http("GET", base + "/health", headers=WRITE)
             assert status == 200 and body["queued"]["compute"] == 4
             assert results == [] and pool.pending == 4  # answered before any heavy request finished
         for t in heavy:
@@ -274,7 +274,7 @@ def test_forget_erases_the_db_and_wal_and_a_fresh_db_never_reseeds(model_dir, ow
     with make_client(own_model, tmp_path / "fresh.db") as c:
         assert c.get("/users/" + seeded + "/history").status_code == 404
         assert c.post("/recommend", json={"user": seeded}).status_code == 404
-        n_fresh = c.get("/health").json()["feedback_rows"]
+        n_fresh = c.get("/health", headers=WRITE).json()["feedback_rows"]
     assert n_fresh == sum(len(rec._known_history(u)) for u in rec._known_users_with_history()) - len(
         rec._known_history(seeded)
     )
@@ -298,7 +298,7 @@ def test_reads_of_personal_data_need_a_key_by_default(model_dir, tmp_path):
         assert c.post("/recommend", json={"user": "u5"}).status_code == 401
         assert c.post("/recommend", json={"user": "u5"}, headers=WRITE).status_code == 200
         assert c.post("/recommend", json={"query": "a comedy"}).status_code == 200  # no personal data
-        assert c.get("/health").json()["public_reads"] is False
+        assert c.get("/health", headers=WRITE).json()["public_reads"] is False
     with make_client(model_dir, tmp_path / "f.db", public_reads=True) as c:
         assert c.get("/users").status_code == 200 and c.get("/users/u5/history").status_code == 200
 
@@ -458,5 +458,5 @@ def test_served_access_log_has_no_ids_or_keys(model_dir, own_model, tmp_path):
             proc.terminate()
             proc.wait(timeout=30)
     text = log.read_text()
-    assert '"DELETE /users/{user_id}" 200' in text and '"GET /users/{user_id}/history" 401' in text
+    assert '"DELETE /users/{user_id:path}" 200' in text and '"GET /users/{user_id:path}/history" 401' in text
     assert user not in text and KEY not in text and "api_key" not in text

@@ -12,7 +12,7 @@ import sys
 
 import typer
 
-from lucidrec import batch, cli_eval, cli_recommend, cli_report, finetune
+from lucidrec import batch, cli_eval, cli_forget, cli_recommend, cli_report, finetune
 from lucidrec.service import cli as service_cli
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="lucidrec: recommendations that explain themselves.")
@@ -23,6 +23,7 @@ service_cli.register(app)  # serve
 finetune.register(app)  # finetune-encoder
 batch.register(app)  # batch, index
 cli_report.register(app)  # report
+cli_forget.register(app)  # forget
 
 
 def main():  # pragma: no cover - console entry point

@@ -8,18 +8,40 @@ so there is no import circle.
 from __future__ import annotations
 
 import json
+import re
 import sys
 from functools import wraps
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from lucidrec.errors import ConfigError, LucidrecError
 
-console = Console(stderr=True)
+# Messages on stderr are never hard-wrapped (soft_wrap): piped into a log, an error stays one line, and
+# a terminal wraps long lines by itself. Rich's default would fold at 80 columns on a pipe, wherever
+# the width happens to fall (inside a file name, a path of any length).
+console = Console(stderr=True, soft_wrap=True)
 # Pipes get 80 columns by default, too narrow for metric tables.
 out = Console(width=None if sys.stdout.isatty() else 150)
+
+# C0/C1 control characters (ESC, BEL, CR, ...) and the Unicode bidi overrides: in a terminal they move
+# the cursor, set the window title or reorder text. Data (titles, queries, ids) never carries them out.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def plain(value) -> str:
+    """``value`` as printable text: control characters become spaces (tabs and newlines included: a
+    table cell or a message line stays one line)."""
+    return _CONTROL.sub(" ", str(value))
+
+
+def safe(value) -> str:
+    """Data printed as data: control characters removed and rich markup escaped, so a title holding
+    ``[/]``, ``[link=...]`` or ``[bold red]`` prints those characters instead of styling the terminal
+    (or ending the command with a MarkupError)."""
+    return escape(plain(value))
 
 DataOpt = typer.Option(
     "ml-100k",
@@ -39,7 +61,8 @@ def friendly(fn):
         try:
             return fn(*args, **kwargs)
         except LucidrecError as e:
-            console.print(f"[bold red]error:[/] {e}", highlight=False)
+            # The message quotes user input (ids, paths, queries): printed as data, on one line.
+            console.print(f"[bold red]error:[/] {safe(e)}", highlight=False)
             raise typer.Exit(code=2) from None
         except KeyboardInterrupt:
             console.print("[yellow]interrupted[/]")
@@ -77,6 +100,29 @@ def metric_table(results: list[dict], title: str, ks=(10, 20)) -> Table:
             )
     return table
 
+
+def _plain_usage_errors() -> None:
+    """Typer prints usage errors ("Invalid value for '--k'") in a rich panel that folds at the panel's
+    width. On a pipe, click's plain one-line form is used instead; a terminal keeps the panel."""
+    try:
+        from typer import rich_utils
+    except ImportError:  # typer without rich: click's plain form already
+        return
+    boxed = rich_utils.rich_format_error
+    if getattr(boxed, "_lucidrec_plain", False):
+        return
+
+    def format_error(e) -> None:
+        if sys.stderr.isatty():
+            boxed(e)
+        else:
+            e.show()
+
+    format_error._lucidrec_plain = True
+    rich_utils.rich_format_error = format_error
+
+
+_plain_usage_errors()
 
 # The name the command modules have used since before this module existed.
 _friendly = friendly

@@ -9,30 +9,32 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from lucidrec.cli_common import friendly, out
+from lucidrec.cli_common import friendly, out, safe
 from lucidrec.errors import ConfigError
 
 
 def print_recs(result: dict, explain: bool):
-    table = Table(title=_title_for(result))
+    """A table of the recommendations. Every value from the data (ids, titles, queries, reasons that
+    quote them) goes through :func:`safe`: printed as text, never read as rich markup or terminal codes."""
+    table = Table(title=safe(_title_for(result)))
     for c in ("rank", "item", "title", "score"):
         table.add_column(c, justify="right" if c in ("rank", "score") else "left")
     if explain:
         table.add_column("reason")
         table.add_column("evidence")
     for it in result["items"]:
-        row = [str(it["rank"]), it["item_id"], it["title"], f"{it['score']:.3f}"]
+        row = [str(it["rank"]), safe(it["item_id"]), safe(it["title"]), f"{it['score']:.3f}"]
         if explain:
             ev = ", ".join(_ev_short(e) for e in it.get("evidence", []) if "contribution" in e)
             cf = it.get("counterfactual")
-            row += [it.get("reason", "") + (f"\nWhat if: {cf['text']}" if cf else ""), ev]
+            row += [safe(it.get("reason", "")) + (f"\nWhat if: {safe(cf['text'])}" if cf else ""), safe(ev)]
         table.add_row(*row)
     out.print(table)
     pq = result.get("parsed_query")
     if pq is not None:
-        out.print(f"[dim]understood as: {_understood(pq)}[/]")
+        out.print(f"[dim]understood as: {safe(_understood(pq))}[/]", soft_wrap=True)
         for note in pq.get("notes", []):
-            out.print(f"[yellow]note:[/] {note}")
+            out.print(f"[yellow]note:[/] {safe(note)}", soft_wrap=True)
 
 
 def _understood(pq: dict) -> str:

@@ -237,6 +237,7 @@ def _read(cls, d: Path, meta: dict, load_encoder: bool, encoder_threads: int | N
             rec.vocabulary = read_vocabulary(p)
     with check.reading(d, "interactions.npz") as p, np.load(p) as z:
         a = check.check_interactions(d, z)
+    a = _without_forgotten(d, a)
     rec.known = KnownHistories.from_ids(
         rec.item_ids,
         a["user"],
@@ -253,6 +254,17 @@ def _read(cls, d: Path, meta: dict, load_encoder: bool, encoder_threads: int | N
     rec.retriever = _load_index(d, rec.scorer)  # None when the folder has no index
     rec._retriever_scorer = rec.scorer
     return rec
+
+
+def _without_forgotten(d: Path, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The interactions less every user tombstoned in the folder (``forgotten_users.txt``): whichever door
+    loads the folder (recommend, batch, serve and the database it seeds), a forgotten user is a stranger."""
+    from lucidrec.forgetting import forgotten_mask, read
+
+    gone = forgotten_mask(arrays["user"], read(d))
+    if not gone.any():
+        return arrays
+    return {k: v[~gone] for k, v in arrays.items()}
 
 
 def _load_encoder(d: Path, threads: int | None, text_dim: int):

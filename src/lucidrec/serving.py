@@ -22,7 +22,7 @@ from lucidrec.explain import QUERY_LIKE_EVENT, constraint_label
 from lucidrec.metrics import top_k
 from lucidrec.models.scoring import NEGATIVE_EVENTS, UserState
 from lucidrec.query import relaxation_tiers
-from lucidrec.user_history import HistoryEntry, parse_history
+from lucidrec.user_history import HistoryEntry, parse_history_events
 
 if TYPE_CHECKING:
     from lucidrec.recommender import Recommender
@@ -38,6 +38,10 @@ def resolve_history(rec: Recommender, user=None, history=None) -> tuple[list[His
     if user is not None:
         if user in rec.known:
             entries = rec.known.history(str(user))
+            if rec.implicit_event:
+                # Implicit data has no rating scale (the model reads every interaction alike): a stored
+                # row reads as an inline one does, without a rating, so evidence is the same at every door.
+                entries = [HistoryEntry(e.item, None, e.timestamp, e.event) for e in entries]
             source = "stored"
         elif history is None:
             raise UnknownIdError(
@@ -48,7 +52,7 @@ def resolve_history(rec: Recommender, user=None, history=None) -> tuple[list[His
         seen = {h.item for h in entries}
         base_t = max([h.timestamp or 0 for h in entries], default=0.0)
         index = rec.item_index
-        for k, (iid, r) in enumerate(parse_history(history)):
+        for k, (iid, r, given) in enumerate(parse_history_events(history)):
             idx = index.get(iid)
             if idx is None:
                 idx = rec.item_idx(iid)  # raises the clear unknown-item error
@@ -58,7 +62,10 @@ def resolve_history(rec: Recommender, user=None, history=None) -> tuple[list[His
                 entries = [e for e in entries if e.item != idx]
             if rec.implicit_event:
                 r = None  # implicit data has no rating scale: a given rating carries nothing the model knows
-            event = rec.implicit_event or ("rated" if r is not None else "liked")
+            # A negative event (disliked, returned, skipped) stays one on every catalogue: it is never read as
+            # the catalogue's implicit event (a purchase), so it never raises what it is about nor is cited.
+            negative = given in NEGATIVE_EVENTS
+            event = given if negative else (rec.implicit_event or ("rated" if r is not None else "liked"))
             entries.append(HistoryEntry(idx, r, base_t + k + 1, event))
             seen.add(idx)
         source = "inline" if source == "none" else "stored+inline"
@@ -83,6 +90,10 @@ def state_inputs(history: list[HistoryEntry], unrated: float = np.nan):
         # Items the query names ("like Heat") are what the user asks for now: together they weigh as
         # much as the rest of the history, however long it is.
         boost = np.where(named, max(1.0, (~named).sum() / named.sum()), 1.0)
+    if negative.any():
+        # A negative event weighs 0 in every block, in every model: a rating-aware model zeroes it itself,
+        # one that is not would read it as an interaction like any other and raise what it is about.
+        boost = np.where(negative, 0.0, 1.0 if boost is None else boost)
     return items, ratings, boost, negative if negative.any() else None
 
 

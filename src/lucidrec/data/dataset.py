@@ -195,6 +195,26 @@ class Dataset:
             m.data[:] = 1.0  # duplicates summed by scipy collapse back to 1
         return m
 
+    def without_users(self, digests: set[str]) -> Dataset:
+        """This dataset less every user whose tombstone digest (:func:`lucidrec.forgetting.digest`) is in
+        ``digests``: their interactions and user row are gone, as if they had never been in the data (the
+        catalog stays). Returns ``self`` when nobody is forgotten."""
+        from lucidrec.forgetting import forgotten_mask
+
+        gone_users = forgotten_mask(self.user_ids, digests)
+        if not gone_users.any():
+            return self
+        ds = Dataset.__new__(Dataset)
+        ds.__dict__.update(self.__dict__)
+        ds.user_ids = self.user_ids[~gone_users]
+        ds.user_index = {uid: u for u, uid in enumerate(ds.user_ids)}
+        inter = self.interactions[self.interactions["user"].isin(set(ds.user_ids))].copy()
+        inter["uidx"] = inter["user"].map(ds.user_index).astype(np.int64)
+        ds.interactions = inter.reset_index(drop=True)
+        if self.users is not None:
+            ds.users = self.users[self.users["user"].isin(set(ds.user_ids))].reset_index(drop=True)
+        return ds
+
     def subset(self, interactions: pd.DataFrame, name: str | None = None) -> Dataset:
         """A dataset with the same catalog and users but only the given interactions."""
         ds = Dataset.__new__(Dataset)

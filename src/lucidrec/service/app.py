@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import sqlite3
 import threading
 import time
 from contextlib import asynccontextmanager
@@ -25,8 +26,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lucidrec import __version__
 from lucidrec.errors import ConfigError, DataError, DependencyError, LucidrecError, ModelError, UnknownIdError
-from lucidrec.service import engine, tombstones
-from lucidrec.service.auth import KeyRing, key_id, key_in_url, presented_key
+from lucidrec.service import engine, schemas, tombstones
+from lucidrec.service.auth import READ, WRITE, KeyRing, key_id, key_in_url, presented_key
+from lucidrec.service.headers import SecurityHeaders
 from lucidrec.service.metrics import Metrics, ServiceMiddleware
 from lucidrec.service.pool import PoolSaturated, WorkPool
 from lucidrec.service.ratelimit import RateLimiter
@@ -43,20 +45,28 @@ from lucidrec.service.schemas import (
     RecommendResponse,
     UserSummary,
 )
-from lucidrec.service.store import DEFAULT_MAX_HISTORY, FeedbackStore
+from lucidrec.service.store import DEFAULT_MAX_HISTORY, FeedbackStore, StorageError
 from lucidrec.service.writer import BatchWriter
 
 log = logging.getLogger("lucidrec.service")
 MAX_BODY_BYTES = 256 * 1024
 _FIELD = re.compile(r"^[A-Za-z_][\w.\[\]]{0,60}$")
-STATUS_FOR_ERROR = {UnknownIdError: 404, ConfigError: 422, DataError: 422, ModelError: 503, DependencyError: 503}
+STATUS_FOR_ERROR = {
+    UnknownIdError: 404,
+    ConfigError: 422,
+    DataError: 422,
+    ModelError: 503,
+    DependencyError: 503,
+    StorageError: 503,
+}
 
 
 @dataclass
 class ServiceSettings:
     model_dir: Path
     db_path: Path
-    api_keys: list[str] = field(default_factory=list)
+    api_keys: list[str] = field(default_factory=list)  # write keys: reads, feedback and forgetting
+    read_api_keys: list[str] = field(default_factory=list)  # read keys: reads of stored users' data only
     # Reads of personal data (/users, /users/{id}/history, /recommend for a stored user) need a key unless
     # this is set (serve --public-reads). Catalog reads and anonymous recommends stay open, throttled.
     public_reads: bool = False
@@ -86,7 +96,10 @@ class ServiceSettings:
     encoder_threads: int | None = None
 
     def __repr__(self) -> str:  # never print the keys
-        return f"ServiceSettings(model_dir={self.model_dir}, db_path={self.db_path}, api_keys=<{len(self.api_keys)}>)"
+        return (
+            f"ServiceSettings(model_dir={self.model_dir}, db_path={self.db_path}, api_keys=<{len(self.api_keys)}>, "
+            f"read_api_keys=<{len(self.read_api_keys)}>)"
+        )
 
 
 class HTTPProblem(Exception):
@@ -110,12 +123,41 @@ def _field_name(loc) -> str:
     return out or (str(loc[0]) if loc else "body")
 
 
+API_DESCRIPTION = """Recommendations that explain themselves.
+
+**Keys.** Writes, and reads of stored users' data unless the server runs with --public-reads, need an API
+key: `Authorization: Bearer KEY` or `X-API-Key: KEY`, never in the URL (a URL carrying one is refused).
+Two kinds: a **read** key reads stored users' data (`GET /users`, `GET /users/{id}/history`, `POST /recommend`
+for a stored user); a **write** key also writes feedback (`POST /feedback`) and forgets users
+(`DELETE /users/{id}`); a read key used for a write gets 403. Key file (`--api-keys-file`): one key per
+line as `read: KEY` or `write: KEY` (a bare `KEY` is a write key), `#` comments; or the environment
+variables `LUCIDREC_READ_KEYS` / `LUCIDREC_API_KEYS` (comma-separated). Hand web pages read keys.
+
+**Ids.** User and item ids are 1..128 printable characters; `/`, `,`, `:` and spaces are allowed. Every id
+`POST /feedback` accepts can be read (`GET /users/{id}/history`) and forgotten (`DELETE /users/{id}`):
+send it percent-encoded in the path (`team/alice` as `team%2Falice`; its `/` also works as it is).
+Refused at write time: control characters, and the ids `.` and `..` (no URL path can carry them).
+
+**Forgetting.** `DELETE /users/{id}` writes a tombstone into the model folder (every later load of the
+folder, by `serve`, `recommend`, `batch` or a fresh database's seeding, treats the user as a stranger, and
+`lucidrec train --out` leaves them out), then erases their rows from the database file and its WAL. It
+is idempotent: a repeat answers 200 and completes a forget that was cut short.
+
+**Client addresses.** Throttles (requests without a key, failed key checks) count per client address: the
+TCP peer. `X-Forwarded-For` is ignored unless the server runs behind a proxy named in
+`lucidrec serve --forwarded-allow-ips` (then that proxy's header gives the address).
+
+**Storage.** When the feedback database cannot store a write (disk full, file removed, read-only) the
+write answers 503 with a JSON body naming the cause; `GET /health` then reports `status: degraded`
+(503). The API reference below is rendered by this package's own page (no third-party scripts)."""
+
 BUSY = {"model": ErrorResponse, "description": "server busy: retry after Retry-After seconds"}
 ERROR_RESPONSES = {
     s: {"model": ErrorResponse, "description": d}
     for s, d in {
         400: "bad JSON",
         401: "missing or wrong API key",
+        403: "a read key used for a write",
         404: "unknown user or item",
         413: "body too large",
         422: "invalid field",
@@ -128,7 +170,8 @@ def create_app(settings: ServiceSettings, model=None) -> FastAPI:
     """``model``: the Recommender already loaded from ``settings.model_dir`` (else loaded at start-up)."""
     store = FeedbackStore(settings.db_path, synchronous=settings.synchronous)
     holder = engine.ModelHolder(settings.model_dir, settings.encoder_threads, model)
-    keys = KeyRing(settings.api_keys)
+    # A key listed as both kinds is a write key.
+    keys = KeyRing({**{k: READ for k in settings.read_api_keys}, **{k: WRITE for k in settings.api_keys}})
     limiter = RateLimiter(settings.rate_limit, settings.rate_burst)
     anon_limiter = RateLimiter(settings.anon_rate_limit, settings.anon_rate_burst)
     fail_limiter = RateLimiter(settings.auth_fail_rate, settings.auth_fail_burst)
@@ -166,15 +209,20 @@ def create_app(settings: ServiceSettings, model=None) -> FastAPI:
     app = FastAPI(
         title="lucidrec",
         version=__version__,
-        description="Recommendations that explain themselves. Writes, and reads of stored users' data unless "
-        "the server runs with --public-reads, need an API key (`Authorization: Bearer KEY` or `X-API-Key: KEY`; "
-        "never in the URL).",
+        description=API_DESCRIPTION,
         lifespan=lifespan,
         dependencies=[Depends(_no_key_in_url)],
+        # The interactive docs are served from this package (no CDN script on the origin that holds the
+        # web page's key): see /docs below.
+        docs_url=None,
+        redoc_url=None,
     )
+    # "/recommend/" is a 404 naming the path, not a 307 to an address built from the request's Host header.
+    app.router.redirect_slashes = False
     app.state.store, app.state.holder, app.state.metrics = store, holder, metrics
     app.state.pools = {"compute": compute, "write": writes, "feedback": feedback_writer}
     app.add_middleware(ServiceMiddleware, metrics=metrics, max_body=settings.max_body)
+    app.add_middleware(SecurityHeaders)
 
     # ------------------------------------------------------------------ errors -> clear 4xx
     @app.exception_handler(HTTPProblem)
@@ -190,6 +238,13 @@ def create_app(settings: ServiceSettings, model=None) -> FastAPI:
             None,
             headers={"Retry-After": str(exc.retry_after)},
         )
+
+    @app.exception_handler(sqlite3.Error)
+    async def _storage(request: Request, exc: sqlite3.Error):
+        # A database failure outside a write (a read of a removed or unreadable file): the same 503 shape.
+        store.last_error = f"storage: the feedback database cannot be read ({exc}). Fix: check {settings.db_path}."
+        log.error("feedback store: %s", exc)
+        return _json(503, store.last_error, "storage")
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_exception(request: Request, exc: StarletteHTTPException):
@@ -208,6 +263,8 @@ def create_app(settings: ServiceSettings, model=None) -> FastAPI:
     async def _lucidrec_error(request: Request, exc: LucidrecError):
         status = next((s for cls, s in STATUS_FOR_ERROR.items() if isinstance(exc, cls)), 400)
         msg = str(exc)
+        if isinstance(exc, StorageError):
+            log.error("%s", msg)  # one line, no traceback: the cause is in the message
         head = msg.split(":", 1)[0]
         field = head if ":" in msg and _FIELD.match(head) else None
         return _json(status, msg, field)
@@ -222,7 +279,8 @@ def create_app(settings: ServiceSettings, model=None) -> FastAPI:
         items = []
         for e in errors:
             name = _field_name(e.get("loc", ()))
-            msg = str(e.get("msg", "invalid")).removeprefix("Value error, ")
+            # One period at the end, whoever wrote the message ("Fix: swap them." + "." was "..").
+            msg = str(e.get("msg", "invalid")).removeprefix("Value error, ").rstrip(".")
             items.append({"field": name, "message": msg, "type": e.get("type")})
         first = items[0]
         detail = "; ".join(f"{i['field']}: {i['message']}" for i in items[:5])
@@ -243,13 +301,17 @@ def create_app(settings: ServiceSettings, model=None) -> FastAPI:
                 {"Retry-After": str(retry)},
             )
 
-    def _authorise(request: Request, required: bool) -> None:
+    def _authorise(request: Request, need: str | None) -> str | None:
+        """Check the request's key against ``need`` (None: no key required; READ; WRITE) and throttle it.
+        Returns the presented key's kind (None without a key)."""
         key = presented_key(request.headers)
+        # The socket's peer address: X-Forwarded-For counts only from proxies named in serve's
+        # --forwarded-allow-ips (uvicorn rewrites the client then), so rotating it buys no fresh throttle.
         client = request.client.host if request.client else "-"
         if key is None:
-            if not required:
+            if need is None:
                 _throttle(anon_limiter, client, "requests without a key")
-                return
+                return None
             _throttle(fail_limiter, client, "failed key checks")
             hint = "" if len(keys) else " This server has no keys configured (LUCIDREC_API_KEYS, --api-keys-file)."
             raise HTTPProblem(
@@ -259,7 +321,8 @@ def create_app(settings: ServiceSettings, model=None) -> FastAPI:
                 "authorization",
                 {"WWW-Authenticate": "Bearer"},
             )
-        if not keys.match(key):
+        kind = keys.kind_of(key)
+        if kind is None:
             # The presented key is never echoed or logged; guessing is throttled per client address.
             _throttle(fail_limiter, client, "failed key checks")
             raise HTTPProblem(
@@ -277,24 +340,32 @@ def create_app(settings: ServiceSettings, model=None) -> FastAPI:
                 "authorization",
                 {"Retry-After": str(retry)},
             )
+        if need == WRITE and kind != WRITE:
+            raise HTTPProblem(
+                403,
+                "authorization: this is a read key; writing feedback and forgetting users need a write key. "
+                "Fix: send a write key (a 'write: KEY' line of the key file, or LUCIDREC_API_KEYS).",
+                "authorization",
+            )
+        return kind
 
     async def write_access(request: Request) -> None:
-        _authorise(request, required=True)
+        _authorise(request, WRITE)
 
     async def read_access(request: Request) -> None:
         """Reads of personal data (stored histories, the user list): keyed unless --public-reads."""
-        _authorise(request, required=not settings.public_reads)
+        _authorise(request, None if settings.public_reads else READ)
 
     async def open_access(request: Request) -> None:
         """Catalog reads: open to anyone (throttled per client when no key is sent)."""
-        _authorise(request, required=False)
+        _authorise(request, None)
 
     # ------------------------------------------------------------------ endpoints
     @app.post("/recommend", response_model=RecommendResponse, responses={**ERROR_RESPONSES, 503: BUSY})
     async def recommend(request: Request, req: RecommendRequest):
         """Top-k items for a stored user and/or an inline history and/or a query, with reasons. A stored
         user's history is personal data: it needs a key unless the server runs with --public-reads."""
-        _authorise(request, required=req.user is not None and not settings.public_reads)
+        _authorise(request, READ if req.user is not None and not settings.public_reads else None)
         # Bounded before it runs: the cost estimate is checked, then the work waits for a pool thread.
         # The inline part is checked here, before the request takes a slot; the stored part once it is read.
         engine.check_cost(req, 0, settings.max_cost)
@@ -323,35 +394,58 @@ def create_app(settings: ServiceSettings, model=None) -> FastAPI:
             id=row_id, user=req.user, item=req.item, event=req.event, rating=req.rating, timestamp=ts, history_size=size
         )
 
-    user_path = PathParam(..., min_length=1, max_length=MAX_ID_CHARS, description="User id")
+    user_path = PathParam(
+        ...,
+        min_length=1,
+        max_length=MAX_ID_CHARS,
+        description="User id, percent-encoded ('team/alice' as team%2Falice, or as it is: ids may hold '/').",
+    )
 
     @app.delete(
-        "/users/{user_id}",
+        "/users/{user_id:path}",
         response_model=DeleteResponse,
         responses=ERROR_RESPONSES,
         dependencies=[Depends(write_access)],
     )
     async def forget_user(user_id: str = user_path):
-        """Forget a user: every stored row is erased from the database file and its WAL, and a tombstone
-        (a hash of the id) stops the model folder's training copy from re-seeding them into a new database;
-        later requests treat them as a stranger."""
+        """Forget a user: a tombstone in the model folder (every later load of the folder, by any command,
+        treats them as a stranger), then every stored row erased from the database file and its WAL (with a
+        tombstone there too). Idempotent: a repeat answers 200 and completes a forget that was cut short;
+        404 only for an id that was never stored, known to the model or forgotten."""
+        schemas.check_id(user_id, "user_id")
 
         def forget():
+            rec = model()
+            known = user_id in rec.known or store.user_rows(user_id) > 0
+            before = store.is_tombstoned(user_id) or tombstones.digest(user_id) in tombstones.read(settings.model_dir)
+            if not known and not before:
+                return None
+            # The folder's tombstone first: if the process stops after it, the user is already a stranger
+            # to every load of the folder, and a repeat erases the rows.
+            tomb = tombstones.append(settings.model_dir, [user_id])
             n, checkpointed = store.delete_user(user_id)
-            if n == 0:
-                return 0, False, False
-            return n, checkpointed, tombstones.append(settings.model_dir, [user_id])
+            return n, checkpointed, tomb, before and n == 0
 
-        n, checkpointed, tomb = await writes.run(forget)
+        done = await writes.run(forget)
         rows_changed()
-        if n == 0:
-            raise UnknownIdError(f"user_id: user '{user_id}' has no stored rows. Fix: check the id.")
+        if done is None:
+            raise UnknownIdError(
+                f"user_id: user '{user_id}' has no stored rows and was never known to the model or forgotten. "
+                "Fix: check the id (send it percent-encoded, e.g. team%2Falice)."
+            )
+        n, checkpointed, tomb, already = done
         if not tomb:
             log.warning("forget: the model folder is not writable; no tombstone written there (the db has one)")
-        return DeleteResponse(user=user_id, deleted_rows=n, wal_checkpointed=checkpointed, model_folder_tombstone=tomb)
+        return DeleteResponse(
+            user=user_id,
+            deleted_rows=n,
+            wal_checkpointed=checkpointed,
+            model_folder_tombstone=tomb,
+            already_forgotten=already,
+        )
 
     @app.get(
-        "/users/{user_id}/history",
+        "/users/{user_id:path}/history",
         response_model=HistoryResponse,
         responses=ERROR_RESPONSES,
         dependencies=[Depends(read_access)],
@@ -362,6 +456,7 @@ def create_app(settings: ServiceSettings, model=None) -> FastAPI:
         offset: int = Query(0, ge=0, le=2**62, description="Skip this many most recent rows (paging back in time)."),
     ):
         """A user's stored rows, oldest first: the most recent ``limit`` rows after skipping ``offset``."""
+        schemas.check_id(user_id, "user_id")
         return await compute.run(_history_page, user_id, limit, offset)
 
     def _history_page(user_id: str, limit: int, offset: int) -> dict:
@@ -387,7 +482,9 @@ def create_app(settings: ServiceSettings, model=None) -> FastAPI:
         """The most active users in the store (for picking one on the web page)."""
         return [{"user": u, "events": n} for u, n in await compute.run(store.users, limit)]
 
-    @app.get("/items/{item_id}", response_model=Item, responses=ERROR_RESPONSES, dependencies=[Depends(open_access)])
+    @app.get(
+        "/items/{item_id:path}", response_model=Item, responses=ERROR_RESPONSES, dependencies=[Depends(open_access)]
+    )
     async def get_item(item_id: str = PathParam(..., min_length=1, max_length=MAX_ID_CHARS)):
         def lookup():
             rec = model()
@@ -420,18 +517,31 @@ def create_app(settings: ServiceSettings, model=None) -> FastAPI:
     app.state.rows_changed = rows_changed
 
     @app.get("/health")
-    async def health():
+    async def health(request: Request):
+        """Whether the server can answer and store: 200 ``ok``, or 503 ``degraded`` with ``storage`` saying
+        why writes fail. Row counts, key configuration and queues only for a request with a valid key."""
         # On the event loop, never behind the model's pool: answers while heavy requests run.
-        return {
-            "status": "ok",
+        storage = store.health()
+        body = {
+            "status": "ok" if storage["ok"] else "degraded",
             "version": __version__,
             "model_loaded": holder.loaded,
-            "items": len(holder.get().item_ids) if holder.loaded else None,
-            "feedback_rows": await row_count(),
-            "write_keys_configured": len(keys) > 0,
-            "public_reads": settings.public_reads,
-            "queued": {name: pool.pending for name, pool in app.state.pools.items()},
+            "storage": "ok" if storage["ok"] else "unavailable",
         }
+        if presented_key(request.headers) is not None:
+            _authorise(request, READ)  # a wrong key: 401, and counted by the failed-key throttle
+            body.update(
+                {
+                    "storage_error": storage["error"],
+                    "items": len(holder.get().item_ids) if holder.loaded else None,
+                    "feedback_rows": await row_count() if storage["ok"] else None,
+                    "write_keys_configured": keys.count(WRITE),
+                    "read_keys_configured": keys.count(READ),
+                    "public_reads": settings.public_reads,
+                    "queued": {name: pool.pending for name, pool in app.state.pools.items()},
+                }
+            )
+        return JSONResponse(body, status_code=200 if storage["ok"] else 503)
 
     @app.get("/metrics", include_in_schema=False)
     def prometheus():
@@ -444,6 +554,11 @@ def create_app(settings: ServiceSettings, model=None) -> FastAPI:
     @app.get("/", include_in_schema=False)
     def index():
         return FileResponse(str(static_dir / "index.html"), media_type="text/html; charset=utf-8")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs():
+        """The API reference, rendered from /openapi.json by this package's own script."""
+        return FileResponse(str(static_dir / "docs.html"), media_type="text/html; charset=utf-8")
 
     app.mount("/static", StaticFiles(directory=str(static_dir)), name="static")
     return app

@@ -183,13 +183,15 @@ def check_cost(req: RecommendRequest, stored_rows: int, max_cost: float) -> None
 
 def recommend(rec, store: FeedbackStore, req: RecommendRequest, max_history: int = DEFAULT_MAX_HISTORY,
               max_cost: float = 0.0) -> dict[str, Any]:  # fmt: skip
-    history: list[tuple[str, float | None]] = []
+    history: list[tuple] = []
     source = []
     if req.user is not None:
         # Only the most recent max_history rows: a user with 100k stored rows costs what 1,000 cost.
         rows = store.history(req.user, limit=max_history)
         # Rows whose item left the catalog (a retrained model) are skipped rather than failing the request.
-        history = [(r.item, row_rating(r)) for r in rows if r.item in rec.item_index]
+        # Each row keeps its event: a "disliked" row stays a negative event on every catalogue (on an
+        # implicit one it would otherwise read as the catalogue's own event, e.g. a purchase).
+        history = [(r.item, row_rating(r), r.event) for r in rows if r.item in rec.item_index]
         if history:
             source.append("store")
         elif req.history is None and not req.query:

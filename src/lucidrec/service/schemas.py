@@ -12,6 +12,7 @@ import time
 from typing import Annotated, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -29,8 +30,37 @@ MAX_EXCLUDE = 2000
 MAX_QUERY_CHARS = 2000  # same limit as the Python API (recommender.MAX_QUERY_CHARS)
 MAX_K = 1000
 
-# Ids are strings; JSON numbers are accepted and turned into strings (item 50 == "50"). No control characters.
-Id = Annotated[str, Field(min_length=1, max_length=MAX_ID_CHARS, pattern=r"^[^\x00-\x1f\x7f]+$")]
+# The id policy (README, "Ids"): ids are strings of 1..128 printable characters; '/', ',', ':', spaces and
+# any other printable character are allowed, because every door that writes an id has a door that reads and
+# forgets it (paths take the id percent-encoded, e.g. team%2Falice, or with its '/' as it is). Refused at
+# write time: control characters, and the ids '.' and '..', which no URL path can carry (clients rewrite
+# them as "this folder" / "the folder above"). JSON numbers become strings (item 50 == "50").
+UNPATHABLE_IDS = (".", "..")
+
+
+def _pathable(value: str) -> str:
+    if value in UNPATHABLE_IDS:
+        raise ValueError(
+            f"the id '{value}' cannot be sent in a URL path (clients rewrite it), so it could never be read or "
+            "forgotten. Fix: use another id"
+        )
+    return value
+
+
+Id = Annotated[
+    str,
+    Field(min_length=1, max_length=MAX_ID_CHARS, pattern=r"^[^\x00-\x1f\x7f]+$"),
+    AfterValidator(_pathable),
+]
+
+
+def check_id(value: str, field: str) -> str:
+    """The same rule for an id that arrives in a URL path (a ConfigError, answered 422 naming ``field``)."""
+    from lucidrec.errors import ConfigError
+
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise ConfigError(f"{field}: the id holds control characters. Fix: send the id as stored, percent-encoded.")
+    return value
 # Strict: a JSON number only (true or "5" is a 422 naming the field, never silently 1.0 or 5.0).
 Rating = Annotated[StrictFloat, Field(ge=0, le=5, allow_inf_nan=False)]
 # Client timestamps: Unix seconds from 1970 to a day ahead (clock skew); 1e308 would sort a row after
@@ -183,7 +213,11 @@ class DeleteResponse(BaseModel):
     deleted_rows: int
     wal_checkpointed: bool = Field(description="The rows are gone from the database file and its WAL.")
     model_folder_tombstone: bool = Field(
-        description="A tombstone in the model folder stops a fresh database re-seeding this user from it."
+        description="A tombstone in the model folder: every later load of the folder (recommend, batch, serve, "
+        "a fresh database's seeding) treats this user as a stranger, and 'lucidrec train --out' leaves them out."
+    )
+    already_forgotten: bool = Field(
+        False, description="Nothing was left to erase: the user had been forgotten before (this call completed it)."
     )
 
 

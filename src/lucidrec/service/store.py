@@ -9,6 +9,7 @@ wait for the lock instead of failing.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import threading
@@ -17,8 +18,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from lucidrec.errors import ConfigError
+from lucidrec.errors import ConfigError, LucidrecError
 from lucidrec.service import tombstones
+
+
+class StorageError(LucidrecError):
+    """The feedback database cannot be used right now (disk full, file removed, I/O error): the service
+    answers 503 naming the cause, and /health reports it."""
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS feedback (
@@ -70,6 +76,7 @@ class FeedbackStore:
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._all_lock = threading.Lock()
+        self.last_error: str | None = None  # the cause of the last failed write, until one succeeds
         _create_private(self.path)
         try:
             conn = self._conn()
@@ -80,9 +87,11 @@ class FeedbackStore:
             with conn:
                 conn.executescript(SCHEMA)
         except sqlite3.DatabaseError as e:
-            raise ConfigError(
-                f"--db {self.path}: not a usable SQLite database ({e}). Fix: give a new file path."
-            ) from None
+            self.close()
+            raise ConfigError(_open_error(self.path, e)) from None
+        # The file this store writes to: if it is removed or replaced while the server runs, SQLite would go
+        # on writing into the unlinked file and every acknowledged write would be lost with it.
+        self._inode = _inode(self.path)
 
     # ------------------------------------------------------------------ connections
     def _conn(self) -> sqlite3.Connection:
@@ -114,15 +123,46 @@ class FeedbackStore:
         self._local = threading.local()
 
     def _write(self, sql: str, params: Iterable = ()) -> sqlite3.Cursor:
-        conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE")
+        with self._writing() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                cur = conn.execute(sql, tuple(params))
+                conn.execute("COMMIT")
+                return cur
+            except BaseException:
+                _rollback(conn)
+                raise
+
+    @contextlib.contextmanager
+    def _writing(self):
+        """A connection for one write transaction. The file is checked first (a removed database would
+        swallow writes), and an SQLite failure becomes a StorageError naming the cause and the fix."""
         try:
-            cur = conn.execute(sql, tuple(params))
-            conn.execute("COMMIT")
-            return cur
-        except BaseException:
-            conn.execute("ROLLBACK")
+            self.check_file()
+            yield self._conn()
+        except sqlite3.Error as e:
+            self.last_error = _storage_cause(self.path, e)
+            raise StorageError(self.last_error) from None
+        except StorageError as e:
+            self.last_error = str(e)
             raise
+        self.last_error = None
+
+    def check_file(self) -> None:
+        """StorageError when the database file was removed or replaced after the store opened it."""
+        if _inode(self.path) != self._inode:
+            raise StorageError(
+                f"storage: the feedback database {self.path} was removed or replaced while the server ran, so "
+                "nothing more can be stored safely. Fix: restore the file (or its backup) and restart the server."
+            )
+
+    def health(self) -> dict:
+        """Whether writes can be stored: ``{"ok": bool, "error": cause or None}`` (no I/O beyond a stat)."""
+        try:
+            self.check_file()
+        except StorageError as e:
+            return {"ok": False, "error": str(e)}
+        return {"ok": self.last_error is None, "error": self.last_error}
 
     # ------------------------------------------------------------------ seeding
     def seeded(self) -> bool:
@@ -177,7 +217,10 @@ class FeedbackStore:
     def add_batch(self, rows: list[tuple[str, str, str, float | None, float]]) -> list[tuple[int, int]]:
         """Append rows in one transaction (one fsync under synchronous=FULL); all or none are stored.
         Returns, per row, its id and the user's row count right after it."""
-        conn = self._conn()
+        with self._writing() as conn:
+            return self._add_batch(conn, rows)
+
+    def _add_batch(self, conn: sqlite3.Connection, rows) -> list[tuple[int, int]]:
         conn.execute("BEGIN IMMEDIATE")
         try:
             out = []
@@ -198,7 +241,7 @@ class FeedbackStore:
             conn.execute("COMMIT")
             return out
         except BaseException:
-            conn.execute("ROLLBACK")
+            _rollback(conn)
             raise
 
     def history(self, user: str, limit: int | None = DEFAULT_MAX_HISTORY, offset: int = 0) -> list[FeedbackRow]:
@@ -220,23 +263,27 @@ class FeedbackStore:
         return int(self._conn().execute("SELECT COUNT(*) FROM feedback WHERE user = ?", (user,)).fetchone()[0])
 
     def delete_user(self, user: str) -> tuple[int, bool]:
-        """Erase every row of ``user`` and record a tombstone; returns how many rows were removed and
-        whether the WAL checkpoint completed (False when nothing was removed).
+        """Erase every row of ``user`` and record a tombstone (always: forgetting is idempotent, and a
+        repeat completes one that was cut short); returns how many rows were removed and whether the WAL
+        checkpoint completed (True when there was nothing to erase).
 
         With secure_delete the rows are overwritten in the pages; the checkpoint then copies those pages
         into the database file and truncates the WAL, so no older copy of the rows stays in either file
         while the server runs. (Copies outside the file remain: see the README.)"""
-        conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            n = int(conn.execute("DELETE FROM feedback WHERE user = ?", (user,)).rowcount)
-            if n:
+        with self._writing() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                n = int(conn.execute("DELETE FROM feedback WHERE user = ?", (user,)).rowcount)
                 conn.execute("INSERT OR IGNORE INTO tombstones (digest) VALUES (?)", (tombstones.digest(user),))
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        return n, (self.checkpoint() if n else False)
+                conn.execute("COMMIT")
+            except BaseException:
+                _rollback(conn)
+                raise
+            return n, (self.checkpoint() if n else True)
+
+    def is_tombstoned(self, user: str) -> bool:
+        q = "SELECT 1 FROM tombstones WHERE digest = ?"
+        return self._conn().execute(q, (tombstones.digest(user),)).fetchone() is not None
 
     def checkpoint(self) -> bool:
         """Copy the WAL into the database file and truncate it to zero bytes; waits (busy timeout) for
@@ -271,6 +318,58 @@ class FeedbackStore:
             q = f"SELECT COUNT(*) FROM feedback WHERE id IN ({','.join('?' * len(chunk))})"
             found += int(conn.execute(q, chunk).fetchone()[0])
         return found
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    """Roll back if a transaction is still open: SQLite already rolled back after some errors (a full
+    disk), and a second ROLLBACK would raise "cannot rollback" over the real cause."""
+    if conn.in_transaction:
+        try:
+            conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass
+
+
+def _inode(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _storage_cause(path: Path, e: sqlite3.Error) -> str:
+    """A write failure in words: what happened to the database and how to fix it."""
+    msg = str(e)
+    low = msg.lower()
+    if "full" in low:
+        fix = "free disk space on that volume (the rows already stored are intact), then retry"
+    elif "readonly" in low or "read-only" in low:
+        fix = f"make {path} and its folder writable by the server's user (chmod u+w), then retry"
+    elif "unable to open" in low or "no such" in low:
+        fix = f"restore {path} (or its folder) and restart the server"
+    elif "locked" in low or "busy" in low:
+        fix = "retry: another process held the database lock longer than the busy timeout"
+    else:
+        fix = "check the disk and the file (e.g. sqlite3 FILE 'PRAGMA integrity_check'), then retry"
+    return f"storage: the feedback database {path} cannot store this write ({msg}). Fix: {fix}."
+
+
+def _open_error(path: Path, e: sqlite3.DatabaseError) -> str:
+    """Why a database cannot be opened. A read-only file is not a broken one: giving a new path would
+    abandon the feedback stored there, so the fix says to make it writable."""
+    msg = str(e)
+    writable = os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)
+    if "readonly" in msg.lower() or not writable:
+        return (
+            f"--db {path}: the database is read-only to this process ({msg}); the server must write feedback "
+            f"and its WAL next to it. Fix: make {path} and its folder {path.parent} writable (chmod u+w), or "
+            "run as their owner; the stored feedback stays in that file."
+        )
+    return (
+        f"--db {path}: not a usable SQLite database ({msg}). Fix: check it is the feedback database you meant "
+        "(sqlite3 FILE 'PRAGMA integrity_check'); to start empty, give a path that does not exist yet."
+    )
 
 
 def _create_private(path: Path) -> None:

@@ -1,58 +1,12 @@
-"""Tombstones for forgotten users: so a model folder's training copy never brings a forgotten user back.
+"""Tombstones for forgotten users, as the service uses them (see :mod:`lucidrec.forgetting`).
 
-``DELETE /users/{id}`` erases the user's rows from the feedback store, but the model folder keeps its own
-copy of the training interactions (``interactions.npz``) until the model is retrained, and a fresh
-``--db`` is seeded from it. A tombstone is the SHA-256 of the user id (with a fixed domain prefix), kept
-in ``forgotten_users.txt`` in the model folder (one hex digest per line, appended) and in the store's
-``tombstones`` table; seeding skips every user whose digest is in either list.
-
-A digest, not the id: the tombstone file does not add a plain copy of the id. It is not anonymous either
-(anyone can hash a candidate id and compare), which is no worse than ``interactions.npz`` itself, which
-still holds the id until retraining; the README says so.
+``DELETE /users/{id}`` erases the user's rows from the feedback store and appends a tombstone to the
+model folder (and to the store's ``tombstones`` table); every load of the folder drops tombstoned users
+from its known histories, and seeding a fresh ``--db`` skips them.
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
-from collections.abc import Iterable
-from pathlib import Path
+from lucidrec.forgetting import FILE_NAME, append, digest, purge_interactions, read
 
-FILE_NAME = "forgotten_users.txt"
-_PREFIX = b"lucidrec-forgotten-user:"
-
-
-def digest(user: str) -> str:
-    return hashlib.sha256(_PREFIX + str(user).encode("utf-8")).hexdigest()
-
-
-def read(model_dir: str | Path) -> set[str]:
-    """The digests recorded in ``model_dir`` (empty when there is no tombstone file)."""
-    p = Path(model_dir) / FILE_NAME
-    try:
-        text = p.read_text(encoding="ascii", errors="ignore")
-    except FileNotFoundError:
-        return set()
-    return {line.strip() for line in text.splitlines() if len(line.strip()) == 64}
-
-
-def append(model_dir: str | Path, users: Iterable[str]) -> bool:
-    """Record ``users`` as forgotten in ``model_dir``; returns False when the folder is not writable.
-
-    One ``O_APPEND`` write of whole lines (a digest line is 65 bytes), so several server processes can
-    append at once without interleaving; fsync'd before the caller acknowledges the delete."""
-    lines = "".join(digest(u) + "\n" for u in users).encode("ascii")
-    if not lines:
-        return True
-    try:
-        fd = os.open(Path(model_dir) / FILE_NAME, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-    except OSError:
-        return False
-    try:
-        os.write(fd, lines)
-        os.fsync(fd)
-    except OSError:
-        return False
-    finally:
-        os.close(fd)
-    return True
+__all__ = ["FILE_NAME", "append", "digest", "purge_interactions", "read"]
