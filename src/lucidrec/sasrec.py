@@ -244,7 +244,10 @@ class SASRec:
                 w = torch.as_tensor(windows[order[b : b + self.batch_size]])
                 inp, tgt = w[:, :-1], w[:, 1:] - 1  # target -1 = padding, ignored
                 tgt = tgt.masked_fill(inp == 0, -1)
-                loss = ce(net.logits(net(inp)).reshape(-1, n_items), tgt.reshape(-1))
+                # The catalogue-wide logits only at positions with a target: the same mean cross-entropy,
+                # without the padded positions' (most of a short-history window's) logits.
+                real = tgt >= 0
+                loss = ce(net.logits(net(inp)[real]), tgt[real])
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
