@@ -8,8 +8,9 @@ a set is removed. Candidate sets - each single item, greedy prefixes ordered by 
 contributors - are checked cheaply against that prediction, and the smallest promising ones are **verified by
 re-scoring the full model** (the user's mean, recency buckets and normalisation recomputed, every
 candidate item re-ranked), in one batched call. Only a verified set is reported; none within
-``MAX_SET`` items gives ``None``. The same search, restricted to the items a reason may cite and to
-three items, finds the decisive evidence reasons cite (:func:`lucidrec.explain.decisive_sets`).
+``MAX_SET`` items gives ``None``. A reason names the items of its item's counterfactual (one story,
+:func:`lucidrec.explain.decisive_sets`); where this search finds none, the same search restricted to the
+items a reason may cite as support and to three items gets a second, cheaper try.
 """
 
 from __future__ import annotations
@@ -230,21 +231,24 @@ def _check(rec, entries, s, item: int, row: np.ndarray, k: int, top_before: set)
     }
 
 
-def render_counterfactual(title: str, cf: dict | None, lang: str = "en") -> str | None:
-    """'Without your ratings of A and B, X would fall to #14 and Y would take its place.' (or zh)."""
+def render_counterfactual(title: str, cf: dict | None, lang: str = "en", rated: bool = True) -> str | None:
+    """'Without your ratings of A and B, X would fall to #14 and Y would take its place.' (or zh).
+    ``rated``: the removed items carry ratings; otherwise (purchases, clicks) they are named as history
+    items: 'Without A and B in your history, ...'."""
     if cf is None:
         return None
+    rank, other = cf["new_rank"], cf["replaced_by_title"]
     if lang == "zh":
         names = "".join(f"《{t}》" for t in cf["removed_titles"])
-        rank, other = cf["new_rank"], cf["replaced_by_title"]
+        if not rated:
+            return f"如果您的历史中没有{names}，《{title}》会降到第{rank}位，由《{other}》取代。"
         return f"如果没有您对{names}的评价，《{title}》会降到第{rank}位，由《{other}》取代。"
     names = cf["removed_titles"]
     joined = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+    if not rated:
+        return f"Without {joined} in your history, {title} would fall to #{rank} and {other} would take its place."
     what = "rating of" if len(names) == 1 else "ratings of"
-    return (
-        f"Without your {what} {joined}, {title} would fall to #{cf['new_rank']} "
-        f"and {cf['replaced_by_title']} would take its place."
-    )
+    return f"Without your {what} {joined}, {title} would fall to #{rank} and {other} would take its place."
 
 
 __all__ = ["MAX_SET", "counterfactuals", "render_counterfactual"]

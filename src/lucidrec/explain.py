@@ -8,8 +8,10 @@ a rating-aware model; in any model they are never cited as support (a model that
 still counts them, and the evidence says how much). Reasons are rendered from the evidence only, in
 English or Chinese, naming the top 1-3
 pieces; with ``counterfactual=True`` each item also carries a verified counterfactual
-(:mod:`lucidrec.counterfactual`) and its sentence, and its reason cites a verified decisive set first
-when one exists (:func:`decisive_sets`).
+(:mod:`lucidrec.counterfactual`) and its sentence, and its reason tells the same story: it names every
+item the what-if removes (its decisive set, :func:`decisive_sets`), and an item rated below the user's
+mean that the what-if needs is named for what it is ("your 3-star rating of X, below your average,
+weighs most here: without it, ..."), never as support.
 """
 
 from __future__ import annotations
@@ -165,7 +167,9 @@ def build_evidence(
         if ok is None:
             ok = supporting(rec, state, entries)
         first = sorted(decisive or [], key=lambda j: -hist_contrib[j])
-        cited = (first + [j for j in order if hist_contrib[j] > 0 and ok[j] and j not in first])[:MAX_CITED]
+        support = [j for j in order if hist_contrib[j] > 0 and ok[j] and j not in first]
+        # Every decisive item is listed (the reason names them all), whatever MAX_CITED says.
+        cited = (first + support)[: max(MAX_CITED, len(first))]
         citation = cited  # the order reasons cite them in: decisive items first
         # Listed largest first; which of them are decisive (cited first by reasons) each entry says.
         cited = sorted(cited, key=lambda j: -hist_contrib[j])
@@ -184,6 +188,9 @@ def build_evidence(
                     "contribution": float(hist_contrib[j]),
                     "shared": sorted(target_cats & set(rec.categories[e.item])),
                     "decisive": j in first,
+                    # Rated below the user's mean (or a negative event): listed only when decisive (the
+                    # what-if needs it), and then named for what it is, never as support.
+                    "low_rated": not bool(ok[j]),
                 }
             )
         info["cited"] = citation
@@ -191,7 +198,7 @@ def build_evidence(
         n_rest = len(entries) - len(cited)
         if n_rest:
             other = {"kind": "history_other", "count": n_rest, "contribution": rest}
-            low = np.flatnonzero(~ok)
+            low = np.setdiff1d(np.flatnonzero(~ok), np.asarray(cited, dtype=np.int64))  # those not listed
             if len(low) and hist_contrib[low].sum() > 0:
                 # Part of the rest: items the user rated low that still push this item up (a model that is
                 # not rating-aware counts what was watched). Never cited as a reason for; told as what it is.
@@ -222,7 +229,7 @@ def build_evidence(
 def _significant(evidence: list[dict]) -> tuple[list[dict], dict | None]:
     """The history items and query worth naming: positive and at least a quarter of the largest
     positive term, so a reason never leans on evidence that barely moved the score."""
-    hist = [e for e in evidence if e["kind"] == "history" and e["contribution"] > 0]
+    hist = [e for e in evidence if e["kind"] == "history" and e["contribution"] > 0 and not e.get("low_rated")]
     query = next((e for e in evidence if e["kind"] == "query" and e["contribution"] > 0), None)
     top = max([e["contribution"] for e in hist] + ([query["contribution"]] if query else []), default=0.0)
     cut = 0.25 * top
@@ -258,14 +265,15 @@ def render_reason(title: str, evidence: list[dict], lang: str = "en") -> str:
     query_first = query is not None and (not hist or query["contribution"] >= hist[0]["contribution"])
     cons = next((e for e in evidence if e["kind"] == "constraint"), None)
     low = _significant_low_rated(evidence)
-    # The verified decisive set (at most 3 items, all named by the reason), by name: exactly the items
-    # whose removal was re-scored, never "them" for a list that also names other items.
-    decisive = [h["title"] for h in hist if h.get("decisive")]
+    # The verified decisive set - with counterfactuals, the what-if's own set - by name: exactly the items
+    # whose removal was re-scored (every one, also those not named as support above), never "them" for a
+    # list that also names other items.
+    decisive = [e for e in evidence if e["kind"] == "history" and e.get("decisive")]
     if lang == "zh":
         low_text = f"您评分低于平均的{low['count']}件物品也计入了得分（模型从您的全部历史中学习）。" if low else ""
         return (
             _render_zh(title, hist, query, pop, attr if hist else None, query_first)
-            + ("没有" + "".join(f"《{d}》" for d in decisive) + "，它不会进入本次推荐列表。" if decisive else "")
+            + _decisive_zh(decisive, evidence)
             + low_text
             + _constraint_sentence(cons, "zh")
         )
@@ -275,13 +283,80 @@ def render_reason(title: str, evidence: list[dict], lang: str = "en") -> str:
         if low
         else ""
     )
-    decisive_text = f" Without {_join_en(decisive)}, it would not make this list." if decisive else ""
     return (
         _render_en(title, hist, query, pop, attr, query_first)
-        + decisive_text
+        + _decisive_en(decisive, evidence)
         + low_text
         + _constraint_sentence(cons, "en")
     )
+
+
+def _low_weighs_most(low: list[dict], evidence: list[dict]) -> bool:
+    """Whether a low-rated decisive item carries the largest history contribution of all: it beats every
+    listed history item and the whole unlisted low-rated share (unlisted liked items never exceed the
+    listed ones: they are listed largest first)."""
+    top = max(e["contribution"] for e in low)
+    listed = [e["contribution"] for e in evidence if e["kind"] == "history"]
+    other = next((e for e in evidence if e["kind"] == "history_other"), None)
+    unlisted_low = ((other or {}).get("low_rated") or {}).get("contribution", 0.0)
+    return top > 0 and top >= max(listed) and top >= unlisted_low
+
+
+def _low_name_en(e: dict) -> str:
+    act = e["action"]
+    if act.startswith("rated "):
+        stars = act.split(" ", 1)[1]
+        return f"your {stars}-star rating of {e['title']}"
+    return f"{e['title']} (you {act} it)"  # a negative event: "X (you skipped it)"
+
+
+def _low_name_zh(e: dict) -> str:
+    act = e["action"]
+    if act.startswith("rated "):
+        try:
+            n = int(round(float(act.split(" ", 1)[1])))
+            return f"对《{e['title']}》的{_ZH_NUM.get(n, str(n))}星评价"
+        except ValueError:
+            return f"对《{e['title']}》的评价"
+    verb = _ZH_VERBS.get(act)
+    return f"{verb}过的《{e['title']}》" if verb else f"标记为“{act}”的《{e['title']}》"
+
+
+def _decisive_en(decisive: list[dict], evidence: list[dict]) -> str:
+    """' Without A and B, it would not make this list.' An item rated below the user's mean that the set
+    needs is named for what it is: ' Your 3-star rating of C, below your average, weighs most here: without
+    it and A, it would not make this list.' (or 'also counts here' when another item weighs more)."""
+    if not decisive:
+        return ""
+    low = [e for e in decisive if e.get("low_rated")]
+    rest = [e["title"] for e in decisive if not e.get("low_rated")]
+    if not low:
+        return f" Without {_join_en(rest)}, it would not make this list."
+    names = _join_en([_low_name_en(e) for e in low])
+    note = ", below your average," if all(e.get("rating") is not None for e in low) else ""
+    one = len(low) == 1
+    if _low_weighs_most(low, evidence):
+        weight = "weighs most here" if one else "weigh most here"
+    else:
+        weight = "also counts here" if one else "also count here"
+    without = _join_en(["it" if one else "them", *rest])
+    names = "Your" + names[4:] if names.startswith("your ") else names  # a title keeps its own case
+    return f" {names}{note} {weight}: without {without}, it would not make this list."
+
+
+def _decisive_zh(decisive: list[dict], evidence: list[dict]) -> str:
+    """The same sentence as :func:`_decisive_en`, in Chinese."""
+    if not decisive:
+        return ""
+    low = [e for e in decisive if e.get("low_rated")]
+    rest = "".join(f"《{e['title']}》" for e in decisive if not e.get("low_rated"))
+    if not low:
+        return f"没有{rest}，它不会进入本次推荐列表。"
+    names = "、".join(_low_name_zh(e) for e in low)
+    note = "低于您的平均分，但" if all(e.get("rating") is not None for e in low) else ""
+    weight = "在这里分量最重" if _low_weighs_most(low, evidence) else "在这里也有分量"
+    without = ("它" if len(low) == 1 else "它们") + (f"以及{rest}" if rest else "")
+    return f"您{names}{note}{weight}：没有{without}，它不会进入本次推荐列表。"
 
 
 def _significant_low_rated(evidence: list[dict]) -> dict | None:
@@ -413,10 +488,11 @@ def explain_items(
     # Decisive sets come with counterfactuals, where the caller asked for verified claims and pays for
     # the search (on the concise block a plain reason's largest parts are decisive about as often: PN
     # 0.716 vs 0.723, at a third of the cost - the service explains every request by default).
+    # One story per item: the decisive set a reason names is its what-if's set.
     cfs = decisive = None
     if counterfactual:
         cfs = counterfactuals(rec, entries, state.query, top, masked_scores, len(top), parts_of)
-        decisive = decisive_sets(rec, entries, state.query, top, masked_scores, parts_of, ok, all_parts, cfs)
+        cfs, decisive = decisive_sets(rec, entries, state.query, top, masked_scores, parts_of, ok, cfs)
     for n, (item_out, i, parts) in enumerate(zip(result["items"], top, all_parts)):
         evidence, info = build_evidence(
             rec, state, entries, int(i), query or None, constraints, parts, ok, decisive[n] if decisive else None
@@ -427,54 +503,47 @@ def explain_items(
             cf = cfs[n]
             item_out["counterfactual"] = cf
             if cf is not None:
-                cf["text"] = render_counterfactual(item_out["title"], cf, lang)
+                rated = all(entries[j].rating is not None for j in decisive[n])
+                cf["text"] = render_counterfactual(item_out["title"], cf, lang, rated)
 
 
-def decisive_sets(rec, entries, query_vec, top, masked_scores, parts_of, ok, all_parts, cfs=None) -> list:
-    """Per item of ``top``: the history positions (at most :data:`DECISIVE_MAX`, each one the reason may
-    cite and each pushing the item up) whose removal drops the item out of the top-k - verified by
-    re-scoring the full model - or None when no such set exists (searched for the first
-    :data:`DECISIVE_ITEMS` items; a counterfactual already computed counts for any item). A reason that
-    cites them names what the recommendation hinges on, not merely the largest of many small parts (on a
-    long history the largest parts often push the runners-up as much as the item itself).
+def decisive_sets(rec, entries, query_vec, top, masked_scores, parts_of, ok, cfs) -> tuple[list, list]:
+    """One story per item of ``top``: ``(counterfactuals, decisive)``, where ``decisive[n]`` is the history
+    positions of item n's verified what-if - exactly the set the counterfactual removes, so a reason that
+    names it and the what-if sentence tell the same story - or None when the item has no what-if.
 
-    ``cfs``: the request's counterfactuals, when computed; one already made of citable items is reused."""
+    ``cfs``: the request's counterfactuals (smallest sets over the whole history, :data:`MAX_SET` items at
+    most). An item of the first :data:`DECISIVE_ITEMS` without one gets a second, cheaper search among the
+    items a reason may cite as support, up to :data:`DECISIVE_MAX` (its candidate sets are ordered
+    differently, so it sometimes verifies a set the first search missed); a set it finds - verified by
+    re-scoring the full model - becomes the item's counterfactual too. A what-if may need an item the user
+    rated below their mean: the evidence lists it as ``low_rated`` and the reason says what it is."""
     from lucidrec.counterfactual import counterfactuals
 
-    out: list = [None] * len(top)
-    if ok is None or not len(entries) or not ok.any():
-        return out
+    cfs = list(cfs)
+    if ok is not None and len(entries) and ok.any():
+        todo = [int(i) for i, cf in zip(top[:DECISIVE_ITEMS], cfs) if cf is None]
+        if todo:
+            found = counterfactuals(
+                rec,
+                entries,
+                query_vec,
+                top,
+                masked_scores,
+                len(top),
+                parts_of,
+                only=ok,
+                max_set=DECISIVE_MAX,
+                items=todo,
+                predicted_only=True,
+                max_rounds=DECISIVE_ROUNDS,
+            )
+            cfs = [cf if cf is not None else f for cf, f in zip(cfs, found)]
     position = {}
     for j, e in enumerate(entries):
         position.setdefault(e.item, j)
-
-    def usable(cf, parts):
-        if cf is None:
-            return None
-        s = [position[rec.item_idx(iid)] for iid in cf["removed"]]
-        good = len(s) <= DECISIVE_MAX and all(ok[j] and parts["history"][j] > 0 for j in s)
-        return s if good else None
-
-    if cfs is not None:
-        out = [usable(cf, parts) for cf, parts in zip(cfs, all_parts)]
-    todo = [int(i) for i, s in zip(top[:DECISIVE_ITEMS], out) if s is None]
-    if todo:
-        found = counterfactuals(
-            rec,
-            entries,
-            query_vec,
-            top,
-            masked_scores,
-            len(top),
-            parts_of,
-            only=ok,
-            max_set=DECISIVE_MAX,
-            items=todo,
-            predicted_only=True,
-            max_rounds=DECISIVE_ROUNDS,
-        )
-        out = [s if s is not None else usable(cf, parts) for s, cf, parts in zip(out, found, all_parts)]
-    return out
+    decisive = [None if cf is None else [position[rec.item_idx(iid)] for iid in cf["removed"]] for cf in cfs]
+    return cfs, decisive
 
 
 __all__ = [
