@@ -63,9 +63,7 @@ def parse_history_events(spec: str | Iterable | None) -> list[tuple[str, float |
         elif isinstance(e, (tuple, list)):
             if not e:
                 raise ConfigError(f"history entry {e!r}: empty. Fix: give an item id, e.g. ('181', 5).")
-            out.append(
-                (str(e[0]), _rating(e[1] if len(e) > 1 else None, e), _event(e[2] if len(e) > 2 else None, e))
-            )
+            out.append((str(e[0]), _rating(e[1] if len(e) > 1 else None, e), _event(e[2] if len(e) > 2 else None, e)))
         else:
             out.append((str(e), None, None))
     return out

@@ -38,7 +38,8 @@ def _read_text(path: Path, encoding: str) -> str:
         )
     raw = path.read_bytes()
     try:
-        return raw.decode(encoding)
+        # A byte-order mark (editors on Windows write one) is not part of the data, in any format.
+        return raw.decode(encoding).removeprefix("\ufeff")
     except UnicodeDecodeError as e:
         line = raw[: e.start].count(b"\n") + 1
         raise DataError(
@@ -196,6 +197,24 @@ def _product_title(raw_title: str, brand: str, path: list[str], item: str) -> st
     return name or f"Product {item}"
 
 
+#: The item fields of an Amazon item file that hold text (a number is read as its digits).
+AMAZON_TEXT_FIELDS = ("title", "description", "brand", "categories")
+
+
+def _check_text_fields(path: Path, iid: str, meta: dict) -> None:
+    """A field that should be text but holds an object, a list or true/false is an error naming the item
+    and the field: it would otherwise become a made-up value such as the category "{'a': 1}"."""
+    for f in AMAZON_TEXT_FIELDS:
+        v = meta.get(f)
+        if v is None or (isinstance(v, (str, int, float)) and not isinstance(v, bool)):
+            continue
+        kind = {dict: "an object", list: "a list", bool: "true/false"}.get(type(v), type(v).__name__)
+        raise DataError(
+            f"{path}: item '{iid}': '{f}' is {kind} ({json.dumps(v)[:60]}), not text. Fix: give '{f}' as a "
+            f"string{' (a comma-separated path)' if f == 'categories' else ''}, or leave it out."
+        )
+
+
 def _amazon_files(folder: Path) -> tuple[str, Path, Path]:
     inters = sorted(folder.glob("*.inter.json"))
     if not inters:
@@ -245,6 +264,7 @@ def load_amazon(folder: str | Path) -> Dataset:
                 f"{item_path}: item '{iid}' maps to {type(m).__name__}, not an object. "
                 'Fix: give {"title": ..., "description": ..., "brand": ..., "categories": ...}.'
             )
+        _check_text_fields(item_path, iid, m)
     sep = _path_separator([str(m.get("categories") or "") for _, m in rows])
     paths = [split_category_path(str(m.get("categories") or ""), sep) for _, m in rows]
     depth = max((len(p) for p in paths), default=0)
@@ -359,8 +379,32 @@ def load_table(path: str | Path, encoding: str = "utf-8") -> pd.DataFrame:
     text = _read_text(path, encoding)
     if not text.strip():
         raise DataError(f"{path}: the file is empty. Fix: give a header line and at least one row.")
-    sep = "\t" if path.suffix.lower() in (".tsv", ".tab", ".inter") else ","
-    return pd.read_csv(io.StringIO(text), sep=sep)
+    sep = _separator(text, "\t" if path.suffix.lower() in (".tsv", ".tab", ".inter") else ",")
+    try:
+        return pd.read_csv(io.StringIO(text), sep=sep)
+    except pd.errors.ParserError as e:
+        # pandas says e.g. "Error tokenizing data. C error: Expected 3 fields in line 5, saw 4".
+        detail = str(e).split("C error: ", 1)[-1].strip().rstrip(".")
+        n_cols = len(text.split("\n", 1)[0].split(sep))
+        raise DataError(
+            f"{path}: a row does not match the header ({detail}). Fix: give every row the header's {n_cols} "
+            f"columns, separated by {_SEPARATOR_NAMES.get(sep, repr(sep))}; quote a value that holds one "
+            '(e.g. "Toy Story, part 1").'
+        ) from None
+
+
+_SEPARATOR_NAMES = {",": "commas", ";": "semicolons", "\t": "tabs", "|": "'|'"}
+
+
+def _separator(text: str, default: str) -> str:
+    """The file's separator: ``default`` unless the header line holds none of it but another one (a
+    ';'- or tab-separated file named .csv, as spreadsheet programs in many locales write them)."""
+    header = text.split("\n", 1)[0]
+    if default in header:
+        return default
+    counts = {sep: header.count(sep) for sep in _SEPARATOR_NAMES if sep != default}
+    best = max(counts, key=counts.get)
+    return best if counts[best] else default
 
 
 def load_files(

@@ -10,6 +10,9 @@ import typer
 
 SETTINGS_ENV = "LUCIDREC_SERVICE_SETTINGS"  # how worker processes receive the settings (never the keys)
 SERVE_ENCODER_THREADS = 1  # one query-encoder thread per request: the server's parallelism is its requests
+# "trace" is left out on purpose: uvicorn's trace log writes raw request lines and ASGI scopes (query
+# strings with a refused api_key=..., user ids), which the service's own access log never does.
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 
 
 def register(app: typer.Typer) -> None:
@@ -23,7 +26,11 @@ def register(app: typer.Typer) -> None:
         host: str = typer.Option("127.0.0.1", "--host"),
         port: int = typer.Option(8000, "--port", min=0, max=65535),
         api_keys_file: Path = typer.Option(
-            None, "--api-keys-file", help="File with one API key per line (added to $LUCIDREC_API_KEYS)."
+            None,
+            "--api-keys-file",
+            help="File with one API key per line: 'read: KEY' (reads stored users' data) or 'write: KEY' (also "
+            "feedback and forgetting); a bare KEY is a write key. Added to $LUCIDREC_API_KEYS (write) and "
+            "$LUCIDREC_READ_KEYS (read).",
         ),
         public_reads: bool = typer.Option(
             False,
@@ -52,10 +59,21 @@ def register(app: typer.Typer) -> None:
             "last writes on an OS crash or power loss.",
         ),
         demo_key: bool = typer.Option(
-            False, "--demo-key", help="Make a random write key for this run and print it (for the web page)."
+            False, "--demo-key", help="Make a random write key for this run and print it (for trying the web page)."
+        ),
+        demo_read_key: bool = typer.Option(
+            False,
+            "--demo-read-key",
+            help="Make a random read-only key for this run and print it (it reads users, cannot write or forget).",
+        ),
+        forwarded_allow_ips: str = typer.Option(
+            None,
+            "--forwarded-allow-ips",
+            help="Comma-separated addresses of reverse proxies whose X-Forwarded-For gives the client address. "
+            "Default: none; the header is ignored and throttles count the TCP peer.",
         ),
         workers: int = typer.Option(1, "--workers", min=1, max=64, help="Server processes."),
-        log_level: str = typer.Option("info", "--log-level"),
+        log_level: str = typer.Option("info", "--log-level", help="critical, error, warning, info or debug."),
     ):
         """Serve recommendations over HTTP (OpenAPI docs at /docs, web page at /)."""
         from lucidrec.errors import DependencyError
@@ -69,12 +87,22 @@ def register(app: typer.Typer) -> None:
                 f"serve needs the 'serve' extra ({e.name} is missing). Fix: pip install 'lucidrec[serve]'."
             ) from None
         from lucidrec.errors import ConfigError
-        from lucidrec.service.auth import ENV_VAR, load_api_keys, new_demo_key
+        from lucidrec.service.auth import ENV_VAR, READ_ENV_VAR, WRITE, load_keys, new_demo_key
 
         if require_read_keys and public_reads:
             raise ConfigError(
                 "--require-read-keys and --public-reads contradict. Fix: keep one (reads are keyed by default)."
             )
+        if log_level.lower() not in LOG_LEVELS:
+            why = (
+                " ('trace' would log raw request lines: keys sent in a URL, user ids)"
+                if log_level.lower() == "trace"
+                else ""
+            )
+            raise ConfigError(
+                f"--log-level {log_level}: use one of {', '.join(LOG_LEVELS)}{why}. Fix: --log-level debug."
+            )
+        log_level = log_level.lower()
         if synchronous.upper() not in ("FULL", "NORMAL"):
             raise ConfigError(f"--synchronous {synchronous}: must be FULL or NORMAL. Fix: --synchronous FULL.")
         if queue < threads:
@@ -86,14 +114,16 @@ def register(app: typer.Typer) -> None:
         # A broken folder: one clear error here, not uvicorn's "Application startup failed". One process
         # serves the model loaded by this check; several workers each load their own.
         checked = check_folder(model, encoder_threads=SERVE_ENCODER_THREADS)
-        keys = load_api_keys(api_keys_file)
-        if demo_key:
+        keys = load_keys(api_keys_file)
+        for wanted, var, kind in ((demo_key, ENV_VAR, "write"), (demo_read_key, READ_ENV_VAR, "read")):
+            if not wanted:
+                continue
             key = new_demo_key()
             # Workers read keys from the environment they inherit; the key lives only as long as this run.
-            os.environ[ENV_VAR] = ",".join([*(k for k in os.environ.get(ENV_VAR, "").split(",") if k.strip()), key])
-            keys.append(key)
-            typer.echo(f"demo write key for this run (paste it into the web page's key box): {key}")
-        if not keys:
+            os.environ[var] = ",".join([*(k for k in os.environ.get(var, "").split(",") if k.strip()), key])
+            keys.setdefault(key, kind)
+            typer.echo(f"demo {kind} key for this run (paste it into the web page's key box): {key}")
+        if WRITE not in keys.values():
             typer.echo("warning: no API keys configured: /feedback and DELETE /users will answer 401.", err=True)
         settings = {
             "model_dir": str(model.resolve()),
@@ -108,6 +138,11 @@ def register(app: typer.Typer) -> None:
             "synchronous": synchronous.upper(),
             "log_level": log_level,
         }
+        # X-Forwarded-For is honoured only from the proxies named here (uvicorn's default would trust it from
+        # 127.0.0.1, so any local client could pick its own address and dodge the failed-key throttle).
+        proxy = {"proxy_headers": bool(forwarded_allow_ips)}
+        if forwarded_allow_ips:
+            proxy["forwarded_allow_ips"] = forwarded_allow_ips
         typer.echo(
             f"lucidrec serving {model} on http://{host}:{port}/ (docs: /docs), feedback db {settings['db_path']}"
         )
@@ -115,7 +150,7 @@ def register(app: typer.Typer) -> None:
             # uvicorn's access log writes raw paths and query strings (user ids, keys sent in a URL); the
             # service's own access log (logger lucidrec.access) writes route templates only.
             app = _build(settings, keys, checked)
-            uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)
+            uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False, **proxy)
         else:
             checked = None  # each worker loads its own; the supervisor keeps no copy
             os.environ[SETTINGS_ENV] = json.dumps(settings)
@@ -127,6 +162,7 @@ def register(app: typer.Typer) -> None:
                 workers=workers,
                 log_level=log_level,
                 access_log=False,
+                **proxy,
             )
 
 
@@ -143,8 +179,10 @@ def limit_native_threads() -> None:
     threadpool_limits(limits=1)  # numpy is already loaded in this process
 
 
-def _build(settings: dict, keys: list[str], model=None):
+def _build(settings: dict, keys: dict[str, str], model=None):
+    """The app for ``settings``; ``keys``: every key and its kind (lucidrec.service.auth.load_keys)."""
     from lucidrec.service.app import ServiceSettings, create_app
+    from lucidrec.service.auth import READ, WRITE
 
     limit_native_threads()
     _access_log(settings.get("log_level", "info"))
@@ -152,7 +190,8 @@ def _build(settings: dict, keys: list[str], model=None):
         ServiceSettings(
             model_dir=Path(settings["model_dir"]),
             db_path=Path(settings["db_path"]),
-            api_keys=keys,
+            api_keys=[k for k, kind in keys.items() if kind == WRITE],
+            read_api_keys=[k for k, kind in keys.items() if kind == READ],
             public_reads=settings["public_reads"],
             rate_limit=settings["rate_limit"],
             anon_rate_limit=settings["anon_rate_limit"],
@@ -181,7 +220,7 @@ def _access_log(level: str) -> None:
 
 def app_from_env():
     """uvicorn factory for worker processes: settings from the environment, keys re-read from their sources."""
-    from lucidrec.service.auth import load_api_keys
+    from lucidrec.service.auth import load_keys
 
     settings = json.loads(os.environ[SETTINGS_ENV])
-    return _build(settings, load_api_keys(settings["api_keys_file"]))
+    return _build(settings, load_keys(settings["api_keys_file"]))

@@ -86,6 +86,13 @@ class FeedbackStore:
             conn.execute("PRAGMA journal_mode=WAL")
             with conn:
                 conn.executescript(SCHEMA)
+            # A write that changes nothing: a database this process can read but not write (a read-only
+            # file or folder) fails here, at start-up, not on the first acknowledged write.
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute("DELETE FROM meta WHERE 0")
+            finally:
+                _rollback(conn)
         except sqlite3.DatabaseError as e:
             self.close()
             raise ConfigError(_open_error(self.path, e)) from None

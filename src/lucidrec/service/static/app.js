@@ -10,7 +10,7 @@ const T = {
     historyLabel: "…or paste a history (item[:rating], oldest first)",
     kLabel: "Results", go: "Recommend", like: "♥ Like", liked: "♥ Liked", whatIf: "What if: ",
     keySummary: "API key (needed for “like” and, unless the server has public reads, for stored users)", remember: "remember in this browser",
-    keyHint: "Ask the operator for a write key, or start the server with lucidrec serve --demo-key, which prints one.",
+    keyHint: "“Like” needs a write key; a read key only shows stored users. Ask the operator, or start the server with lucidrec serve --demo-key, which prints a write key for that run.",
     loading: "Thinking…", empty: "Type a query, pick a user or paste a history.",
     needKey: "“Like” needs a write API key: open the API key box above and paste one.",
     likedItem: (t) => `Liked “${t}”. Refreshing…`,
@@ -27,7 +27,7 @@ const T = {
     historyLabel: "…或粘贴历史（物品[:评分]，按时间先后）",
     kLabel: "数量", go: "推荐", like: "♥ 喜欢", liked: "♥ 已喜欢", whatIf: "假如：",
     keySummary: "API 密钥（“喜欢”需要；除非服务器公开读取，查看已存用户也需要）", remember: "在此浏览器中记住",
-    keyHint: "向管理员索取写入密钥，或用 lucidrec serve --demo-key 启动服务，它会打印一个密钥。",
+    keyHint: "“喜欢”需要写入密钥；只读密钥只能查看已存用户。向管理员索取，或用 lucidrec serve --demo-key 启动服务，它会为本次运行打印一个写入密钥。",
     loading: "正在推荐…", empty: "请输入查询、选择用户或粘贴历史。",
     needKey: "“喜欢”需要写入密钥：请在上方的 API 密钥框中粘贴。",
     likedItem: (t) => `已喜欢《${t}》，正在刷新…`,
@@ -88,11 +88,25 @@ async function call(method, path, body, withKey) {
 }
 
 // ---------------------------------------------------------------- the request
+// "50:5, 181:4, 12" (the rating follows the last ':'), or a JSON list for ids that hold ',', ':' or
+// spaces: [["team, a", 5], "b:c"]. The server checks every id and rating and names what is wrong.
 function parseHistory(text) {
+  if (text.startsWith("[")) {
+    let list;
+    try { list = JSON.parse(text); } catch (e) { throw new Error("history: not valid JSON (" + e.message + ")"); }
+    if (!Array.isArray(list)) throw new Error("history: a JSON history must be a list");
+    return list.map((e) => {
+      if (!Array.isArray(e)) return { item: String(e) };
+      const h = { item: String(e[0]) };
+      if (e.length > 1 && e[1] !== null) h.rating = e[1];
+      return h;
+    });
+  }
   return text.split(/[,\s]+/).filter(Boolean).map((p) => {
-    const [item, rating] = p.split(":");
-    const h = { item: item.trim() };
-    if (rating !== undefined && rating.trim() !== "") h.rating = Number(rating);
+    const cut = p.lastIndexOf(":");
+    const rating = cut < 0 ? "" : p.slice(cut + 1).trim();
+    const h = { item: (cut < 0 ? p : p.slice(0, cut)).trim() };
+    if (rating !== "") h.rating = Number(rating);
     return h;
   });
 }
@@ -118,7 +132,8 @@ function buildRequest() {
 }
 
 async function recommend() {
-  const req = buildRequest();
+  let req;
+  try { req = buildRequest(); } catch (e) { setStatus(e.message, true); return; }
   if (!req.query && !req.user && !req.history) { setStatus(t("empty"), true); return; }
   setStatus(t("loading"));
   try {
