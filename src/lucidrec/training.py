@@ -245,8 +245,8 @@ def mixed_block(B: np.ndarray, S: np.ndarray, info: dict) -> np.ndarray:
 def blend_sequential(net, chunks, valid_rel, train_hist, n_items: int, B, S, base: dict) -> dict | None:
     """Mix the transition block ``S`` into the item-item block ``B`` (both fit on train):
     ``score = c * x_w (share * S' + (1 - share) * B') + towers``, with B', S' each scaled to unit score
-    spread and the history weights ``x_w`` a recency profile per position bucket (per-position decays of
-    :data:`lucidrec.models.sequential.SERVE_DECAYS`, or the blend's bucket decays). ``c``, ``share`` and
+    spread and the history weights ``x_w`` a recency profile per position bucket (the per-position decays
+    of :data:`lucidrec.models.sequential.SERVE_DECAYS`). ``c``, ``share`` (0 to 1) and
     the profile are chosen on validation NDCG@10. Returns the blend (with ``profile`` and a ``sequential``
     part for :func:`mixed_block`) when it beats ``base`` (the set block's blend) on validation, else None;
     ``net``'s block and weights are left as ``base`` set them unless the mix wins (then the caller sets
@@ -281,12 +281,13 @@ def blend_sequential(net, chunks, valid_rel, train_hist, n_items: int, B, S, bas
     spread_t = float(np.median([np.std(t, axis=1).mean() for t in towers])) or 1.0
     ref = position_profile(max(SERVE_DECAYS))
     set_scale, seq_scale = 1.0 / spread(part_scores(Bt, ref)), 1.0 / spread(part_scores(St, ref))
+    # The base blend already tried the coarse per-bucket decays; these weigh each position (share 0: the
+    # set block alone under a per-position recency profile).
     profiles = [(f"position {d:g}", position_profile(d)) for d in SERVE_DECAYS]
-    profiles += [(f"bucket {d:g}", block_weights(1.0, d, 1.0)[1]) for d in (0.75, 0.5)]
     best = None
     for name, profile in profiles:
         sb, ss = part_scores(Bt, profile), part_scores(St, profile)
-        for share in (0.5, 0.75, 1.0):
+        for share in (0.0, 0.3, 0.5, 0.75, 1.0):
             for c in (0.5, 1, 2, 4, 8, 16, 64, 1e4):
                 acc = RankingAccumulator(n_items, ks=(10,), auc=False)
                 for k, (us, _) in enumerate(chunks):
@@ -382,8 +383,10 @@ def item_item_block(dataset, frame, T: np.ndarray, info: dict):
         from lucidrec.models.sequential import transition_block
 
         seq = info["sequential"]
-        S = transition_block(frame, dataset.n_users, dataset.n_items, seq["decay"], seq["reg"])
         B = item_item_block(dataset, frame, T, {k: v for k, v in info.items() if k != "sequential"})
+        if not seq["share"]:  # the set block alone, at the scale its recency profile was chosen for
+            return mixed_block(B, np.zeros_like(B), seq)
+        S = transition_block(frame, dataset.n_users, dataset.n_items, seq["decay"], seq["reg"])
         return mixed_block(B, impute_cold_item_item(S, T, seen), seq)
     if info["kind"] == "concise":
         from lucidrec.models.concise import concise_item_item
