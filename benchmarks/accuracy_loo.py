@@ -182,13 +182,20 @@ def ease_step(name: str, s, res: dict) -> None:
 
 
 def lucidrec_step(name: str, s, res: dict, protocol: str, seeds, max_minutes: float | None) -> None:
+    import torch
+
+    from lucidrec import training
     from lucidrec.evaluate import evaluate_scorer
     from lucidrec.models.config import HybridConfig
     from lucidrec.recommender import Recommender
 
+    # The closed-form blocks chosen on validation do not depend on the seed: fit them once per split
+    # (the first seed's time is the full training time; later seeds' times leave that part out).
+    training.REUSE_BLOCKS_ACROSS_SEEDS = True
     key = "lucidrec" if protocol == "loo" else f"lucidrec_{protocol}"
     part = res.setdefault(name, {}).setdefault(key, {"runs": []})
     mode = {"loo": "seq", "ratio": "set"}[protocol]
+    fitted_here = 0  # fits in this process (the first one fits the closed-form blocks)
     for seed in seeds:
         if any(r["seed"] == seed for r in part["runs"]):
             continue
@@ -203,6 +210,8 @@ def lucidrec_step(name: str, s, res: dict, protocol: str, seeds, max_minutes: fl
         run = {
             "seed": seed,
             "seconds": round(secs, 1),
+            "blocks_reused": fitted_here > 0,
+            "threads": torch.get_num_threads(),
             "epochs_run": len(rep["epochs"]),
             "capped": any(e.get("partial") for e in rep["epochs"])
             or rep["epochs"][-1]["seconds"] / 60 > cfg.max_minutes,
@@ -213,6 +222,7 @@ def lucidrec_step(name: str, s, res: dict, protocol: str, seeds, max_minutes: fl
             "test": m,
         }
         part["runs"].append(run)
+        fitted_here += 1
         part["config"] = {k: v for k, v in cfg.to_dict().items() if k != "seed"}
         part["summary"] = _mean_std(sorted(part["runs"], key=lambda r: r["seed"]))
         save_results(res)
@@ -314,6 +324,8 @@ def report(res: dict) -> str:
                     f"- {n} {key}: seed {r['seed']}: test NDCG@10 {r['test']['ndcg@10']:.4f}, R@10 "
                     f"{r['test']['recall@10']:.4f}; valid (blend) {r['valid_ndcg@10']:.4f}; {r['epochs_run']} "
                     f"epochs, {r['seconds']:.0f} s{' (time cap)' if r.get('capped') else ''}"
+                    f"{' (closed-form blocks reused from the first seed)' if r.get('blocks_reused') else ''}"
+                    f", {r.get('threads', 1)} thread(s)"
                 )
     meta = res.get("_meta", {})
     if meta:

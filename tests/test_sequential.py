@@ -142,3 +142,30 @@ def test_the_saved_model_serves_the_same_mixed_block(seq_model, tmp_path):
     a = rec.scorer.score(rec.scorer.user_state(hist))
     b = back.scorer.score(back.scorer.user_state(hist))
     assert np.allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_blocks_are_reused_across_seeds_only_when_asked(monkeypatch):
+    from lucidrec import training
+    from lucidrec.models.config import HybridConfig
+
+    inter, items, _ = chain_frames(40)
+    s = split(from_dataframes(inter, items, name="chain"), "loo")
+    T = np.ones((s.dataset.n_items, 4), np.float32)
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return {"B": np.zeros(3)}
+
+    training.reuse_blocks(HybridConfig(seed=1), s, T, compute)
+    training.reuse_blocks(HybridConfig(seed=2), s, T, compute)
+    assert len(calls) == 2  # off by default: every fit computes its blocks
+    monkeypatch.setattr(training, "REUSE_BLOCKS_ACROSS_SEEDS", True)
+    monkeypatch.setattr(training, "_reused", {})
+    a = training.reuse_blocks(HybridConfig(seed=1), s, T, compute)
+    a["B"][0] = 5.0  # a caller changing its copy does not change the kept one
+    b = training.reuse_blocks(HybridConfig(seed=2), s, T, compute)
+    assert len(calls) == 3 and b["B"][0] == 0.0
+    training.reuse_blocks(HybridConfig(seed=2, ease_reg=50.0), s, T, compute)  # other block settings
+    training.reuse_blocks(HybridConfig(seed=2), s, T + 1.0, compute)  # other text
+    assert len(calls) == 5

@@ -74,27 +74,7 @@ def fit(
     # 2. the closed-form item-item block, its regularisation chosen on validation
     split = Split(dataset, "custom", train, valid, valid.iloc[:0])
     margin = cfg.dislike_margin if cfg.rating_aware else None
-    block_info, B, concise = None, None, None
-    if cfg.item_item:
-        if margin is not None:
-            block_info = rating_aware_block_info(dataset, train, valid, cfg)
-        elif cfg.item_item_kind == "concise":
-            block_info, B = choose_concise(split, T)
-        else:
-            block_info = choose_item_item(cfg, split)
-        if B is None:
-            B = item_item_block(dataset, train, T, block_info)
-    # The concise block (info, block fit on train) competes with dense EASE after the towers are trained.
-    if _tries_concise(cfg, block_info, margin):
-        concise = choose_concise(split, T)
-    # The sequential part (a closed-form transition block), its decay and reg chosen on validation; the
-    # blend decides after the towers are trained whether, and how much of it, joins the item-item block.
-    transition = None
-    if _tries_sequential(cfg, block_info, margin, dataset.n_items):
-        from lucidrec.models.sequential import choose_transition_block
-
-        seq_info, S = choose_transition_block(split)
-        transition = (seq_info, impute_cold_item_item(S, T, seen_items(train, dataset.n_items)))
+    block_info, B, concise, transition = reuse_blocks(cfg, split, T, lambda: closed_form_blocks(cfg, split, T, margin))
 
     # 3. the towers, trained with full softmax; early stopping on validation NDCG@10
     has_id = seen_items(train, dataset.n_items).astype(np.float32)
@@ -218,6 +198,69 @@ def _tries_concise(cfg, block_info: dict | None, margin) -> bool:
     """The concise block competes where "auto" chose dense EASE, in a model that is not rating-aware
     ("concise" forces it; "dense" keeps EASE)."""
     return block_info is not None and margin is None and cfg.item_item_kind == "auto" and block_info["kind"] == "dense"
+
+
+def closed_form_blocks(cfg, split, T: np.ndarray, margin):
+    """Step 2: (block info, block fit on train, concise candidate or None, transition candidate or None),
+    each chosen on validation. None of it depends on the seed."""
+    dataset, train = split.dataset, split.train
+    block_info, B, concise = None, None, None
+    if cfg.item_item:
+        if margin is not None:
+            block_info = rating_aware_block_info(dataset, train, split.valid, cfg)
+        elif cfg.item_item_kind == "concise":
+            block_info, B = choose_concise(split, T)
+        else:
+            block_info = choose_item_item(cfg, split)
+        if B is None:
+            B = item_item_block(dataset, train, T, block_info)
+    # The concise block (info, block fit on train) competes with dense EASE after the towers are trained.
+    if _tries_concise(cfg, block_info, margin):
+        concise = choose_concise(split, T)
+    # The sequential part (a closed-form transition block), its decay and reg chosen on validation; the
+    # blend decides after the towers are trained whether, and how much of it, joins the item-item block.
+    transition = None
+    if _tries_sequential(cfg, block_info, margin, dataset.n_items):
+        from lucidrec.models.sequential import choose_transition_block
+
+        seq_info, S = choose_transition_block(split)
+        transition = (seq_info, impute_cold_item_item(S, T, seen_items(train, dataset.n_items)))
+    return block_info, B, concise, transition
+
+
+#: Benchmarks that train several seeds on one split set this to True: the closed-form blocks of step 2
+#: (seed-independent) are then fit once and reused while the split, text and settings are the same. Off by
+#: default, so a library process never holds a catalogue-sized block after training.
+REUSE_BLOCKS_ACROSS_SEEDS = False
+_reused: dict = {}
+
+
+def reuse_blocks(cfg, split, T: np.ndarray, compute):
+    """``compute()``, or its earlier result for the same split, text and block settings when
+    :data:`REUSE_BLOCKS_ACROSS_SEEDS` is on (a deep copy: nothing downstream can change the kept one)."""
+    if not REUSE_BLOCKS_ACROSS_SEEDS:
+        return compute()
+    import copy
+    import hashlib
+
+    h = hashlib.sha1(np.ascontiguousarray(T).tobytes())
+    for frame in (split.train, split.valid):
+        for col in ("uidx", "iidx", "timestamp", "rating"):
+            if col in frame:
+                h.update(np.ascontiguousarray(frame[col].to_numpy()).tobytes())
+    settings = {k: v for k, v in cfg.to_dict().items() if k in _BLOCK_SETTINGS}
+    key = (split.dataset.n_users, split.dataset.n_items, h.hexdigest(), tuple(sorted(settings.items())))
+    if _reused.get("key") != key:
+        _reused.clear()
+        _reused.update(key=key, value=compute())
+    return copy.deepcopy(_reused["value"])
+
+
+#: The config fields step 2 reads.
+_BLOCK_SETTINGS = (
+    "item_item", "item_item_kind", "ease_reg", "neighbors", "rating_aware", "dislike_margin", "rating_slope",
+    "item_item_neighbours", "item_item_tolerance", "sequential", "mode",
+)  # fmt: skip
 
 
 def _tries_sequential(cfg, block_info: dict | None, margin, n_items: int) -> bool:
