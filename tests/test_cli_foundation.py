@@ -91,7 +91,8 @@ def test_bad_data_path(tmp_path, command):
     assert res.exit_code == 2
     assert "error:" in res.output
     assert "Traceback" not in res.output
-    assert "does-not-exist.csv" in res.output.replace("\n", "")  # rich may fold a long path
+    # One line, however long the path (issue 27.3): the error console never folds a message.
+    assert any("does-not-exist.csv" in ln and "Fix:" in ln for ln in res.output.splitlines()), res.output
     assert "Fix:" in res.output
 
 
@@ -129,3 +130,36 @@ def test_command_modules_do_not_import_the_app(module):
     code = f"import sys, {module}; print('lucidrec.cli' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "False"
+
+
+# Every command's errors, each with a path far past any terminal width (issue 27.3).
+LONG = "/nonexistent/" + "/".join(["a-long-folder-name-" + "x" * 30] * 5)
+ONE_LINE_CASES = {
+    "recommend": ["recommend", "--model", LONG, "--user", "1"],
+    "serve": ["serve", "--model", LONG],
+    "split": ["split", "--data", LONG + "/data.csv", "--out", LONG + "/out"],
+    "train": ["train", "--data", LONG + "/data.csv", "--out", LONG + "/m"],
+    "forget": ["forget", "u1", "--model", LONG],
+    "batch": ["batch", "--model", LONG, "--users", LONG + "/u.parquet", "--out", LONG + "/o.parquet"],
+    "usage": ["recommend", "--model", LONG, "--k", "0"],
+}
+
+
+@pytest.mark.parametrize("case", list(ONE_LINE_CASES))
+def test_errors_are_one_line_on_a_pipe_whatever_the_path_length(case):
+    """A real process with stderr on a pipe: the message is one line, with the whole path and the fix."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src"), "COLUMNS": "80"}
+    p = subprocess.run([sys.executable, "-m", "lucidrec.cli", *ONE_LINE_CASES[case]], capture_output=True, text=True,
+                       timeout=120, env=env)  # fmt: skip
+    assert p.returncode == 2 and "Traceback" not in p.stderr, p.stderr
+    errors = [ln for ln in p.stderr.splitlines() if ln.lower().startswith("error:")]
+    assert len(errors) == 1, p.stderr
+    if case == "usage":  # click's own usage error, plain on a pipe (no box folding it)
+        assert "Invalid value for '--k'" in errors[0] and "│" not in p.stderr, p.stderr
+    else:
+        assert LONG in errors[0] and "Fix:" in errors[0], p.stderr
