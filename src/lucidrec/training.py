@@ -264,11 +264,12 @@ _BLOCK_SETTINGS = (
 
 
 def _tries_sequential(cfg, block_info: dict | None, margin, n_items: int) -> bool:
-    """The transition block is tried on next-item data (mode "seq" or "mixed"; ``cfg.sequential`` None)
-    or when forced (True), with a dense or concise item-item block in a model that is not rating-aware."""
+    """The transition block is tried on next-item data (mode "seq", ``cfg.sequential`` None) or when forced
+    (True), with a dense or concise item-item block in a model that is not rating-aware. Mixed in, it gives
+    the block signed entries (a concise block alone is non-negative), so "set" and "mixed" keep it off."""
     from lucidrec.models.item_item import DENSE_MAX_ITEMS
 
-    wanted = cfg.sequential if cfg.sequential is not None else cfg.mode in ("seq", "mixed")
+    wanted = cfg.sequential if cfg.sequential is not None else cfg.mode == "seq"
     return (
         bool(wanted)
         and block_info is not None

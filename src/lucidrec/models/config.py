@@ -57,8 +57,10 @@ class HybridConfig:
     item_item_tolerance: float = 0.01
     # The sequential part of the item-item block (lucidrec.models.sequential): a closed-form transition
     # block (recent items -> next item) mixed into the item-item block when validation prefers it. None:
-    # tried on next-item data (mode "seq" or "mixed"), never on "set" (ratio); True / False force it.
-    # Dense or concise item-item blocks only (catalogues up to 10k items), not rating-aware.
+    # tried on next-item data (mode "seq", what `lucidrec train --protocol loo` uses), never on "set"
+    # (ratio) or "mixed"; True / False force it. Dense or concise item-item blocks only (catalogues up to
+    # 10k items), not rating-aware. The mixed block has signed entries (the transition part is a ridge
+    # regression), so a history item may push an item down - its evidence says so, and still sums exactly.
     sequential: bool | None = None
 
     def to_dict(self) -> dict:
