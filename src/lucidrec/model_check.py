@@ -52,6 +52,8 @@ FILES: tuple[ModelFile, ...] = (
     ModelFile("encoder/model.onnx", False, "encoder"),
     ModelFile("encoder/tokenizer.json", False, "encoder"),
     ModelFile("encoder/encoder.json", False, "encoder"),
+    ModelFile("understanding.npz", False),  # request understanding (lucidrec.understanding); older folders lack it
+    ModelFile("understanding.json", False),
     ModelFile("index.json", False, "index", REINDEX),
     ModelFile("index_proj.npz", False, "index", REINDEX),
     ModelFile("index.faiss", False, "index", REINDEX),

@@ -116,10 +116,18 @@ class ParsedQuery:
     # is mostly its two genres (which filter) and only a third "dark" (which scores).
     text_weight: float = 1.0
     notes: list[str] = field(default_factory=list)
+    # Values the language model read the free text as (lucidrec.understanding): soft, they rank and never
+    # exclude; most specific first, each {"field", "value", "strength"}.
+    soft: list[dict] = field(default_factory=list)
+    # What qualifies the wanted thing ("for my 3D printer"): read to understand, not matched or embedded.
+    qualifier: str = ""
+    # Parts naming a field this catalogue lacks ("under $30" without a price): {"text", "field", "reason",
+    # "reason_zh"}. They are neither applied nor embedded, so no reason can claim them.
+    not_applied: list[dict] = field(default_factory=list)
 
     @property
     def has_constraints(self) -> bool:
-        return bool(self.genres or self.exclude_genres or self.year or self.ranges)
+        return bool(self.genres or self.exclude_genres or self.year or self.ranges or self.soft)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -134,6 +142,9 @@ class ParsedQuery:
             "text": self.text,
             "text_weight": round(self.text_weight, 4),
             "notes": list(self.notes),
+            "soft": [dict(v) for v in self.soft],
+            "qualifier": self.qualifier,
+            "not_applied": [dict(v) for v in self.not_applied],
         }
 
 
@@ -224,7 +235,9 @@ class QueryParser:
         numeric: dict[str, np.ndarray] | None = None,
         vocabulary: Vocabulary | None = None,
         name: str | None = None,
+        understanding=None,
     ):
+        self.understanding = understanding  # lucidrec.understanding.RequestUnderstanding, or None
         self.item_ids = [str(i) for i in item_ids]
         self.titles = [str(t) for t in titles]
         years = np.asarray(years, dtype=np.float64)
@@ -352,14 +365,89 @@ class QueryParser:
         if self.year_min is not None:  # a catalogue without years reads "2000" as a number, not a year
             self._parse_years(text, used, pq)
         self._parse_ranges(text, used, pq)
+        self._parse_field_parts(text, used, pq)
+        self._parse_translated_references(text, used, pq)
         self._parse_genres(text, used, pq, query)
+        self._ground(query, text, used, pq)
         pq.text = self._residual(query, text, used)
         parsed_parts = len(pq.genres) + len(pq.exclude_genres) + (pq.year is not None) + len(pq.like) + len(pq.ranges)
         n_text = len(pq.text.split())
         pq.text_weight = n_text / (n_text + parsed_parts) if n_text else 0.0
-        if not pq.text and not pq.has_constraints and not pq.like:
+        if not pq.text and not pq.has_constraints and not pq.like and not pq.soft:
             pq.notes.append("the query has no words this catalog's vocabulary or the text model can use")
         return pq
+
+    # ------------------------------------------------------------------ understanding (language model)
+    def _parse_field_parts(self, text: str, used: np.ndarray, pq: ParsedQuery):
+        """Parts naming a field ("under $30", "4 stars or more", "delivered by tomorrow") that the grammar
+        above did not apply: the catalogue has no such field, so they are reported, and taken out of the
+        text to embed (embedded, "under $30" would pull towards items whose text mentions prices, and a
+        reason would claim a match that is not there)."""
+        from lucidrec.understanding.request import field_parts, not_applied_note
+
+        for part in field_parts(text, used):
+            if part.kind in self.numeric:
+                continue  # the catalogue has it; a phrasing the range grammar does not know stays text
+            phrase = text[part.start : part.end].strip(" ,")
+            used[part.start : part.end] = True
+            pq.not_applied.append(
+                {
+                    "text": phrase,
+                    "field": part.kind,
+                    "reason": not_applied_note(part.kind, phrase, "en"),
+                    "reason_zh": not_applied_note(part.kind, phrase, "zh"),
+                }
+            )
+            pq.notes.append(not_applied_note(part.kind, phrase, "en"))
+
+    def _parse_translated_references(self, text: str, used: np.ndarray, pq: ParsedQuery):
+        """"像玩具总动员那样的电影": a title named in another language, found by the multilingual encoder."""
+        if self.understanding is None:
+            return
+        from lucidrec.understanding.request import like_phrases_zh
+
+        for s, e, phrase in like_phrases_zh(text):
+            if used[s:e].any():
+                continue
+            idx = self.understanding.match_title(phrase)
+            if idx is None or self.item_ids[idx] in pq.like:
+                continue
+            used[s:e] = True
+            pq.like.append(self.item_ids[idx])
+            pq.like_titles.append(self.titles[idx])
+            pq.like_idx.append(idx)
+
+    def _ground(self, original: str, text: str, used: np.ndarray, pq: ParsedQuery):
+        """Soft values for what the grammar left: the request's free text, grounded in the catalogue by the
+        language model. A field already asked for by name keeps the user's value only."""
+        if self.understanding is None or not self._residual(original, text, used):
+            return
+        kept = "".join(" " if u else ch for ch, u in zip(text, used))
+        kept = " ".join(kept.split())
+        values, qualifier = self.understanding.ground(kept)
+        named = set(pq.genres) | set(pq.exclude_genres)
+        named_fields = {self.field_of.get(g, "") for g in named} if self.multi_field else ({""} if named else set())
+        soft = []
+        for v in values:
+            fld = v.field if self.multi_field else ""
+            if v.value in named or fld in named_fields or v.value not in self._value_masks:
+                continue
+            soft.append({"field": v.field, "value": v.value, "strength": round(v.strength, 3)})
+        pq.soft = soft
+        if soft and qualifier:
+            pq.qualifier = qualifier
+            start = text.find(qualifier)  # the qualifier's words are read, not embedded (they name another thing)
+            if start >= 0:
+                used[start : start + len(qualifier)] = True
+
+    def soft_masks(self, pq: ParsedQuery) -> list[tuple[dict, np.ndarray]]:
+        """One (constraint, mask) per soft value, most specific first: a ladder the ranking climbs down."""
+        return [
+            ({"type": "soft", "field": v["field"], "value": v["value"], "strength": v["strength"]},
+             self._value_masks[v["value"]])
+            for v in pq.soft
+            if v["value"] in self._value_masks
+        ]
 
     def constraint_masks(self, pq: ParsedQuery) -> list[tuple[dict, np.ndarray]]:
         """One (constraint, mask over the catalog's items) pair per constraint. Items of unknown year fail a
@@ -395,6 +483,13 @@ class QueryParser:
             else:
                 for g in pq.genres:
                     out.append(({"type": "genre", "value": g}, self._value_masks[g].copy()))
+        out += self.soft_masks(pq)
+        for c, _ in out:  # how the value is shown in Chinese (the vocabulary file's name, else its own)
+            v = c.get("value")
+            if isinstance(v, str):
+                c["display_zh"] = self.vocab.display_name(v, "zh")
+            elif isinstance(v, list) and all(isinstance(x, str) for x in v):
+                c["display_zh"] = [self.vocab.display_name(x, "zh") for x in v]
         return out
 
     def _tagged(self, c: dict, value: str) -> dict:
@@ -964,6 +1059,17 @@ def relaxation_tiers(
     1. every constraint;  2. several required genres read as "any of" them;  3. no year or numeric bound;
     4. no required genre. Exclusions are never relaxed: a "no" is a hard no, and fewer than k items are
     returned instead. Each tier comes with the list of constraints it relaxed."""
+    soft = [c for c in constraints if c[0]["type"] == "soft"]
+    if soft:
+        # Soft values (read by the language model) are a ladder inside every hard tier: items holding the
+        # most specific value first, then the broader ones, then the rest of the tier.
+        hard = relaxation_tiers([c for c in constraints if c[0]["type"] != "soft"], allowed)
+        out: list[tuple[list[dict], np.ndarray]] = []
+        for relaxed_hard, m in hard:
+            for k, (_, mask) in enumerate(soft):
+                out.append((relaxed_hard + [c for c, _ in soft[:k]], m & mask))
+            out.append((relaxed_hard + [c for c, _ in soft], m))
+        return out
     tiers: list[tuple[list[dict], np.ndarray]] = []
 
     def add(relaxed: list[dict], active: list[tuple[dict, np.ndarray]]):

@@ -43,6 +43,12 @@ class Vocabulary:
     case_sensitive: list[str] = field(default_factory=list)
     ignore_values: list[str] = field(default_factory=list)
     sources: list[str] = field(default_factory=list)
+    # How a value is shown in a language other than the catalogue's ({"zh": {"Comedy": "喜剧"}}); a value
+    # without an entry is shown as the catalogue names it.
+    display: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    def display_name(self, value: str, lang: str) -> str:
+        return self.display.get(lang, {}).get(value, value)
 
     @property
     def stop_en(self) -> set[str]:
@@ -62,6 +68,7 @@ class Vocabulary:
             list(self.case_sensitive),
             list(self.ignore_values),
             [*self.sources, source],
+            {k: dict(v) for k, v in self.display.items()},
         )
         for lang, words in other.get("stop_words", {}).items():
             out.stop_words.setdefault(lang, [])
@@ -72,6 +79,8 @@ class Vocabulary:
             out.numeric[name] = {**out.numeric.get(name, {}), **spec}
         out.case_sensitive += [v for v in other.get("case_sensitive", []) if v not in out.case_sensitive]
         out.ignore_values += [v for v in other.get("ignore_values", []) if v not in out.ignore_values]
+        for lang, table in other.get("display", {}).items():
+            out.display.setdefault(lang, {}).update(table)
         return out
 
     def to_dict(self) -> dict:
@@ -82,6 +91,7 @@ class Vocabulary:
             "case_sensitive": self.case_sensitive,
             "ignore_values": self.ignore_values,
             "sources": self.sources,
+            "display": self.display,
         }
 
     @classmethod
@@ -94,7 +104,7 @@ def _checked(d, source: str) -> dict:
     fix = "Fix: correct the file (see lucidrec/vocab/default.json for the shape) or delete it."
     if not isinstance(d, dict):
         raise ModelError(f"{source}: a vocabulary must be a JSON object. {fix}")
-    for part in ("stop_words", "synonyms"):
+    for part in ("stop_words", "synonyms", "display"):
         tables = d.get(part, {})
         if not isinstance(tables, dict) or not all(isinstance(t, (list, dict)) for t in tables.values()):
             raise ModelError(f"{source}: '{part}' must map a language ('en', 'zh') to its entries. {fix}")

@@ -65,6 +65,8 @@ class Recommender:
         self._query_encoder = None
         self._st_encoder = None
         self._query_parser = None
+        # The language model's reading of this catalogue's requests (lucidrec.understanding), built at fit.
+        self.understanding = None
         self.train_report: dict = {}
 
     # ================================================================== training (lucidrec.training)
@@ -83,7 +85,19 @@ class Recommender:
         from lucidrec import training
 
         training.fit(self, dataset, train, valid, progress, refit_item_item, log_dir)
+        self.understand_catalog(dataset, progress=progress)
         return self
+
+    def understand_catalog(self, dataset: Dataset, progress: bool = False) -> None:
+        """Build the request understanding (multilingual encoder, grounding of the catalogue's values,
+        calibrated on the catalogue itself; :mod:`lucidrec.understanding`) for ``dataset``'s catalogue."""
+        from lucidrec.data.text import ItemTextBuilder, item_fields
+        from lucidrec.understanding import RequestUnderstanding
+
+        self.understanding = RequestUnderstanding.build(
+            item_fields(dataset), ItemTextBuilder().build(dataset), dataset.titles(), progress=progress
+        )
+        self._query_parser = None
 
     def set_catalog(self, dataset: Dataset) -> None:
         """Take the item ids, titles, categories and years of ``dataset``'s catalog."""
@@ -219,6 +233,7 @@ class Recommender:
                 numeric=self.numeric,
                 vocabulary=self.vocabulary,
                 name=self.dataset_name,
+                understanding=self.understanding,
             )
         return self._query_parser
 

@@ -1,0 +1,114 @@
+"""Understanding a request with the language model: a multilingual encoder, grounding in the catalogue's
+own values (learned from the catalogue by self-supervision), and the request's structure (what is wanted,
+what qualifies it, alternatives, "like <title>", parts naming fields the catalogue lacks).
+
+:class:`RequestUnderstanding` is built at training time from the catalogue (``build``), saved in the model
+folder (``understanding.npz`` + ``understanding.json``) and read back by ``load``; the query parser
+(:mod:`lucidrec.query`) calls ``ground`` and ``match_title``. Nothing in it is specific to films or
+products, and no word list takes part.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from lucidrec.understanding.encoder import ENCODER_NAME, MultilingualEncoder, shared_encoder
+from lucidrec.understanding.grounding import CatalogGrounder, GroundedValue
+from lucidrec.understanding.request import alternatives, wanted_and_qualifier
+
+FILES = ("understanding.npz", "understanding.json")
+#: A title named in a Chinese "像……那样" request is taken when its similarity reaches this and leads the
+#: runner-up by TITLE_MARGIN (translated titles land near the original, but not on it).
+TITLE_MIN_SIMILARITY = 0.5
+TITLE_MARGIN = 0.05
+
+
+class RequestUnderstanding:
+    """What a trained model knows of its catalogue's language (module docstring)."""
+
+    def __init__(self, grounder: CatalogGrounder | None, title_vecs: np.ndarray, encoder: MultilingualEncoder):
+        self.grounder = grounder
+        self.title_vecs = np.asarray(title_vecs, np.float32)
+        self.encoder = encoder
+
+    @classmethod
+    def build(cls, fields, item_texts, titles, encoder=None, progress=False, seed=0) -> RequestUnderstanding:
+        encoder = encoder or shared_encoder()
+        titles = [str(t) for t in titles]
+        title_vecs = encoder.encode([_bare_title(t) for t in titles], progress=progress)
+        grounder = CatalogGrounder.build(fields or {}, item_texts, titles, encoder, seed=seed, progress=progress)
+        return cls(grounder, title_vecs, encoder)
+
+    # ------------------------------------------------------------------ use
+    def ground(self, text: str) -> tuple[list[GroundedValue], str | None]:
+        """Soft values for a request's free text, and the qualifier that was set aside (None when the whole
+        text was grounded). The wanted part is grounded first ("filament" of "filament for my 3D printer");
+        when it alone says nothing the whole text is. Alternatives ("scary or funny") are grounded apart and
+        united."""
+        if self.grounder is None or not text.strip():
+            return [], None
+        split = wanted_and_qualifier(text)
+        if split is not None:
+            found = self._ground_alternatives(split[0])
+            if found:
+                return found, split[1]
+        return self._ground_alternatives(text), None
+
+    def _ground_alternatives(self, text: str) -> list[GroundedValue]:
+        parts = alternatives(text)
+        out: list[GroundedValue] = []
+        for part in parts:
+            got = self.grounder.ground(self.encoder.encode_one(part))
+            if len(parts) > 1 and not got:
+                return []  # "scary or something": one side says nothing, so the "or" is not between values
+            out.extend(g for g in got if all(g.value != o.value for o in out))
+        return out
+
+    def match_title(self, phrase: str) -> int | None:
+        """The item whose title a (translated) phrase names, or None when no title stands out."""
+        if not len(self.title_vecs) or not phrase.strip():
+            return None
+        sims = self.title_vecs @ self.encoder.encode_one(phrase)
+        top = np.argsort(-sims)[:2]
+        if sims[top[0]] < TITLE_MIN_SIMILARITY or (len(top) > 1 and sims[top[0]] - sims[top[1]] < TITLE_MARGIN):
+            return None
+        return int(top[0])
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, out: Path) -> None:
+        arrays = {"title_vecs": self.title_vecs.astype(np.float16)}
+        meta = {"encoder": ENCODER_NAME, "grounder": None}
+        if self.grounder is not None:
+            arrays.update({f"g_{k}": v for k, v in self.grounder.to_arrays().items()})
+            meta["grounder"] = self.grounder.meta()
+        np.savez(out / FILES[0], **arrays)
+        (out / FILES[1]).write_text(json.dumps(meta, ensure_ascii=False))
+
+    @classmethod
+    def load(cls, d: Path, n_items: int) -> RequestUnderstanding | None:
+        """The folder's understanding, or None for a folder saved before it existed (the parser then works
+        from the catalogue's value names and the grammar alone)."""
+        if not all((d / f).exists() for f in FILES):
+            return None
+        meta = json.loads((d / FILES[1]).read_text(encoding="utf-8"))
+        if meta.get("encoder") != ENCODER_NAME:
+            return None
+        with np.load(d / FILES[0]) as z:
+            arrays = {k: z[k] for k in z.files}
+        grounder = None
+        if meta.get("grounder"):
+            g_arrays = {k[2:]: v for k, v in arrays.items() if k.startswith("g_")}
+            grounder = CatalogGrounder.from_arrays(g_arrays, meta["grounder"], n_items)
+        return cls(grounder, arrays["title_vecs"], shared_encoder())
+
+
+def _bare_title(title: str) -> str:
+    import re
+
+    return re.sub(r"\s*\(\d{4}\)\s*$", "", title).strip()
+
+
+__all__ = ["GroundedValue", "RequestUnderstanding"]

@@ -1,0 +1,147 @@
+"""The structure of a request, by grammar only (no word-to-value table): the parts that name a field
+(price, rating, running time, delivery) so they can be applied or reported as not applied, what is wanted
+versus what qualifies it, alternatives joined by "or", and "like <title>" in Chinese.
+
+All functions work on the folded (lower-case) request and return character spans, so the parser can mark
+what it consumed and leave the rest for the encoder.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+_NUM = r"(?:\d+(?:[.,]\d+)?|one|two|three|four|five|six|ten|twenty|thirty|fifty|hundred|[一二两三四五六七八九十百千]+)"
+_CMP_EN = (
+    r"(?:under|below|less than|cheaper than|no more than|not more than|at most|max(?:imum)?|up to|within|over|"
+    r"above|more than|at least|min(?:imum)?|around|about|between|shorter than|longer than)"
+)
+
+#: Field kinds a request may name, each with the grammar that recognises it (units, comparisons, the
+#: field's own name). A catalogue that has the field applies the part (lucidrec.query); one that lacks it
+#: reports the part as not applied. Units and field names only: nothing here maps a phrase to a value.
+FIELD_PATTERNS: dict[str, list[str]] = {
+    "price": [
+        rf"(?:{_CMP_EN}\s+)?(?:\$|usd\s*|us\$|€|£|¥)\s*{_NUM}(?:\s*(?:-|to|and)\s*\$?\s*{_NUM})?(?:\s*(?:or less|or more|max))?",
+        rf"(?:{_CMP_EN}\s+)?{_NUM}\s*(?:dollars?|bucks|usd|euros?|pounds sterling)(?:\s*(?:or less|or more))?",
+        r"(?:cheap(?:er|est)?|inexpensive|affordable|budget|low[- ]cost|on a budget|(?:a |the )?price[sd]?|pricey|expensive)",
+        rf"(?:(?:低于|不超过|不到|少于|高于|超过|大约)\s*)?{_NUM}\s*(?:美元|美金|元|块钱|块|刀)\s*(?:以下|以内|以上|左右)?",
+        r"(?:便宜|实惠|价格|价钱|价位|贵的|昂贵|性价比)",
+    ],
+    "rating": [
+        rf"(?:(?:rated|rating(?: of)?|with)\s+)?(?:{_CMP_EN}\s+)?{_NUM}(?:\.\d)?\s*\+?\s*stars?(?:\s*(?:or (?:more|better|higher|above)|and up|rating|reviews?))?",
+        r"(?:highly|well|top|best|good)[- ]rated|(?:good|great|positive|top) reviews?|(?:rated|ratings?|reviews?) (?:above|over|at least)",
+        rf"(?:评分|评价|好评|星级|口碑)\s*(?:在)?\s*(?:{_NUM}\s*(?:星|分)?)?\s*(?:以上|以下|及以上)?",
+        rf"{_NUM}\s*星\s*(?:以上|以下|及以上)?",
+    ],
+    "duration": [
+        rf"(?:{_CMP_EN}\s+)?{_NUM}\s*(?:minutes?|mins?|hours?|hrs?)(?:\s*long)?",
+        r"(?:running time|runtime|run time|length)",
+        rf"(?:片长|时长)\s*(?:不超过|少于|低于|超过|大于|在)?\s*(?:{_NUM}\s*(?:个)?\s*(?:小时|分钟))?\s*(?:以内|以下|以上)?",
+        rf"(?:不超过|少于|低于|超过)?\s*{_NUM}\s*(?:个)?\s*(?:小时|分钟)\s*(?:以内|以下|以上)?",
+    ],
+    "delivery": [
+        r"(?:ships?|shipped|shipping|delivered|delivery|arrives?|arriving)\s+(?:for free|free|fast|today|tomorrow|"
+        r"by tomorrow|next[- ]day|overnight|in \w+ days?|within \w+ days?)",
+        r"(?:free|fast|next[- ]day|same[- ]day|overnight|two[- ]day|prime)\s+(?:shipping|delivery)",
+        r"(?:包邮|免运费|次日达|当日达|明天就能送到|明天送到|今天送到|送货上门|快递|发货快|配送)",
+    ],
+}
+_FIELD_RES = {kind: re.compile("|".join(f"(?:{p})" for p in pats)) for kind, pats in FIELD_PATTERNS.items()}
+#: How "understood as" names a field kind that is missing.
+FIELD_NAMES = {
+    "price": ("price", "价格"),
+    "rating": ("rating", "评分"),
+    "duration": ("running time", "片长"),
+    "delivery": ("delivery", "配送"),
+}
+
+
+@dataclass(frozen=True)
+class FieldPart:
+    start: int
+    end: int
+    kind: str  # a key of FIELD_PATTERNS
+
+
+def field_parts(text: str, used=None) -> list[FieldPart]:
+    """Parts of ``text`` that name a field kind, longest first where they overlap, skipping spans already
+    used (``used``: boolean per character)."""
+    found: list[FieldPart] = []
+    for kind, rx in _FIELD_RES.items():
+        for m in rx.finditer(text):
+            s, e = m.span()
+            while s < e and text[s].isspace():
+                s += 1
+            if e - s < 2 or not _word_bounded(text, s, e):
+                continue
+            if used is not None and used[s:e].any():
+                continue
+            found.append(FieldPart(s, e, kind))
+    found.sort(key=lambda p: -(p.end - p.start))
+    kept: list[FieldPart] = []
+    for p in found:
+        if all(p.end <= k.start or p.start >= k.end for k in kept):
+            kept.append(p)
+    return sorted(kept, key=lambda p: p.start)
+
+
+def _word_bounded(text: str, s: int, e: int) -> bool:
+    """A Latin match must not start or end inside a word ("price" in "priceless" is no field)."""
+    before = text[s - 1] if s > 0 else " "
+    after = text[e] if e < len(text) else " "
+    latin = re.compile(r"[a-z0-9]")
+    return not (latin.match(text[s]) and latin.match(before)) and not (latin.match(text[e - 1]) and latin.match(after))
+
+
+def not_applied_note(kind: str, phrase: str, lang: str = "en") -> str:
+    en, zh = FIELD_NAMES.get(kind, (kind, kind))
+    if lang == "zh":
+        return f"“{phrase}”未应用：本目录没有{zh}信息"
+    return f"'{phrase}' was not applied: this catalogue has no {en}"
+
+
+# ------------------------------------------------------------------------------- wanted vs qualifier
+_QUALIFIER_EN = re.compile(
+    r"\s+(?:for (?:use (?:with|in|on) )?(?:my|a|an|the|your|our|his|her|their|me|him|them|us)?\s*|to use (?:with|in|on)\s+|"
+    r"compatible with\s+|that (?:works?|fits?) (?:with|in|on)\s+|that goes (?:with|in|on)\s+|which (?:works?|fits?) with\s+)"
+)
+_QUALIFIER_ZH = re.compile(r"(?:用的|使用的|适用的|专用的|配套的|看的|玩的|穿的|上用的)")
+
+
+def wanted_and_qualifier(text: str) -> tuple[str, str] | None:
+    """Split "filament for my 3D printer" into ("filament", "for my 3D printer"), "3D打印机用的耗材" into
+    ("耗材", "3D打印机用的"); None when the request has no such structure. The wanted part comes first in
+    English and last in Chinese."""
+    m = _QUALIFIER_EN.search(text)
+    if m and m.start() > 0 and text[: m.start()].strip():
+        return text[: m.start()].strip(), text[m.start() :].strip()
+    last = list(_QUALIFIER_ZH.finditer(text))  # the last "用的" binds the wanted thing
+    if last and text[last[-1].end() :].strip():
+        end = last[-1].end()
+        return text[end:].strip(), text[:end].strip()
+    k = text.rfind("的")
+    if 0 < k < len(text) - 1 and _is_cjk(text[k + 1 :]):
+        return text[k + 1 :].strip(), text[: k + 1].strip()
+    return None
+
+
+def alternatives(text: str) -> list[str]:
+    """ "something scary or funny" -> ["something scary", "funny"]; one part when there is no "or"."""
+    parts = [p.strip(" ,") for p in re.split(r"\s+(?:or|either)\s+|或者|或是|或|还是", text) if p.strip(" ,")]
+    return parts if len(parts) >= 2 else [text]
+
+
+# ------------------------------------------------------------------------------- "like <title>" in Chinese
+_LIKE_ZH = re.compile(
+    r"(?:像|类似于?|如同|好比)\s*(?:《)?([^《》，。,.]{1,30}?)(?:》)?\s*(?:那样|那种|一样|这样|似的|般|之类)"
+)
+
+
+def like_phrases_zh(text: str) -> list[tuple[int, int, str]]:
+    """Spans of "像玩具总动员那样" with the title part ("玩具总动员")."""
+    return [(m.start(), m.end(), m.group(1).strip()) for m in _LIKE_ZH.finditer(text) if m.group(1).strip()]
+
+
+def _is_cjk(s: str) -> bool:
+    return any("\u4e00" <= ch <= "\u9fff" for ch in s)
