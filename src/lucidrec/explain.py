@@ -492,7 +492,7 @@ def explain_items(
     cfs = decisive = None
     if counterfactual:
         cfs = counterfactuals(rec, entries, state.query, top, masked_scores, len(top), parts_of)
-        cfs, decisive = decisive_sets(rec, entries, state.query, top, masked_scores, parts_of, ok, cfs)
+        cfs, decisive = decisive_sets(rec, entries, state.query, top, masked_scores, parts_of, ok, all_parts, cfs)
     for n, (item_out, i, parts) in enumerate(zip(result["items"], top, all_parts)):
         evidence, info = build_evidence(
             rec, state, entries, int(i), query or None, constraints, parts, ok, decisive[n] if decisive else None
@@ -507,22 +507,34 @@ def explain_items(
                 cf["text"] = render_counterfactual(item_out["title"], cf, lang, rated)
 
 
-def decisive_sets(rec, entries, query_vec, top, masked_scores, parts_of, ok, cfs) -> tuple[list, list]:
+def decisive_sets(rec, entries, query_vec, top, masked_scores, parts_of, ok, all_parts, cfs) -> tuple[list, list]:
     """One story per item of ``top``: ``(counterfactuals, decisive)``, where ``decisive[n]`` is the history
     positions of item n's verified what-if - exactly the set the counterfactual removes, so a reason that
     names it and the what-if sentence tell the same story - or None when the item has no what-if.
 
     ``cfs``: the request's counterfactuals (smallest sets over the whole history, :data:`MAX_SET` items at
-    most). An item of the first :data:`DECISIVE_ITEMS` without one gets a second, cheaper search among the
-    items a reason may cite as support, up to :data:`DECISIVE_MAX` (its candidate sets are ordered
-    differently, so it sometimes verifies a set the first search missed); a set it finds - verified by
-    re-scoring the full model - becomes the item's counterfactual too. A what-if may need an item the user
-    rated below their mean: the evidence lists it as ``low_rated`` and the reason says what it is."""
+    most). For the first :data:`DECISIVE_ITEMS` items whose what-if is missing or not citable as support
+    (it needs an item rated below the user's mean, or one that pulls the score down, or more than
+    :data:`DECISIVE_MAX` items), a second, cheaper search looks among the items a reason may cite, up to
+    :data:`DECISIVE_MAX`; a set it verifies (by re-scoring the full model) that is no larger replaces the
+    what-if, so the story is told with liked items where the smallest sets allow it. Otherwise the what-if
+    stands: the evidence lists its below-mean items as ``low_rated`` and the reason says what they are."""
     from lucidrec.counterfactual import counterfactuals
+
+    position = {}
+    for j, e in enumerate(entries):
+        position.setdefault(e.item, j)
+
+    def positions(cf):
+        return None if cf is None else [position[rec.item_idx(iid)] for iid in cf["removed"]]
+
+    def citable(s, parts) -> bool:
+        return len(s) <= DECISIVE_MAX and all(ok[j] and parts["history"][j] > 0 for j in s)
 
     cfs = list(cfs)
     if ok is not None and len(entries) and ok.any():
-        todo = [int(i) for i, cf in zip(top[:DECISIVE_ITEMS], cfs) if cf is None]
+        heads = zip(top[:DECISIVE_ITEMS], cfs, all_parts)
+        todo = [int(i) for i, cf, parts in heads if cf is None or not citable(positions(cf), parts)]
         if todo:
             found = counterfactuals(
                 rec,
@@ -538,12 +550,11 @@ def decisive_sets(rec, entries, query_vec, top, masked_scores, parts_of, ok, cfs
                 predicted_only=True,
                 max_rounds=DECISIVE_ROUNDS,
             )
-            cfs = [cf if cf is not None else f for cf, f in zip(cfs, found)]
-    position = {}
-    for j, e in enumerate(entries):
-        position.setdefault(e.item, j)
-    decisive = [None if cf is None else [position[rec.item_idx(iid)] for iid in cf["removed"]] for cf in cfs]
-    return cfs, decisive
+            cfs = [
+                f if f is not None and (cf is None or len(f["removed"]) <= len(cf["removed"])) else cf
+                for cf, f in zip(cfs, found)
+            ]
+    return cfs, [positions(cf) for cf in cfs]
 
 
 __all__ = [
