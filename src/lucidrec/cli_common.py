@@ -43,6 +43,7 @@ def safe(value) -> str:
     (or ending the command with a MarkupError)."""
     return escape(plain(value))
 
+
 DataOpt = typer.Option(
     "ml-100k",
     "--data",
@@ -51,6 +52,11 @@ DataOpt = typer.Option(
 )
 ProtocolOpt = typer.Option("ratio", "--protocol", help="Evaluation protocol: ratio, loo or cold.")
 SeedOpt = typer.Option(2026, "--seed", help="Seed of the split and of training.")
+
+
+def progress(message) -> None:
+    """A dim progress line on stderr; the message (it may quote paths or ids) is printed as data."""
+    console.print(f"[dim]{safe(message)}[/]")
 
 
 def friendly(fn):

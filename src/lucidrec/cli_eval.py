@@ -16,6 +16,7 @@ from lucidrec.cli_common import (
     metric_table,
     out,
     parse_params,
+    progress,
     safe,
 )
 from lucidrec.errors import ConfigError
@@ -52,14 +53,14 @@ def register(app: typer.Typer) -> None:
             protocol=protocol,
             seed=seed,
             params=_seeded(model, seed, parse_params(param)),
-            progress=None if as_json else lambda m: console.print(f"[dim]{m}[/]"),
+            progress=None if as_json else progress,
         )
         if as_json:
             out.print_json(json.dumps(result))
         else:
             out.print(metric_table([result], f"{result['model']} on {result['protocol']} (test, full ranking)"))
             if result.get("params"):
-                out.print(f"params: {result['params']}")
+                out.print(f"params: {safe(result['params'])}")
 
     @app.command("export-run")
     @friendly
@@ -83,9 +84,9 @@ def register(app: typer.Typer) -> None:
             seed=seed,
             depth=depth,
             params=_seeded(model, seed, parse_params(param)),
-            progress=lambda m: console.print(f"[dim]{m}[/]"),
+            progress=progress,
         )
-        console.print(f"wrote {n} rows to {out_path}")
+        console.print(f"wrote {n} rows to {safe(out_path)}")
 
     @app.command("split")
     @friendly
@@ -101,7 +102,7 @@ def register(app: typer.Typer) -> None:
 
         s = split(load_dataset(data), protocol, seed)
         for p in s.write(out_dir):
-            console.print(f"wrote {p}")
+            console.print(f"wrote {safe(p)}")
         tr, va, te = s.sizes()
         out.print(f"{protocol}: train {tr}, valid {va}, test {te}")
 
@@ -118,7 +119,7 @@ def register(app: typer.Typer) -> None:
 
         all_results = []
         for p in protocol:
-            results = run_baselines(data=data, protocol=p, seed=seed, progress=lambda m: console.print(f"[dim]{m}[/]"))
+            results = run_baselines(data=data, protocol=p, seed=seed, progress=progress)
             all_results += results
             if not as_json:
                 out.print(metric_table(results, f"baselines on {p} (test part, full ranking)", ks=(10,)))
@@ -230,7 +231,7 @@ def register(app: typer.Typer) -> None:
             console.print("[bold]training the language-model recommender (ratio protocol)...[/]")
             Recommender(HybridConfig(mode="set")).fit(ds, s.train, s.valid).save(out_dir)
         else:
-            console.print(f"[dim]reusing the trained model in {out_dir} (pass --retrain to train again)[/]")
+            console.print(f"[dim]reusing the trained model in {safe(out_dir)} (pass --retrain to train again)[/]")
         console.print("[bold]tuning and evaluating baselines...[/]")
         results = run_baselines(data=data, protocol="ratio", progress=None)
         results.append(evaluate_saved_model(out_dir, s).to_dict())

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from lucidrec.cli_common import DataOpt, console, friendly
+from lucidrec.cli_common import DataOpt, console, friendly, progress, safe
 
 
 def register(app: typer.Typer) -> None:
@@ -41,10 +41,10 @@ def register(app: typer.Typer) -> None:
             models=[m.strip() for m in models.split(",") if m.strip()] if models else None,
             explain_users=users,
             lang=lang,
-            log=lambda m: console.print(f"[dim]{m}[/]"),
+            log=progress,
         )
         best = max(rep["accuracy"], key=lambda r: r["metrics"]["ndcg@10"])
         console.print(
-            f"wrote {path} ({path.stat().st_size // 1024} KiB); best NDCG@10: {best['model']} "
+            f"wrote {safe(path)} ({path.stat().st_size // 1024} KiB); best NDCG@10: {best['model']} "
             f"{best['metrics']['ndcg@10']:.4f}"
         )
