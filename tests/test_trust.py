@@ -132,6 +132,15 @@ def test_a_slash_id_also_travels_unencoded_and_unpathable_ids_are_refused(model_
         assert "team%2Falice" in desc and "`.` and `..`" in desc
 
 
+def test_catalogue_ids_holding_slashes_commas_and_colons_can_be_looked_up(product_model, tmp_path):
+    with make_client(product_model, tmp_path / "f.db") as c:
+        for iid in ODD_IDS.values():
+            r = c.get(f"/items/{quoted(iid)}")
+            assert r.status_code == 200 and r.json()["item_id"] == iid, r.text
+        r = c.post("/recommend", json={"history": [{"item": i} for i in ODD_IDS.values()], "k": 3})
+        assert r.status_code == 200 and r.json()["history_size"] == len(ODD_IDS)
+
+
 # ============================================================== 2. forgotten at every door of the model folder
 def test_forgotten_over_http_is_forgotten_by_cli_recommend_batch_and_serve(model_dir, tmp_path):
     own = own_model_dir(model_dir, tmp_path)
@@ -283,7 +292,10 @@ def _limit_pages(monkeypatch, limit: dict) -> None:
     monkeypatch.setattr(FeedbackStore, "_conn", capped)
 
 
-def test_a_full_disk_answers_json_503_naming_the_cause_and_health_says_so(model_dir, tmp_path, monkeypatch):
+def test_a_full_disk_answers_json_503_naming_the_cause_and_health_says_so(model_dir, tmp_path, monkeypatch, caplog):
+    import logging
+
+    caplog.set_level(logging.WARNING)
     limit = {"pages": 2**30}
     _limit_pages(monkeypatch, limit)
     with make_client(own_model_dir(model_dir, tmp_path), tmp_path / "f.db") as c, live_server(c.app) as base:
@@ -309,6 +321,9 @@ def test_a_full_disk_answers_json_503_naming_the_cause_and_health_says_so(model_
     stored = FeedbackStore(tmp_path / "f.db")
     acknowledged = sum(1 for s in statuses if s == 201) + 1
     assert stored.count(source="api") == acknowledged  # every 201 is stored, no 503 was
+    # The log names the cause in one line: no traceback, no "cannot rollback" hiding it.
+    assert "disk is full" in caplog.text and "cannot rollback" not in caplog.text
+    assert not any(r.exc_info for r in caplog.records), [r.getMessage() for r in caplog.records if r.exc_info]
 
 
 def test_a_vanished_db_answers_json_503_and_health_says_so(model_dir, tmp_path):
