@@ -131,3 +131,27 @@ def test_ray_equals_local_on_an_implicit_catalogue_with_fields_numbers_and_queri
     assert local["reason"].str.contains("you chose").any() and not local["reason"].str.contains("liked").any()
     constraints = [p for ev in local["evidence"] for p in json.loads(ev) if p["kind"] == "constraint"]
     assert any(c["type"] == "range" for p in constraints for c in p["met"])
+
+
+def test_ray_equals_local_with_an_index_built_for_the_job(shop_model, tmp_path):
+    """A model folder served with an index this job builds (or drops): the workers load a copy of the folder
+    with the job's index written into it (and without the encoder: no row has a query)."""
+    ray = pytest.importorskip("ray")
+    path = tmp_path / "users.parquet"
+    frame = pd.DataFrame({"user_id": ["u1", "u7", "new"], "history": [None, ["p11"], ["p3", "p40"]]})
+    frame.to_parquet(path)
+    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=100 * 1024**2, log_to_driver=False)
+    try:
+        for index in ("ivf", "exact"):
+            outs = {}
+            for engine in ("local", "ray"):
+                outs[engine] = tmp_path / f"{engine}-{index}.parquet"
+                kw = {"k": K, "evidence": True, "index": index, "engine": engine, "progress": False}
+                assert run_batch(shop_model, path, outs[engine], **kw)["index"] == index
+            local, remote = pd.read_parquet(outs["local"]), pd.read_parquet(outs["ray"])
+            assert len(local) == 3 * K
+            for col in ("user_id", "rank", "item_id", "reason"):
+                assert list(local[col]) == list(remote[col]), (index, col)
+            np.testing.assert_allclose(local["score"], remote["score"], atol=ATOL)
+    finally:
+        ray.shutdown()
