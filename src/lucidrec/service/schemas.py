@@ -61,6 +61,8 @@ def check_id(value: str, field: str) -> str:
     if any(ord(c) < 32 or ord(c) == 127 for c in value):
         raise ConfigError(f"{field}: the id holds control characters. Fix: send the id as stored, percent-encoded.")
     return value
+
+
 # Strict: a JSON number only (true or "5" is a 422 naming the field, never silently 1.0 or 5.0).
 Rating = Annotated[StrictFloat, Field(ge=0, le=5, allow_inf_nan=False)]
 # Client timestamps: Unix seconds from 1970 to a day ahead (clock skew); 1e308 would sort a row after

@@ -26,6 +26,7 @@ class StorageError(LucidrecError):
     """The feedback database cannot be used right now (disk full, file removed, I/O error): the service
     answers 503 naming the cause, and /health reports it."""
 
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS feedback (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -194,23 +195,24 @@ class FeedbackStore:
                 return known[u]
 
             rows = filter(keep, rows)
-        conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            if conn.execute("SELECT 1 FROM meta WHERE key = 'seeded'").fetchone() is not None:
-                conn.execute("ROLLBACK")
-                return 0
-            cur = conn.executemany(
-                "INSERT INTO feedback (user, item, event, rating, timestamp, source) VALUES (?, ?, ?, ?, ?, 'seed')",
-                rows,
-            )
-            n = cur.rowcount
-            conn.execute("INSERT INTO meta (key, value) VALUES ('seeded', ?)", (f"{origin} at {time.time():.0f}",))
-            conn.execute("COMMIT")
-            return n
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
+        with self._writing() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                if conn.execute("SELECT 1 FROM meta WHERE key = 'seeded'").fetchone() is not None:
+                    conn.execute("ROLLBACK")
+                    return 0
+                cur = conn.executemany(
+                    "INSERT INTO feedback (user, item, event, rating, timestamp, source) "
+                    "VALUES (?, ?, ?, ?, ?, 'seed')",
+                    rows,
+                )
+                n = cur.rowcount
+                conn.execute("INSERT INTO meta (key, value) VALUES ('seeded', ?)", (f"{origin} at {time.time():.0f}",))
+                conn.execute("COMMIT")
+                return n
+            except BaseException:
+                _rollback(conn)
+                raise
 
     # ------------------------------------------------------------------ reads and writes
     def add(self, user: str, item: str, event: str, rating: float | None, timestamp: float) -> int:
