@@ -105,9 +105,9 @@ function parseHistory(text) {
   return text.split(/[,\s]+/).filter(Boolean).map((p) => {
     const cut = p.lastIndexOf(":");
     const rating = cut < 0 ? "" : p.slice(cut + 1).trim();
-    const h = { item: (cut < 0 ? p : p.slice(0, cut)).trim() };
-    if (rating !== "") h.rating = Number(rating);
-    return h;
+    // Only a number after the last ':' is a rating; otherwise the ':' belongs to the id ("c:d").
+    if (rating === "" || Number.isNaN(Number(rating))) return { item: p.trim() };
+    return { item: p.slice(0, cut).trim(), rating: Number(rating) };
   });
 }
 
