@@ -155,3 +155,21 @@ def test_ray_equals_local_with_an_index_built_for_the_job(shop_model, tmp_path):
             np.testing.assert_allclose(local["score"], remote["score"], atol=ATOL)
     finally:
         ray.shutdown()
+
+
+def test_an_in_memory_model_whose_encoder_cannot_be_saved_is_refused_before_ray_starts(shop_model, tmp_path):
+    """Rows with a query need the workers to load the model's encoder: an in-memory model with an encoder
+    that has no saved form is refused with a clear error (Ray is not started)."""
+    ray = pytest.importorskip("ray")
+    from test_batch import HashEncoder
+
+    from lucidrec.errors import ConfigError
+
+    rec = Recommender.load(shop_model, load_encoder=False)
+    rec.source_dir = None  # as if built in memory: no folder to copy the ONNX export from
+    rec._query_encoder = HashEncoder()
+    path = tmp_path / "users.parquet"
+    pd.DataFrame({"user_id": ["u1"], "query": ["duct tape"]}).to_parquet(path)
+    with pytest.raises(ConfigError, match="text encoder"):
+        run_batch(rec, path, tmp_path / "r.parquet", engine="ray", progress=False)
+    assert not ray.is_initialized()
