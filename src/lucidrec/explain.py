@@ -29,33 +29,9 @@ DECISIVE_ITEMS = 20
 #: item's next candidate sets). Most decisive sets are found in the first two.
 DECISIVE_ROUNDS = 2
 
-_ZH_GENRES = {
-    "Action": "动作",
-    "Adventure": "冒险",
-    "Animation": "动画",
-    "Children's": "儿童",
-    "Comedy": "喜剧",
-    "Crime": "犯罪",
-    "Documentary": "纪录",
-    "Drama": "剧情",
-    "Fantasy": "奇幻",
-    "Film-Noir": "黑色电影",
-    "Horror": "恐怖",
-    "Musical": "歌舞",
-    "Mystery": "悬疑",
-    "Romance": "爱情",
-    "Sci-Fi": "科幻",
-    "Thriller": "惊悚",
-    "War": "战争",
-    "Western": "西部",
-}
 _ZH_NUM = {1: "一", 2: "二", 3: "三", 4: "四", 5: "五"}
 #: The event of a pseudo-history item taken from the query ("something like Heat").
 QUERY_LIKE_EVENT = "query_like"
-
-
-def zh_genre(g: str) -> str:
-    return _ZH_GENRES.get(g, g)
 
 
 def constraint_label(c: dict, lang: str = "en") -> str:
@@ -67,13 +43,26 @@ def constraint_label(c: dict, lang: str = "en") -> str:
         return range_label(c, lang)
     if t == "year":
         return f"{v[0]}-{v[1]}" if lang == "en" else f"{v[0]}-{v[1]}年"
+    # Chinese names come from the catalogue's vocabulary file (the parser puts them on the constraint);
+    # a value it does not name is shown as the catalogue names it.
+    shown = c.get("display_zh", v) if lang == "zh" else v
     if t == "exclude_genre":
-        return f"not {v}" if lang == "en" else f"非{zh_genre(v)}"
+        return f"not {v}" if lang == "en" else f"非{shown}"
     if t == "genre_any":
-        return " or ".join(v) if lang == "en" else "或".join(zh_genre(g) for g in v)
+        return " or ".join(v) if lang == "en" else "或".join(shown)
     if t == "genre_mode":
         return "any of the genres" if lang == "en" else "任一类型"
-    return v if lang == "en" else zh_genre(v)
+    if t == "soft":  # read by the language model, with its strength: "3D Printing Filament (read from ..., 0.81)"
+        if c.get("like"):  # what the item named in "like ..." is
+            names = v if isinstance(v, list) else [v]
+            shown_l = shown if isinstance(shown, list) else [shown]
+            if lang == "en":
+                return f"{' & '.join(names)} (like {c['like']})"
+            return f"{'、'.join(shown_l)}（与《{c['like']}》同类）"
+        if lang == "en":
+            return f"{v} (read from your request, {c['strength']:.2f})"
+        return f"{shown}（据您的描述理解，{c['strength']:.2f}）"
+    return shown
 
 
 #: Implicit events as a past-tense verb ("you bought X"); ratings are only named for rated events.
@@ -216,7 +205,11 @@ def build_evidence(
     if shared:
         # Films have genres; a catalogue with named fields (products: brand, category path) has categories.
         name = "category" if getattr(rec, "fields", None) else "genre"
-        evidence.append({"kind": "attribute", "name": name, "shared": sorted(shared)})
+        attr = {"kind": "attribute", "name": name, "shared": sorted(shared)}
+        vocab = getattr(rec, "vocabulary", None)
+        if vocab is not None and vocab.display.get("zh"):
+            attr["display_zh"] = [vocab.display_name(g, "zh") for g in attr["shared"]]
+        evidence.append(attr)
     info["shared"] = sorted(shared)
     if constraints:
         # Which of the query's hard constraints this item meets (no contribution: they filter, not score).
@@ -375,7 +368,8 @@ def _constraint_sentence(cons: dict | None, lang: str) -> str:
     if not cons or not (cons["met"] or cons["missed"]):
         return ""
     met = [constraint_label(c, lang) for c in cons["met"]]
-    missed = [constraint_label(c, lang) for c in cons["missed"]]
+    # A soft value the item lacks is no broken promise (it only ranked): the reason claims what it holds.
+    missed = [constraint_label(c, lang) for c in cons["missed"] if c["type"] != "soft"]
     if lang == "zh":
         out = f"符合您的要求：{'、'.join(met)}。" if met else ""
         if missed:
@@ -455,7 +449,7 @@ def _render_zh(title, hist, query, pop, attr, query_first=False) -> str:
     if hist:
         text += f"{name}与《{hist[0]['title']}》的相似度为{hist[0]['similarity']:.2f}"
         if attr:
-            text += "，同属" + "、".join(_ZH_GENRES.get(g, g) for g in attr["shared"])
+            text += "，同属" + "、".join(attr.get("display_zh", attr["shared"]))
             text += "类别" if attr["name"] == "category" else "类型"
         text += "。"
     return text
@@ -564,5 +558,4 @@ __all__ = [
     "explain_items",
     "render_reason",
     "supporting",
-    "zh_genre",
 ]

@@ -103,6 +103,13 @@ def save(rec: Recommender, out_dir: str | Path, export_encoder: bool = True) -> 
         "implicit_event": rec.implicit_event,
     }
     (out / "config.json").write_text(json.dumps(meta, indent=2))
+    from lucidrec.understanding import FILES as UNDERSTANDING_FILES
+
+    if getattr(rec, "understanding", None) is not None:
+        rec.understanding.save(out)  # the language model's reading of this catalogue (lucidrec.understanding)
+    else:
+        for f in UNDERSTANDING_FILES:
+            (out / f).unlink(missing_ok=True)
     from lucidrec.retrieval import INDEX_FILES
 
     if getattr(rec, "retriever", None) is not None:
@@ -251,6 +258,10 @@ def _read(cls, d: Path, meta: dict, load_encoder: bool, encoder_threads: int | N
         rec.query_synonyms = read_synonyms(d / "query_synonyms.json")
     if load_encoder and (d / "encoder" / "model.onnx").exists():
         rec._query_encoder = _load_encoder(d, encoder_threads, rec.scorer.w["T"].shape[1])
+    from lucidrec.understanding import RequestUnderstanding
+
+    with check.reading(d, "understanding.npz"):
+        rec.understanding = RequestUnderstanding.load(d, len(rec.item_ids))
     rec.retriever = _load_index(d, rec.scorer)  # None when the folder has no index
     rec._retriever_scorer = rec.scorer
     return rec

@@ -45,6 +45,9 @@ import numpy as np
 
 from lucidrec.query_synonyms import Vocabulary, vocabulary_for
 
+#: How strongly (relative to its strongest reading) the language model must read a request as a value that
+#: a word of it names, for that value to be asked for (QueryParser._check_named_values).
+NAMED_VALUE_SUPPORT = 0.5
 #: Years the relative phrases cover, counted back from the catalog's newest item.
 RECENT_YEARS = 5
 NOT_TOO_OLD_YEARS = 15
@@ -124,6 +127,8 @@ class ParsedQuery:
     # Parts naming a field this catalogue lacks ("under $30" without a price): {"text", "field", "reason",
     # "reason_zh"}. They are neither applied nor embedded, so no reason can claim them.
     not_applied: list[dict] = field(default_factory=list)
+    # Where each asked-for value was named: value -> [(start, end, via a synonym table)] (not serialised).
+    spans: dict = field(default_factory=dict, repr=False)
 
     @property
     def has_constraints(self) -> bool:
@@ -270,6 +275,7 @@ class QueryParser:
         tables = {lang: dict(t) for lang, t in vocabulary.synonyms.items()}
         for lang, extra in (synonyms or {}).items():
             tables.setdefault(lang, {}).update(extra)
+        self._synonym_phrases: set[str] = set()  # phrases a word list gave: the user's explicit override
         for table in tables.values():
             for phrase, target in table.items():
                 canon = by_fold.get(_fold(target))
@@ -277,6 +283,7 @@ class QueryParser:
                     continue  # this catalog has no such value
                 for p in {_fold(phrase)} | (set() if _is_cjk(phrase) else _variants(phrase)):
                     phrases[p] = canon
+                    self._synonym_phrases.add(p)
         # Values that are also ordinary words ("Duck", "Command") count only as typed in the catalogue.
         self._case_sensitive = {v for v in vocab if _fold(v) in {_fold(c) for c in vocabulary.case_sensitive}}
         self.phrases = phrases
@@ -367,7 +374,9 @@ class QueryParser:
         self._parse_ranges(text, used, pq)
         self._parse_field_parts(text, used, pq)
         self._parse_translated_references(text, used, pq)
+        before_values = used.copy()
         self._parse_genres(text, used, pq, query)
+        self._check_named_values(text, before_values, used, pq)
         self._ground(query, text, used, pq)
         pq.text = self._residual(query, text, used)
         parsed_parts = len(pq.genres) + len(pq.exclude_genres) + (pq.year is not None) + len(pq.like) + len(pq.ranges)
@@ -417,10 +426,44 @@ class QueryParser:
             pq.like_titles.append(self.titles[idx])
             pq.like_idx.append(idx)
 
+    def _check_named_values(self, text: str, before: np.ndarray, used: np.ndarray, pq: ParsedQuery):
+        """A word of a descriptive value's name is no request for that value when the request as a whole
+        says otherwise: "filament for my 3D printer" names 3D Printers in what qualifies the filament, "silver
+        tape to patch anything" names a safety-sign category called Tape, "the horror of battle" is a war
+        film. Such a value is asked for only if the language model's reading of the request supports it
+        (at least half as strongly as the value it reads the request as most). Values named through a word
+        list, identity fields (a brand) and exclusions ("no horror") are the user's explicit words and stay."""
+        u = self.understanding
+        if u is None or u.grounder is None or not pq.genres:
+            return
+        from lucidrec.understanding.grounding import IDENTITY_FIELDS
+
+        kept = " ".join("".join(" " if b else ch for ch, b in zip(text, before)).split())
+        support = None
+        for g in list(pq.genres):
+            spans = pq.spans.get(g, [])
+            if not spans or any(via for _, _, via in spans) or self.field_of.get(g, "").lower() in IDENTITY_FIELDS:
+                continue
+            if g not in u.grounder.index_of_value:
+                continue  # a value the model does not ground (too small or too broad) stays as named
+            support = u.support(kept) if support is None else support
+            if support.get(g, 0.0) >= NAMED_VALUE_SUPPORT:
+                continue
+            pq.genres.remove(g)
+            pq.fields.pop(g, None)
+            words = ", ".join(f"'{text[s:e]}'" for s, e, _ in spans)
+            for s, e, _ in spans:
+                used[s:e] = False
+            pq.notes.append(f"{words} also names the category {g}, but the request as a whole reads otherwise")
+
     def _ground(self, original: str, text: str, used: np.ndarray, pq: ParsedQuery):
         """Soft values for what the grammar left: the request's free text, grounded in the catalogue by the
         language model. A field already asked for by name keeps the user's value only."""
-        if self.understanding is None or not self._residual(original, text, used):
+        if self.understanding is None:
+            return
+        if not self._residual(original, text, used):
+            if pq.like_idx and not (pq.genres or pq.exclude_genres):
+                pq.soft = self._like_values(pq)
             return
         kept = "".join(" " if u else ch for ch, u in zip(text, used))
         kept = " ".join(kept.split())
@@ -433,6 +476,8 @@ class QueryParser:
             if v.value in named or fld in named_fields or v.value not in self._value_masks:
                 continue
             soft.append({"field": v.field, "value": v.value, "strength": round(v.strength, 3)})
+        if not soft and pq.like_idx and not named:
+            soft = self._like_values(pq)
         pq.soft = soft
         if soft and qualifier:
             pq.qualifier = qualifier
@@ -440,14 +485,39 @@ class QueryParser:
             if start >= 0:
                 used[start : start + len(qualifier)] = True
 
+    def _like_values(self, pq: ParsedQuery) -> list[dict]:
+        """"something like Toy Story": prefer what the named item is (all its descriptive values, then its
+        most specific one). The named item also joins the history, which brings what people who liked it
+        liked; this says what kind of item was asked for."""
+        grounder = self.understanding.grounder if self.understanding is not None else None
+        if grounder is None:
+            return []
+        ref = pq.like_idx[0]
+        own = [k for k, (_, v) in enumerate(grounder.pairs) if v in self._value_masks and self._value_masks[v][ref]]
+        if not own:
+            return []
+        own.sort(key=lambda k: grounder.log_count[k])
+        title = self.titles[ref]
+        field, value = grounder.pairs[own[0]]
+        steps = [{"field": field, "value": value, "strength": 1.0, "like": title}]
+        if len(own) > 1:
+            values = [grounder.pairs[k][1] for k in own]
+            steps.insert(0, {"field": grounder.pairs[own[0]][0], "value": values, "strength": 1.0, "like": title})
+        return steps
+
     def soft_masks(self, pq: ParsedQuery) -> list[tuple[dict, np.ndarray]]:
-        """One (constraint, mask) per soft value, most specific first: a ladder the ranking climbs down."""
-        return [
-            ({"type": "soft", "field": v["field"], "value": v["value"], "strength": v["strength"]},
-             self._value_masks[v["value"]])
-            for v in pq.soft
-            if v["value"] in self._value_masks
-        ]
+        """One (constraint, mask) per soft value, most specific first: a ladder the ranking climbs down. A
+        step with several values (what a "like" reference is) needs all of them."""
+        out = []
+        for v in pq.soft:
+            values = v["value"] if isinstance(v["value"], list) else [v["value"]]
+            if not all(x in self._value_masks for x in values):
+                continue
+            c = {"type": "soft", "field": v["field"], "value": v["value"], "strength": v["strength"]}
+            if v.get("like"):
+                c["like"] = v["like"]
+            out.append((c, np.logical_and.reduce([self._value_masks[x] for x in values])))
+        return out
 
     def constraint_masks(self, pq: ParsedQuery) -> list[tuple[dict, np.ndarray]]:
         """One (constraint, mask over the catalog's items) pair per constraint. Items of unknown year fail a
@@ -975,6 +1045,7 @@ class QueryParser:
         positive: list[tuple[int, str]] = []
         excluded: list[str] = []
         for s, e, canon in hits:
+            pq.spans.setdefault(canon, []).append((s, e, text[s:e] in self._synonym_phrases))
             neg = next((n for n in negations if n[1] <= s and e <= n[2]), None)
             used[s:e] = True
             if neg is not None:

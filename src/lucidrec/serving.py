@@ -193,8 +193,10 @@ def rank(
         top, relaxed = sub[top_k(scores[sub][None, :], min(k, len(sub)))[0]] if len(sub) else sub, []
     else:
         top, relaxed = top_by_tiers(scores, tiers, k, met)
+    relaxed = [c for c in relaxed if c["type"] != "soft"]  # a soft value ranks; passing it over is no relaxation
     if relaxed:
-        strict = int(sum(1 for i in top if all(m[i] for _, m in constraints)))
+        hard = [m for c, m in constraints if c["type"] != "soft"]
+        strict = int(sum(1 for i in top if all(m[i] for m in hard)))
         parsed.notes.append(
             f"only {strict} item(s) meet every constraint; the rest relax, in this order: "
             + "; ".join(constraint_label(c) for c in relaxed)

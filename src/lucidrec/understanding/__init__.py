@@ -20,6 +20,8 @@ from lucidrec.understanding.grounding import CatalogGrounder, GroundedValue
 from lucidrec.understanding.request import alternatives, wanted_and_qualifier
 
 FILES = ("understanding.npz", "understanding.json")
+#: Bumped when the saved arrays change meaning; a folder with another format is read as one without them.
+FORMAT = 3
 #: A title named in a Chinese "像……那样" request is taken when its similarity reaches this and leads the
 #: runner-up by TITLE_MARGIN (translated titles land near the original, but not on it).
 TITLE_MIN_SIMILARITY = 0.5
@@ -45,17 +47,35 @@ class RequestUnderstanding:
     # ------------------------------------------------------------------ use
     def ground(self, text: str) -> tuple[list[GroundedValue], str | None]:
         """Soft values for a request's free text, and the qualifier that was set aside (None when the whole
-        text was grounded). The wanted part is grounded first ("filament" of "filament for my 3D printer");
-        when it alone says nothing the whole text is. Alternatives ("scary or funny") are grounded apart and
-        united."""
+        text was grounded). Both the wanted part ("filament" of "filament for my 3D printer") and the whole
+        text are grounded; the wanted part is kept when it reads at least as clearly (its strongest value is
+        as strong), so a generic head ("电影" of "让我开怀大笑的电影") does not hide what the rest says.
+        Alternatives ("scary or funny") are grounded apart and united."""
         if self.grounder is None or not text.strip():
             return [], None
+        whole = self._ground_alternatives(text)
         split = wanted_and_qualifier(text)
         if split is not None:
-            found = self._ground_alternatives(split[0])
-            if found:
-                return found, split[1]
-        return self._ground_alternatives(text), None
+            head = self._ground_alternatives(split[0])
+            if head and (not whole or head[0].strength >= max(w.strength for w in whole)):
+                return head, split[1]
+        return whole, None
+
+    def support(self, text: str) -> dict[str, float]:
+        """How strongly the request reads as each groundable value, relative to the value it reads as most
+        (1.0 for that one): the wanted part's reading when it is at least as clear as the whole's (as in
+        :meth:`ground`). Used to check a value the request names by a word of its name ("tape" also names
+        a safety-sign category) against what the whole request says."""
+        if self.grounder is None or not text.strip():
+            return {}
+        p = self.grounder.strengths(self.encoder.encode_one(text))
+        split = wanted_and_qualifier(text)
+        if split is not None:
+            head = self.grounder.strengths(self.encoder.encode_one(split[0]))
+            if head.max() >= p.max():
+                p = head
+        top = max(float(p.max()), 1e-9)
+        return {v: float(p[k]) / top for k, (_, v) in enumerate(self.grounder.pairs)} | {"": top}
 
     def _ground_alternatives(self, text: str) -> list[GroundedValue]:
         parts = alternatives(text)
@@ -80,7 +100,7 @@ class RequestUnderstanding:
     # ------------------------------------------------------------------ persistence
     def save(self, out: Path) -> None:
         arrays = {"title_vecs": self.title_vecs.astype(np.float16)}
-        meta = {"encoder": ENCODER_NAME, "grounder": None}
+        meta = {"format": FORMAT, "encoder": ENCODER_NAME, "grounder": None}
         if self.grounder is not None:
             arrays.update({f"g_{k}": v for k, v in self.grounder.to_arrays().items()})
             meta["grounder"] = self.grounder.meta()
@@ -94,7 +114,15 @@ class RequestUnderstanding:
         if not all((d / f).exists() for f in FILES):
             return None
         meta = json.loads((d / FILES[1]).read_text(encoding="utf-8"))
-        if meta.get("encoder") != ENCODER_NAME:
+        if meta.get("encoder") != ENCODER_NAME or meta.get("format") != FORMAT:
+            import warnings
+
+            warnings.warn(
+                f"{d}: its request understanding was built by another version (format {meta.get('format')}, "
+                f"this one reads {FORMAT}); requests are read by the grammar and value names only. Fix: retrain, "
+                "or rebuild it with Recommender.understand_catalog(dataset) and save.",
+                stacklevel=2,
+            )
             return None
         with np.load(d / FILES[0]) as z:
             arrays = {k: z[k] for k in z.files}

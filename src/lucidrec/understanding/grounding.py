@@ -7,7 +7,7 @@ in the multilingual encoder's space:
 * its **centroid**: the mean of its items' text vectors,
 * a **neighbour vote**: the share of the request's 30 nearest items (by text) that hold the value.
 
-A request's vector is compared with all three, and a small logistic model turns the six resulting
+A request's vector is compared with all three, and a small logistic model turns the resulting
 features into the probability that the value is what the request asks for. That model is fit by
 **self-supervision** on the catalogue itself: each item's title, used as a request, should select the
 item's own values (its own vector is left out of the neighbour vote, so it cannot vote for itself). The
@@ -38,7 +38,7 @@ DEFAULT_THRESHOLD = 0.5
 SPECIFICITY_MARGIN = 0.15
 #: Pseudo-requests used to fit the calibration (titles of a random sample of items).
 CALIBRATION_ITEMS = 1000
-N_FEATURES = 6
+N_FEATURES = 8
 
 
 @dataclass(frozen=True)
@@ -91,6 +91,8 @@ class CatalogGrounder:
         name_vecs: np.ndarray,
         coef: np.ndarray,
         threshold: float = DEFAULT_THRESHOLD,
+        name_bias: np.ndarray | None = None,
+        centroid_bias: np.ndarray | None = None,
     ):
         self.pairs = list(pairs)
         self.member = member.tocsr().astype(np.float32)
@@ -103,7 +105,13 @@ class CatalogGrounder:
         cent = np.asarray(self.member @ self.item_vecs) / np.maximum(counts, 1.0)[:, None]
         self.centroids = (cent / np.maximum(np.linalg.norm(cent, axis=1, keepdims=True), 1e-12)).astype(np.float32)
         self.index = {p: k for k, p in enumerate(self.pairs)}
+        self.index_of_value = {v: k for k, (_, v) in enumerate(self.pairs)}
         self._by_item = self.member.T.tocsr()  # item -> its values: the neighbour vote reads 30 rows
+        # How close each value's name and centroid are to any request of this catalogue (the mean over the
+        # calibration requests): "Film-Noir" is near every film request, so only its excess over that counts.
+        zeros = np.zeros(len(self.pairs), np.float32)
+        self.name_bias = zeros if name_bias is None else np.asarray(name_bias, np.float32)
+        self.centroid_bias = zeros if centroid_bias is None else np.asarray(centroid_bias, np.float32)
 
     # ------------------------------------------------------------------ building
     @classmethod
@@ -137,6 +145,8 @@ class CatalogGrounder:
         if len(sample) < 20:
             return None
         q = encoder.encode(requests, progress=progress)
+        g.name_bias = (q @ g.name_vecs.T).mean(axis=0)
+        g.centroid_bias = (q @ g.centroids.T).mean(axis=0)
         X, y = g._calibration_pairs(q, sample)
         g.coef = _fit_logistic(X, y)
         return g
@@ -169,7 +179,10 @@ class CatalogGrounder:
         top = np.argpartition(-sims, k)[:k] if k < len(sims) else np.arange(len(sims))
         w = np.maximum(sims[top], 0.0)
         kv = np.asarray(self._by_item[top].T @ w).ravel() / max(float(w.sum()), 1e-9)
-        return np.stack([sn, sc, kv, sn - sn.max(), sc - sc.max(), kv - kv.max()], axis=1)
+        return np.stack(
+            [sn, sc, kv, sn - sn.max(), sc - sc.max(), kv - kv.max(), sn - self.name_bias, sc - self.centroid_bias],
+            axis=1,
+        )
 
     def strengths(self, q: np.ndarray) -> np.ndarray:
         """Calibrated probability, per value, that the request asks for it."""
@@ -205,6 +218,8 @@ class CatalogGrounder:
             "name_vecs": self.name_vecs.astype(np.float16),
             "coef": self.coef,
             "threshold": np.array([self.threshold]),
+            "name_bias": self.name_bias,
+            "centroid_bias": self.centroid_bias,
             "member_indptr": m.indptr.astype(np.int64),
             "member_indices": m.indices.astype(np.int64),
         }
@@ -224,6 +239,8 @@ class CatalogGrounder:
             arrays["name_vecs"].astype(np.float32),
             arrays["coef"],
             float(arrays["threshold"][0]),
+            arrays["name_bias"],
+            arrays["centroid_bias"],
         )
 
 

@@ -22,15 +22,15 @@ _CMP_EN = (
 #: reports the part as not applied. Units and field names only: nothing here maps a phrase to a value.
 FIELD_PATTERNS: dict[str, list[str]] = {
     "price": [
-        rf"(?:{_CMP_EN}\s+)?(?:\$|usd\s*|us\$|€|£|¥)\s*{_NUM}(?:\s*(?:-|to|and)\s*\$?\s*{_NUM})?(?:\s*(?:or less|or more|max))?",
+        rf"(?:{_CMP_EN}\s+)?(?:\$|usd\s*|us\$|€|£|¥)\s*{_NUM}(?:\s*(?:-|to|and)\s*\$?\s*{_NUM})?(?:\s*(?:or less|or more|max))?",  # noqa: E501 (one pattern reads best on one line)
         rf"(?:{_CMP_EN}\s+)?{_NUM}\s*(?:dollars?|bucks|usd|euros?|pounds sterling)(?:\s*(?:or less|or more))?",
-        r"(?:cheap(?:er|est)?|inexpensive|affordable|budget|low[- ]cost|on a budget|(?:a |the )?price[sd]?|pricey|expensive)",
+        r"(?:cheap(?:er|est)?|inexpensive|affordable|budget|low[- ]cost|on a budget|(?:a |the )?price[sd]?|pricey|expensive)",  # noqa: E501 (one pattern reads best on one line)
         rf"(?:(?:低于|不超过|不到|少于|高于|超过|大约)\s*)?{_NUM}\s*(?:美元|美金|元|块钱|块|刀)\s*(?:以下|以内|以上|左右)?",
         r"(?:便宜|实惠|价格|价钱|价位|贵的|昂贵|性价比)",
     ],
     "rating": [
-        rf"(?:(?:rated|rating(?: of)?|with)\s+)?(?:{_CMP_EN}\s+)?{_NUM}(?:\.\d)?\s*\+?\s*stars?(?:\s*(?:or (?:more|better|higher|above)|and up|rating|reviews?))?",
-        r"(?:highly|well|top|best|good)[- ]rated|(?:good|great|positive|top) reviews?|(?:rated|ratings?|reviews?) (?:above|over|at least)",
+        rf"(?:(?:rated|rating(?: of)?|with)\s+)?(?:{_CMP_EN}\s+)?{_NUM}(?:\.\d)?\s*\+?\s*stars?(?:\s*(?:or (?:more|better|higher|above)|and up|rating|reviews?))?",  # noqa: E501 (one pattern reads best on one line)
+        r"(?:highly|well|top|best|good)[- ]rated|(?:good|great|positive|top) reviews?|(?:rated|ratings?|reviews?) (?:above|over|at least)",  # noqa: E501 (one pattern reads best on one line)
         rf"(?:评分|评价|好评|星级|口碑)\s*(?:在)?\s*(?:{_NUM}\s*(?:星|分)?)?\s*(?:以上|以下|及以上)?",
         rf"{_NUM}\s*星\s*(?:以上|以下|及以上)?",
     ],
@@ -103,8 +103,8 @@ def not_applied_note(kind: str, phrase: str, lang: str = "en") -> str:
 
 # ------------------------------------------------------------------------------- wanted vs qualifier
 _QUALIFIER_EN = re.compile(
-    r"\s+(?:for (?:use (?:with|in|on) )?(?:my|a|an|the|your|our|his|her|their|me|him|them|us)?\s*|to use (?:with|in|on)\s+|"
-    r"compatible with\s+|that (?:works?|fits?) (?:with|in|on)\s+|that goes (?:with|in|on)\s+|which (?:works?|fits?) with\s+)"
+    r"\s+(?:for (?:use (?:with|in|on) )?(?:my|a|an|the|your|our|his|her|their|me|him|them|us)?\s*|to use (?:with|in|on)\s+|"  # noqa: E501 (one pattern reads best on one line)
+    r"compatible with\s+|that (?:works?|fits?) (?:with|in|on)\s+|that goes (?:with|in|on)\s+|which (?:works?|fits?) with\s+)"  # noqa: E501 (one pattern reads best on one line)
 )
 _QUALIFIER_ZH = re.compile(r"(?:用的|使用的|适用的|专用的|配套的|看的|玩的|穿的|上用的)")
 
