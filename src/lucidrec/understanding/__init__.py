@@ -31,13 +31,51 @@ TITLE_MARGIN = 0.05
 class RequestUnderstanding:
     """What a trained model knows of its catalogue's language (module docstring)."""
 
-    def __init__(self, grounder: CatalogGrounder | None, title_vecs: np.ndarray, encoder: MultilingualEncoder):
+    def __init__(
+        self,
+        grounder: CatalogGrounder | None,
+        title_vecs: np.ndarray,
+        encoder: MultilingualEncoder,
+        query_map: np.ndarray | None = None,
+        query_scale: float = 1.0,
+    ):
         self.grounder = grounder
         self.title_vecs = np.asarray(title_vecs, np.float32)
         self.encoder = encoder
+        # Multilingual request vector -> the item-text space the model was trained in (see fit_query_map).
+        self.query_map = None if query_map is None else np.asarray(query_map, np.float32)
+        self.query_scale = float(query_scale)
+
+    def fit_query_map(self, item_text_vecs: np.ndarray, ridge: float = 1e-2) -> None:
+        """Learn the linear map from the multilingual encoder's space to the space of the model's item text
+        vectors (``T``) by ridge regression over the catalogue's own items (each item's text read by both
+        encoders), and the scale that makes a mapped vector spread scores over the catalogue as much as an
+        item's own text vector does (the query's weight in ``p_u`` was calibrated on those). A request then
+        enters ``p_u`` through the multilingual encoder, in English or Chinese, and the score stays one sum."""
+        if self.grounder is None:
+            return
+        U = self.grounder.item_vecs.astype(np.float64)
+        T = np.asarray(item_text_vecs, np.float64)
+        W = np.linalg.solve(U.T @ U + ridge * len(U) * np.eye(U.shape[1]), U.T @ T)
+        rng = np.random.default_rng(0)
+        probe = rng.choice(len(U), size=min(200, len(U)), replace=False)
+        self.query_map = W.astype(np.float32)
+        self.query_scale = 1.0
+        mapped = np.stack([self._mapped(u) for u in U[probe].astype(np.float32)])
+        own = T[probe] / np.maximum(np.linalg.norm(T[probe], axis=1, keepdims=True), 1e-12)
+        self.query_scale = _spread(own, T) / max(_spread(mapped, T), 1e-9)
+
+    def _mapped(self, u: np.ndarray) -> np.ndarray:
+        v = u @ self.query_map
+        return (v / max(float(np.linalg.norm(v)), 1e-12) * self.query_scale).astype(np.float32)
+
+    def query_vector(self, text: str) -> np.ndarray:
+        """The request's vector in the model's item-text space (what ``p_u``'s query terms read)."""
+        return self._mapped(self.encoder.encode_one(text))
 
     @classmethod
     def build(cls, fields, item_texts, titles, encoder=None, progress=False, seed=0) -> RequestUnderstanding:
+        """Encode the catalogue's titles and texts and fit the grounding (:class:`CatalogGrounder`)."""
         encoder = encoder or shared_encoder()
         titles = [str(t) for t in titles]
         title_vecs = encoder.encode([_bare_title(t) for t in titles], progress=progress)
@@ -100,6 +138,9 @@ class RequestUnderstanding:
     # ------------------------------------------------------------------ persistence
     def save(self, out: Path) -> None:
         arrays = {"title_vecs": self.title_vecs.astype(np.float16)}
+        if self.query_map is not None:
+            arrays["query_map"] = self.query_map
+            arrays["query_scale"] = np.array([self.query_scale])
         meta = {"format": FORMAT, "encoder": ENCODER_NAME, "grounder": None}
         if self.grounder is not None:
             arrays.update({f"g_{k}": v for k, v in self.grounder.to_arrays().items()})
@@ -130,7 +171,14 @@ class RequestUnderstanding:
         if meta.get("grounder"):
             g_arrays = {k[2:]: v for k, v in arrays.items() if k.startswith("g_")}
             grounder = CatalogGrounder.from_arrays(g_arrays, meta["grounder"], n_items)
-        return cls(grounder, arrays["title_vecs"], shared_encoder())
+        scale = float(arrays["query_scale"][0]) if "query_scale" in arrays else 1.0
+        return cls(grounder, arrays["title_vecs"], shared_encoder(), arrays.get("query_map"), scale)
+
+
+def _spread(P: np.ndarray, T: np.ndarray) -> float:
+    """Median over the rows of P of the p99 - p50 spread of their similarity to the catalogue."""
+    s = P @ T.T
+    return float(np.median(np.percentile(s, 99, axis=1) - np.percentile(s, 50, axis=1)))
 
 
 def _bare_title(title: str) -> str:
