@@ -51,6 +51,18 @@ DATA = {
 GRID = {"lr": (1e-3, 2e-3), "dropout": (0.2, 0.5), "max_len": None, "dim": (64, 128)}
 WINDOWS = {"long": (50, 100), "short": (20, 50)}
 SHOW = ("ndcg@10", "recall@10", "mrr@10", "ndcg@20", "recall@20")
+#: Conditions every reader of the table should know (the figures themselves come from the JSON).
+NOTES = [
+    "- SASRec runs are capped in wall clock on a machine whose load average was 4-8 on 2 cores (four "
+    "engineers' jobs): a run marked '(time cap)' stopped while validation was still improving or near its "
+    "best, so SASRec with more time may score higher; the grid compares settings under the same cap.",
+    "- The grid's choice uses validation only; test scores of settings that were not chosen are not kept.",
+    "- LucidRec: `HybridConfig(mode='seq')` defaults (what `lucidrec train --protocol loo` trains), 4-minute "
+    "cap on the towers; the closed-form blocks (seed-independent) are fit once per split and reused by later "
+    "seeds, so the first seed's time is the full training time.",
+    "- EASE row: reg chosen on validation from the library's grid, fit on train+valid, histories weighted "
+    "equally (the plain baseline).",
+]
 
 
 def log(msg: str) -> None:
@@ -294,7 +306,10 @@ def report(res: dict) -> str:
         p = res[n].get("sasrec")
         if not p:
             continue
-        md += ["", f"### {n}", "", "| lr | dropout | window | width | valid NDCG@10 | best epoch | epochs | seconds |"]
+        meta = p.get("meta", {})
+        cap = f" (cap {meta['max_minutes']:g} min of wall clock per run, {meta['threads']} thread)" if meta else ""
+        head = "| lr | dropout | window | width | valid NDCG@10 | best epoch | epochs | seconds |"
+        md += ["", f"### {n}{cap}", "", head]
         md.append("|---|---|---|---|---|---|---|---|")
         for g in p["grid"]:
             q = g["params"]
@@ -327,6 +342,7 @@ def report(res: dict) -> str:
                     f"{' (closed-form blocks reused from the first seed)' if r.get('blocks_reused') else ''}"
                     f", {r.get('threads', 1)} thread(s)"
                 )
+    md += ["", "## Notes", "", *NOTES]
     meta = res.get("_meta", {})
     if meta:
         md += ["", f"Machine: {meta.get('machine')}; python {meta.get('python')}; last run {meta.get('date')}."]
