@@ -260,7 +260,7 @@ def _read(cls, d: Path, meta: dict, load_encoder: bool, encoder_threads: int | N
         rec._query_encoder = _load_encoder(d, encoder_threads, rec.scorer.w["T"].shape[1])
     from lucidrec.understanding import RequestUnderstanding
 
-    with check.reading(d, "understanding.npz"):
+    with check.reading(d, "understanding.npz"):  # small arrays; the encoder's weights load on first request
         rec.understanding = RequestUnderstanding.load(d, len(rec.item_ids))
     rec.retriever = _load_index(d, rec.scorer)  # None when the folder has no index
     rec._retriever_scorer = rec.scorer

@@ -376,7 +376,7 @@ class QueryParser:
         self._parse_translated_references(text, used, pq)
         before_values = used.copy()
         self._parse_genres(text, used, pq, query)
-        self._check_named_values(text, before_values, used, pq)
+        self._check_named_values(query, text, before_values, used, pq)
         self._ground(query, text, used, pq)
         pq.text = self._residual(query, text, used)
         parsed_parts = len(pq.genres) + len(pq.exclude_genres) + (pq.year is not None) + len(pq.like) + len(pq.ranges)
@@ -426,19 +426,28 @@ class QueryParser:
             pq.like_titles.append(self.titles[idx])
             pq.like_idx.append(idx)
 
-    def _check_named_values(self, text: str, before: np.ndarray, used: np.ndarray, pq: ParsedQuery):
+    def _check_named_values(self, original: str, text: str, before: np.ndarray, used: np.ndarray, pq: ParsedQuery):
         """A word of a descriptive value's name is no request for that value when the request as a whole
         says otherwise: "filament for my 3D printer" names 3D Printers in what qualifies the filament, "silver
         tape to patch anything" names a safety-sign category called Tape, "the horror of battle" is a war
         film. Such a value is asked for only if the language model's reading of the request supports it
         (at least half as strongly as the value it reads the request as most). Values named through a word
-        list, identity fields (a brand) and exclusions ("no horror") are the user's explicit words and stay."""
+        list, identity fields (a brand) and exclusions ("no horror") are the user's explicit words and stay, and
+        so does any named value when the model reads no value clearly (its strongest below the threshold), or
+        when the request says nothing besides value names."""
         u = self.understanding
-        if u is None or u.grounder is None or not pq.genres:
-            return
+        if u is None or u.grounder is None or not pq.genres or not self._residual(original, text, used):
+            return  # a request made only of value names ("action comedy horror") means exactly those
         from lucidrec.understanding.grounding import IDENTITY_FIELDS
 
-        kept = " ".join("".join(" " if b else ch for ch, b in zip(text, before)).split())
+        # What the request asks for: the text the grammar left, plus the words naming the asked-for values
+        # (not the excluded ones: "a comedy, no romance" is read as "a comedy").
+        keep = ~used.copy()
+        for g in pq.genres:
+            for s, e, _ in pq.spans.get(g, []):
+                keep[s:e] = True
+        keep &= ~before
+        kept = " ".join("".join(ch if k else " " for ch, k in zip(text, keep)).split())
         support = None
         for g in list(pq.genres):
             spans = pq.spans.get(g, [])
@@ -447,8 +456,8 @@ class QueryParser:
             if g not in u.grounder.index_of_value:
                 continue  # a value the model does not ground (too small or too broad) stays as named
             support = u.support(kept) if support is None else support
-            if support.get(g, 0.0) >= NAMED_VALUE_SUPPORT:
-                continue
+            if support.get(g, 0.0) >= NAMED_VALUE_SUPPORT or support.get("", 0.0) < u.grounder.threshold:
+                continue  # supported, or the model reads nothing clearly enough to overrule the user's word
             pq.genres.remove(g)
             pq.fields.pop(g, None)
             words = ", ".join(f"'{text[s:e]}'" for s, e, _ in spans)

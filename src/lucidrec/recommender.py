@@ -140,16 +140,16 @@ class Recommender:
             ) from None
 
     def encode_query(self, text: str) -> np.ndarray:
-        """A request's text as the user tower reads it: through the multilingual encoder, mapped into the
-        item-text space (:mod:`lucidrec.understanding`), or, for a folder saved before that existed, through
-        the item text encoder itself."""
+        """A request's text as the user tower reads it: Latin-script text through the item text encoder,
+        other scripts through the multilingual encoder mapped into the item-text space
+        (:mod:`lucidrec.understanding`). A model loaded without encoders serves histories only."""
+        if self._query_encoder is None:
+            raise ModelError("this model has no text encoder loaded. Fix: load it with Recommender.load(DIR).")
         u = self.understanding
-        if u is not None and u.query_map is not None and (self._query_encoder is None or not _latin_only(text)):
+        if u is not None and u.query_map is not None and not _latin_only(text):
             # The item text encoder (English MiniLM) reads Latin-script text better than the map does (Scientific
             # en precision 0.93 vs 0.83, benchmarks/results/understanding.md); other scripts only the map reads.
             return u.query_vector(text)
-        if self._query_encoder is None:
-            raise ModelError("this model has no text encoder loaded. Fix: load it with Recommender.load(DIR).")
         return self._query_encoder.encode([text])[0]
 
     # Internal names kept for benchmarks and tests that read the stored histories directly.
