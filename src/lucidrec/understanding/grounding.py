@@ -34,6 +34,11 @@ MIN_VALUE_ITEMS = 3
 MAX_VALUE_SHARE = 0.5
 NEIGHBOURS = 30
 DEFAULT_THRESHOLD = 0.5
+#: A sub-value keeping this share of its parent's strength leads the ladder (CatalogGrounder.ground).
+DESCEND_SHARE = 0.4
+#: A value whose items lie (this share of them) inside another's is its sub-value ("Shredders" in
+#: "Office Electronics"): found from the catalogue's membership, so any hierarchy works, named or not.
+SUBSET_SHARE = 0.9
 #: Values this close to the strongest one compete on specificity (see CatalogGrounder.ground).
 SPECIFICITY_MARGIN = 0.15
 #: Pseudo-requests used to fit the calibration (titles of a random sample of items).
@@ -106,6 +111,7 @@ class CatalogGrounder:
         self.centroids = (cent / np.maximum(np.linalg.norm(cent, axis=1, keepdims=True), 1e-12)).astype(np.float32)
         self.index = {p: k for k, p in enumerate(self.pairs)}
         self.index_of_value = {v: k for k, (_, v) in enumerate(self.pairs)}
+        self.sub_values = _sub_values(self.member, counts)
         self._by_item = self.member.T.tocsr()  # item -> its values: the neighbour vote reads 30 rows
         # How close each value's name and centroid are to any request of this catalogue (the mean over the
         # calibration requests): "Film-Noir" is near every film request, so only its excess over that counts.
@@ -190,25 +196,36 @@ class CatalogGrounder:
         z = F @ self.coef[:-1] + self.coef[-1] if len(self.coef) == N_FEATURES + 1 else F @ self.coef
         return 1.0 / (1.0 + np.exp(-z))
 
-    def ground(self, q: np.ndarray, threshold: float | None = None, max_values: int = 3) -> list[GroundedValue]:
-        """The values a request asks for, most specific first, as a ladder of soft preferences.
+    def ground(self, q: np.ndarray, threshold: float | None = None, max_values: int = 4) -> list[GroundedValue]:
+        """The values a request asks for, most specific first: a ladder of soft preferences.
 
         Every level of a category path scores high for a clear request (an item's broad category is as
-        much "its" value as its narrow one), so among the values within :data:`SPECIFICITY_MARGIN` of the
-        strongest, the one with the fewest items leads ("super glue": Cyanoacrylate Adhesives before
-        Adhesives & Sealants); the broader ones follow, so the ranking falls back to them when the narrow
-        value has too few items. Values of one multi-valued field that come close are alternatives of one
-        step ("cartoons for kids": Animation or Children's)."""
+        much "its" value as its narrow one). So the strongest value is a starting point: the ladder descends
+        into its sub-values while the strongest of them keeps :data:`DESCEND_SHARE` of its parent's strength
+        ("a machine to destroy confidential documents": Office Electronics, then Shredders), and values
+        within :data:`SPECIFICITY_MARGIN` of the strongest join, smallest first. The ranking takes the first
+        step's items first and falls back to the broader steps. Values of one multi-valued field that come
+        close are alternatives ("cartoons for kids": Animation, Children's)."""
         if not np.any(q):
             return []
         p = self.strengths(q)
-        best = float(p.max())
+        best = int(np.argmax(p))
         tau = self.threshold if threshold is None else threshold
-        if best < tau:
+        if p[best] < tau:
             return []
-        close = np.flatnonzero(p >= max(tau, best - SPECIFICITY_MARGIN))
-        close = close[np.lexsort((-p[close], self.log_count[close]))][:max_values]
-        return [GroundedValue(self.pairs[v][0], self.pairs[v][1], float(p[v])) for v in close]
+        chain = [best]
+        while True:
+            sub = self.sub_values[chain[0]]
+            if not len(sub):
+                break
+            d = int(sub[np.argmax(p[sub])])
+            if p[d] < DESCEND_SHARE * p[chain[0]]:
+                break
+            chain.insert(0, d)
+        close = np.flatnonzero(p >= max(tau, p[best] - SPECIFICITY_MARGIN))
+        close = [int(v) for v in close[np.lexsort((-p[close], self.log_count[close]))] if v not in chain]
+        steps = (chain + close)[:max_values]
+        return [GroundedValue(self.pairs[v][0], self.pairs[v][1], float(p[v])) for v in steps]
 
     # ------------------------------------------------------------------ persistence
     def to_arrays(self) -> dict[str, np.ndarray]:
@@ -242,6 +259,17 @@ class CatalogGrounder:
             arrays["name_bias"],
             arrays["centroid_bias"],
         )
+
+
+def _sub_values(member: sparse.csr_matrix, counts: np.ndarray) -> list[np.ndarray]:
+    """Per value, the smaller values whose items lie (SUBSET_SHARE) inside its items."""
+    overlap = (member @ member.T).tocsr()  # values x values: shared items
+    out = []
+    for b in range(member.shape[0]):
+        row = overlap.getrow(b)
+        cand = row.indices[(row.data >= SUBSET_SHARE * counts[row.indices]) & (counts[row.indices] < counts[b])]
+        out.append(cand.astype(np.int64))
+    return out
 
 
 def _title_request(title: str) -> str:

