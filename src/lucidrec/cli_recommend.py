@@ -59,8 +59,16 @@ def _understood(pq: dict) -> str:
         )
     if pq["like_titles"]:
         bits.append("like " + ", ".join(pq["like_titles"]))
+    # What the language model read the free text as (soft: ranks, never excludes), with its strength.
+    soft = [v for v in pq.get("soft", []) if not v.get("like")]
+    if soft:
+        bits.append("read as " + ", then ".join(f"{v['value']} {v['strength']:.2f}" for v in soft))
+    if pq.get("qualifier"):
+        bits.append(f'qualifier "{pq["qualifier"]}" (read, not matched)')
     if pq["text"]:
         bits.append(f'text "{pq["text"]}"')
+    for n in pq.get("not_applied", []):
+        bits.append(f'"{n["text"]}" not applied (no {n["field"]} in this catalogue)')
     return "; ".join(bits) or "nothing usable (ranked without the query)"
 
 

@@ -367,7 +367,9 @@ def _significant_low_rated(evidence: list[dict]) -> dict | None:
 def _constraint_sentence(cons: dict | None, lang: str) -> str:
     if not cons or not (cons["met"] or cons["missed"]):
         return ""
-    met = [constraint_label(c, lang) for c in cons["met"]]
+    # Of the soft values (a ladder, most specific first) the item holds, the most specific says it all.
+    soft_met = [c for c in cons["met"] if c["type"] == "soft"][:1]
+    met = [constraint_label(c, lang) for c in cons["met"] if c["type"] != "soft" or c in soft_met]
     # A soft value the item lacks is no broken promise (it only ranked): the reason claims what it holds.
     missed = [constraint_label(c, lang) for c in cons["missed"] if c["type"] != "soft"]
     if lang == "zh":

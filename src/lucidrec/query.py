@@ -431,12 +431,18 @@ class QueryParser:
         says otherwise: "filament for my 3D printer" names 3D Printers in what qualifies the filament, "silver
         tape to patch anything" names a safety-sign category called Tape, "the horror of battle" is a war
         film. Such a value is asked for only if the language model's reading of the request supports it
-        (at least half as strongly as the value it reads the request as most). Values named through a word
-        list, identity fields (a brand) and exclusions ("no horror") are the user's explicit words and stay, and
+        (at least half as strongly as the value it reads the request as most). A word list's phrase is a
+        hint like a value's own name ("3d printer" -> 3D Printers is in the shipped list too). Identity fields
+        (a brand) and exclusions ("no horror") are the user's explicit words and stay, and
         so does any named value when the model reads no value clearly (its strongest below the threshold), or
         when the request says nothing besides value names."""
+        from lucidrec.understanding.request import wanted_and_qualifier
+
         u = self.understanding
-        if u is None or u.grounder is None or not pq.genres or not self._residual(original, text, used):
+        if u is None or u.grounder is None or not pq.genres:
+            return
+        plain = " ".join("".join(" " if b else ch for ch, b in zip(text, before)).split())
+        if not self._residual(original, text, used) and wanted_and_qualifier(plain) is None:
             return  # a request made only of value names ("action comedy horror") means exactly those
         from lucidrec.understanding.grounding import IDENTITY_FIELDS
 
@@ -451,7 +457,7 @@ class QueryParser:
         support = None
         for g in list(pq.genres):
             spans = pq.spans.get(g, [])
-            if not spans or any(via for _, _, via in spans) or self.field_of.get(g, "").lower() in IDENTITY_FIELDS:
+            if not spans or self.field_of.get(g, "").lower() in IDENTITY_FIELDS:
                 continue
             if g not in u.grounder.index_of_value:
                 continue  # a value the model does not ground (too small or too broad) stays as named
@@ -461,8 +467,12 @@ class QueryParser:
             pq.genres.remove(g)
             pq.fields.pop(g, None)
             words = ", ".join(f"'{text[s:e]}'" for s, e, _ in spans)
+            split = wanted_and_qualifier(plain)
             for s, e, _ in spans:
-                used[s:e] = False
+                if split is not None and text[s:e] in split[1]:
+                    pq.qualifier = split[1]  # "for my 3D printer": read, neither matched nor embedded
+                else:
+                    used[s:e] = False  # its words go back to the text the model reads and embeds
             pq.notes.append(f"{words} also names the category {g}, but the request as a whole reads otherwise")
 
     def _ground(self, original: str, text: str, used: np.ndarray, pq: ParsedQuery):
@@ -484,6 +494,8 @@ class QueryParser:
             fld = v.field if self.multi_field else ""
             if v.value in named or fld in named_fields or v.value not in self._value_masks:
                 continue
+            if any(not (self._value_masks[g] & ~self._value_masks[v.value]).any() for g in pq.genres):
+                continue  # implied by a value asked for by name (Additive Manufacturing, of the filament)
             soft.append({"field": v.field, "value": v.value, "strength": round(v.strength, 3)})
         if not soft and pq.like_idx and not named:
             soft = self._like_values(pq)
