@@ -63,6 +63,9 @@ def save(rec: Recommender, out_dir: str | Path, export_encoder: bool = True) -> 
     if getattr(rec, "vocabulary", None) is not None:
         # The query vocabulary travels with the model: edit this file to change how one model reads queries.
         (out / "vocabulary.json").write_text(json.dumps(rec.vocabulary.to_dict(), ensure_ascii=False, indent=1))
+    if getattr(rec, "query_synonyms", None):
+        # A loaded folder's own synonyms (query_synonyms.json) are kept when it is saved again (a copy, Ray).
+        (out / "query_synonyms.json").write_text(json.dumps(rec.query_synonyms, ensure_ascii=False, indent=1))
     known = rec.known
     np.savez(
         out / "interactions.npz",
