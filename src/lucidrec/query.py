@@ -471,6 +471,9 @@ class QueryParser:
             for s, e, _ in spans:
                 if split is not None and text[s:e] in split[1]:
                     pq.qualifier = split[1]  # "for my 3D printer": read, neither matched nor embedded
+                    q0 = text.find(split[1])
+                    if q0 >= 0:
+                        used[q0 : q0 + len(split[1])] = True
                 else:
                     used[s:e] = False  # its words go back to the text the model reads and embeds
             pq.notes.append(f"{words} also names the category {g}, but the request as a whole reads otherwise")

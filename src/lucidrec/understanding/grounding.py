@@ -36,6 +36,8 @@ NEIGHBOURS = 30
 DEFAULT_THRESHOLD = 0.5
 #: A sub-value keeping this share of its parent's strength leads the ladder (CatalogGrounder.ground).
 DESCEND_SHARE = 0.4
+#: ... and at least this strength of its own (a reading as weak as 0.2 is not worth leading with).
+DESCEND_FLOOR = 0.3
 #: A value whose items lie (this share of them) inside another's is its sub-value ("Shredders" in
 #: "Office Electronics"): found from the catalogue's membership, so any hierarchy works, named or not.
 SUBSET_SHARE = 0.9
@@ -219,7 +221,7 @@ class CatalogGrounder:
             if not len(sub):
                 break
             d = int(sub[np.argmax(p[sub])])
-            if p[d] < DESCEND_SHARE * p[chain[0]]:
+            if p[d] < max(DESCEND_SHARE * p[chain[0]], DESCEND_FLOOR):
                 break
             chain.insert(0, d)
         close = np.flatnonzero(p >= max(tau, p[best] - SPECIFICITY_MARGIN))
