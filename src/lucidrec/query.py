@@ -431,9 +431,10 @@ class QueryParser:
         says otherwise: "filament for my 3D printer" names 3D Printers in what qualifies the filament, "silver
         tape to patch anything" names a safety-sign category called Tape, "the horror of battle" is a war
         film. Such a value is asked for only if the language model's reading of the request supports it
-        (at least half as strongly as the value it reads the request as most). A word list's phrase is a
-        hint like a value's own name ("3d printer" -> 3D Printers is in the shipped list too). Identity fields
-        (a brand) and exclusions ("no horror") are the user's explicit words and stay, and
+        (at least half as strongly as the value it reads the request as most). A value named only inside
+        what qualifies the wanted thing is never asked for, whatever named it (the shipped word list maps "3d
+        printer" to 3D Printers). Otherwise a word list's phrase is the user's override and stays; so do
+        identity fields (a brand) and exclusions ("no horror"), and
         so does any named value when the model reads no value clearly (its strongest below the threshold), or
         when the request says nothing besides value names."""
         from lucidrec.understanding.request import wanted_and_qualifier
@@ -455,19 +456,23 @@ class QueryParser:
         keep &= ~before
         kept = " ".join("".join(ch if k else " " for ch, k in zip(text, keep)).split())
         support = None
+        split = wanted_and_qualifier(plain)
         for g in list(pq.genres):
             spans = pq.spans.get(g, [])
             if not spans or self.field_of.get(g, "").lower() in IDENTITY_FIELDS:
                 continue
-            if g not in u.grounder.index_of_value:
+            in_qualifier = split is not None and all(text[s:e] in split[1] for s, e, _ in spans)
+            if any(via for _, _, via in spans) and not in_qualifier:
+                continue  # a word list is the user's override: only the request's structure outranks it
+            if g not in u.grounder.index_of_value and not in_qualifier:
                 continue  # a value the model does not ground (too small or too broad) stays as named
-            support = u.support(kept) if support is None else support
-            if support.get(g, 0.0) >= NAMED_VALUE_SUPPORT or support.get("", 0.0) < u.grounder.threshold:
-                continue  # supported, or the model reads nothing clearly enough to overrule the user's word
+            if not in_qualifier:
+                support = u.support(kept) if support is None else support
+                if support.get(g, 0.0) >= NAMED_VALUE_SUPPORT or support.get("", 0.0) < u.grounder.threshold:
+                    continue  # supported, or the model reads nothing clearly enough to overrule the user's word
             pq.genres.remove(g)
             pq.fields.pop(g, None)
             words = ", ".join(f"'{text[s:e]}'" for s, e, _ in spans)
-            split = wanted_and_qualifier(plain)
             for s, e, _ in spans:
                 if split is not None and text[s:e] in split[1]:
                     pq.qualifier = split[1]  # "for my 3D printer": read, neither matched nor embedded
