@@ -45,6 +45,8 @@ import numpy as np
 
 from lucidrec.query_synonyms import Vocabulary, vocabulary_for
 
+#: An identity value whose name is in this many other items' titles is an ordinary word too.
+COMMON_NAME_ITEMS = 10
 #: How strongly (relative to its strongest reading) the language model must read a request as a value that
 #: a word of it names, for that value to be asked for (QueryParser._check_named_values).
 NAMED_VALUE_SUPPORT = 0.5
@@ -286,6 +288,7 @@ class QueryParser:
                     self._synonym_phrases.add(p)
         # Values that are also ordinary words ("Duck", "Command") count only as typed in the catalogue.
         self._case_sensitive = {v for v in vocab if _fold(v) in {_fold(c) for c in vocabulary.case_sensitive}}
+        self._case_sensitive |= self._common_word_names(fields)
         self.phrases = phrases
         latin = sorted((p for p in phrases if not _is_cjk(p)), key=len, reverse=True)
         cjk = sorted((p for p in phrases if _is_cjk(p)), key=len, reverse=True)
@@ -307,6 +310,36 @@ class QueryParser:
             for tok in key.split():
                 self._token_index.setdefault(_stem(tok), set()).add(i)
         self._title_keys = list(self._title_index)
+
+    def _common_word_names(self, fields: dict[str, list[list[str]]] | None) -> set[str]:
+        """Identity values (a brand) whose name is also an ordinary phrase of this catalogue ("Super Glue",
+        "Duck", "3D"): the folded name appears in the titles of at least COMMON_NAME_ITEMS items it does not
+        make. Like the vocabulary's ``case_sensitive`` list, but found from the catalogue: they count only
+        when typed with the catalogue's capitals."""
+        from collections import Counter
+
+        from lucidrec.understanding.grounding import IDENTITY_FIELDS
+
+        names = [n for n in (fields or {}) if n.lower() in IDENTITY_FIELDS]
+        if not names:
+            return set()
+        tokens = [re.findall(r"[0-9a-z]+(?:[-'][0-9a-z]+)*", _fold(t)) for t in self.titles]
+        df: Counter = Counter()  # in how many titles each 1-3 word phrase occurs
+        for toks in tokens:
+            df.update({" ".join(toks[i : i + n]) for n in (1, 2, 3) for i in range(len(toks) - n + 1)})
+        out: set[str] = set()
+        for name in names:
+            own: Counter = Counter()
+            for i, values in enumerate(fields[name]):
+                for v in values:
+                    key = " ".join(re.findall(r"[0-9a-z]+(?:[-'][0-9a-z]+)*", _fold(v)))
+                    if key in " ".join(tokens[i]):
+                        own[v] += 1
+            for v in {v for values in fields[name] for v in values}:
+                key = " ".join(re.findall(r"[0-9a-z]+(?:[-'][0-9a-z]+)*", _fold(v)))
+                if v != v.lower() and key and df.get(key, 0) - own[v] >= COMMON_NAME_ITEMS:
+                    out.add(v)
+        return out
 
     def _init_fields(self, fields: dict[str, list[list[str]]] | None) -> None:
         """Which field each value belongs to (the field holding it most often) and which fields are
