@@ -105,7 +105,7 @@ def test_unset_window_dropout_and_lr_follow_the_data_and_given_ones_are_kept():
         ),
         name="long",
     )
-    assert SASRec._data_defaults(long) == {"max_len": 50, "dropout": 0.2, "lr": 1e-3}
+    assert SASRec._data_defaults(long) == {"max_len": 50, "dropout": 0.2, "lr": 2e-3}
 
 
 def test_the_cli_seed_reaches_sasrec():
