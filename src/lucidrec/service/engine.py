@@ -70,6 +70,10 @@ class ModelHolder:
     def _prepare(rec):
         # An instance attribute shadows the method: recommend() calls self.encode_query(...).
         rec.encode_query = functools.lru_cache(maxsize=QUERY_CACHE_SIZE)(rec.encode_query)
+        if getattr(rec, "understanding", None) is not None and rec._query_encoder is not None:
+            # The multilingual encoder loads its weights on first use (~1 s): pay it at start-up, not on the
+            # first request that carries a query.
+            rec.understanding.encoder.encode_one("warm up")
         return rec
 
     @property
