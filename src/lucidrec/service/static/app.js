@@ -15,7 +15,7 @@ const T = {
     needKey: "“Like” needs a write API key: open the API key box above and paste one.",
     likedItem: (t) => `Liked “${t}”. Refreshing…`,
     summary: (r) => `${r.items.length} results · history: ${r.history_size} items (${r.history_source})`,
-    parsed: "Understood as", genres: "genres", exclude: "not", year: "years", like_: "like", text: "text", notes: "notes",
+    parsed: "Understood as", genres: "genres", exclude: "not", year: "years", like_: "like", text: "text", notes: "notes", soft: "read as", qualifier: "qualifier (read, not matched)", not_applied: "not applied",
     kinds: { history: "your history", history_other: "rest of history", query: "your query", popularity: "popularity",
              interaction: "interaction", other: "other" },
   },
@@ -32,7 +32,7 @@ const T = {
     needKey: "“喜欢”需要写入密钥：请在上方的 API 密钥框中粘贴。",
     likedItem: (t) => `已喜欢《${t}》，正在刷新…`,
     summary: (r) => `${r.items.length} 条结果 · 历史：${r.history_size} 个物品（${r.history_source}）`,
-    parsed: "理解为", genres: "类型", exclude: "排除", year: "年份", like_: "类似", text: "文本", notes: "说明",
+    parsed: "理解为", genres: "类型", exclude: "排除", year: "年份", like_: "类似", text: "文本", notes: "说明", soft: "理解为", qualifier: "限定（已理解，不匹配）", not_applied: "未应用",
     kinds: { history: "您的历史", history_other: "其余历史", query: "您的查询", popularity: "热度",
              interaction: "交互项", other: "其他" },
   },
@@ -178,8 +178,15 @@ function renderParsed(pq) {
   add(t("exclude"), pq.exclude_genres, "no");
   add(t("year"), pq.year);
   add(t("like_"), pq.like);
+  // What the language model read the request as (soft: ranks, never excludes), with its strength.
+  const soft = (Array.isArray(pq.soft) ? pq.soft : []).filter((v) => v && !v.like && typeof v.value === "string");
+  add(t("soft"), soft.map((v) => v.value + " " + Number(v.strength).toFixed(2)), "ok");
+  add(t("qualifier"), pq.qualifier);
   add(t("text"), pq.text);
-  add(t("notes"), pq.notes);
+  const na = Array.isArray(pq.not_applied) ? pq.not_applied : [];
+  add(t("not_applied"), na.map((n) => (state.lang === "zh" ? n.reason_zh : n.reason) || String(n.text)), "no");
+  // Notes repeat what was not applied; show each once.
+  add(t("notes"), (pq.notes || []).filter((n) => !na.some((x) => x.reason === n)));
   box.hidden = false;
 }
 
