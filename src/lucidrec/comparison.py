@@ -145,7 +145,7 @@ def _run_lucidrec(dataset, split, seeds, epochs, max_minutes, out: Comparison, l
     for seed in seeds:
         t0 = time.perf_counter()
         cfg = lucidrec_config(split.protocol, seed, epochs, max_minutes)
-        rec = Recommender(cfg).fit(dataset, split.train, split.valid, progress=False)
+        rec = Recommender(cfg).fit(dataset, split.train, split.valid, progress=False, understand=False)  # scored only
         scorer = rec.as_scorer(dataset)
         m = evaluate_scorer(scorer, split, "test")
         m["train_seconds"] = time.perf_counter() - t0

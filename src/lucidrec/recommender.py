@@ -83,14 +83,17 @@ class Recommender:
         progress: bool = True,
         refit_item_item: bool = True,
         log_dir: str | None = None,
+        understand: bool = True,
     ) -> Recommender:
         """Train on ``train`` (default: all interactions), early-stopping on ``valid`` (default: a random 5%
         of ``train`` per user is held out). The closed-form item-item block is refit on train+valid at the
-        end so the served model knows every interaction it was given."""
+        end so the served model knows every interaction it was given. ``understand``: also build the request
+        understanding (:meth:`understand_catalog`); a model only scored for evaluation can skip it."""
         from lucidrec import training
 
         training.fit(self, dataset, train, valid, progress, refit_item_item, log_dir)
-        self.understand_catalog(dataset, progress=progress)
+        if understand:
+            self.understand_catalog(dataset, progress=progress)
         return self
 
     def understand_catalog(self, dataset: Dataset, progress: bool = False) -> None:
