@@ -56,9 +56,12 @@ def constraint_label(c: dict, lang: str = "en") -> str:
         if c.get("like"):  # what the item named in "like ..." is
             names = v if isinstance(v, list) else [v]
             shown_l = shown if isinstance(shown, list) else [shown]
+            need = c.get("min_shared", len(names))
             if lang == "en":
-                return f"{' & '.join(names)} (like {c['like']})"
-            return f"{'、'.join(shown_l)}（与《{c['like']}》同类）"
+                some = "" if need >= len(names) else f"{need} of "
+                return f"{some}{' & '.join(names)} (like {c['like']})"
+            some = "" if need >= len(names) else f"其中{need}项"
+            return f"{'、'.join(shown_l)}{some}（与《{c['like']}》同类）"
         if lang == "en":
             return f"{v} (read from your request, {c['strength']:.2f})"
         return f"{shown}（据您的描述理解，{c['strength']:.2f}）"

@@ -548,9 +548,10 @@ class QueryParser:
                 used[start : start + len(qualifier)] = True
 
     def _like_values(self, pq: ParsedQuery) -> list[dict]:
-        """"something like Toy Story": prefer what the named item is (all its descriptive values, then its
-        most specific one). The named item also joins the history, which brings what people who liked it
-        liked; this says what kind of item was asked for."""
+        """"something like Star Wars": prefer items of the named item's kind, those sharing the most of its
+        descriptive values first (all five of Star Wars' genres, then four, then three, ...). The named item
+        also joins the history, which brings what people who liked it liked; this says what kind of item
+        was asked for."""
         grounder = self.understanding.grounder if self.understanding is not None else None
         if grounder is None:
             return []
@@ -559,17 +560,17 @@ class QueryParser:
         if not own:
             return []
         own.sort(key=lambda k: grounder.log_count[k])
-        title = self.titles[ref]
-        field, value = grounder.pairs[own[0]]
-        steps = [{"field": field, "value": value, "strength": 1.0, "like": title}]
-        if len(own) > 1:
-            values = [grounder.pairs[k][1] for k in own]
-            steps.insert(0, {"field": grounder.pairs[own[0]][0], "value": values, "strength": 1.0, "like": title})
-        return steps
+        values = [grounder.pairs[k][1] for k in own]
+        field, title = grounder.pairs[own[0]][0], self.titles[ref]
+        lowest = max(1, len(values) - 3)
+        return [
+            {"field": field, "value": values, "strength": 1.0, "like": title, "min_shared": m}
+            for m in range(len(values), lowest - 1, -1)
+        ]
 
     def soft_masks(self, pq: ParsedQuery) -> list[tuple[dict, np.ndarray]]:
         """One (constraint, mask) per soft value, most specific first: a ladder the ranking climbs down. A
-        step with several values (what a "like" reference is) needs all of them."""
+        step with several values (what a "like" reference is) needs ``min_shared`` of them (default all)."""
         out = []
         for v in pq.soft:
             values = v["value"] if isinstance(v["value"], list) else [v["value"]]
@@ -578,7 +579,10 @@ class QueryParser:
             c = {"type": "soft", "field": v["field"], "value": v["value"], "strength": v["strength"]}
             if v.get("like"):
                 c["like"] = v["like"]
-            out.append((c, np.logical_and.reduce([self._value_masks[x] for x in values])))
+            need = int(v.get("min_shared", len(values)))
+            if need < len(values):
+                c["min_shared"] = need
+            out.append((c, np.sum([self._value_masks[x] for x in values], axis=0) >= need))
         return out
 
     def constraint_masks(self, pq: ParsedQuery) -> list[tuple[dict, np.ndarray]]:
