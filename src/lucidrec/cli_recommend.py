@@ -62,7 +62,8 @@ def _understood(pq: dict) -> str:
     # What the language model read the free text as (soft: ranks, never excludes), with its strength.
     soft = [v for v in pq.get("soft", []) if not v.get("like")]
     if soft:
-        bits.append("read as " + ", then ".join(f"{v['value']} {v['strength']:.2f}" for v in soft))
+        name = lambda v: " & ".join(v) if isinstance(v, list) else v  # noqa: E731 (several values read together)
+        bits.append("read as " + ", then ".join(f"{name(v['value'])} {v['strength']:.2f}" for v in soft))
     if pq.get("qualifier"):
         bits.append(f'qualifier "{pq["qualifier"]}" (read, not matched)')
     if pq["text"]:

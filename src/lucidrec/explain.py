@@ -62,6 +62,8 @@ def constraint_label(c: dict, lang: str = "en") -> str:
                 return f"{some}{' & '.join(names)} (like {c['like']})"
             some = "" if need >= len(names) else f"其中{need}项"
             return f"{'、'.join(shown_l)}{some}（与《{c['like']}》同类）"
+        if isinstance(v, list):  # several values read together: items holding them all
+            v, shown = " & ".join(v), "、".join(shown if isinstance(shown, list) else [shown])
         if lang == "en":
             return f"{v} (read from your request, {c['strength']:.2f})"
         return f"{shown}（据您的描述理解，{c['strength']:.2f}）"

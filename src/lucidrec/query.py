@@ -45,6 +45,8 @@ import numpy as np
 
 from lucidrec.query_synonyms import Vocabulary, vocabulary_for
 
+#: How clearly the model must read a negated clause as a value to exclude it ("不要战争片" -> not War).
+NEGATION_STRENGTH = 0.7
 #: An identity value whose name is in this many other items' titles is an ordinary word too.
 COMMON_NAME_ITEMS = 10
 #: How strongly (relative to its strongest reading) the language model must read a request as a value that
@@ -459,6 +461,19 @@ class QueryParser:
             pq.like_titles.append(self.titles[idx])
             pq.like_idx.append(idx)
 
+    def _read_negated(self, clause: str):
+        """The value a negated clause names by meaning, when the model reads it clearly (strength at least
+        :data:`NEGATION_STRENGTH`, higher than for a soft value: an exclusion removes items). Its strongest
+        value, not the most specific one: "no tape" excludes every tape."""
+        u = self.understanding
+        if u is None or u.grounder is None or not clause.strip():
+            return None
+        got = u.grounder.ground(u.encoder.encode_one(clause.strip()))
+        best = max(got, key=lambda v: v.strength, default=None)
+        if best is None or best.strength < NEGATION_STRENGTH or best.value not in self._value_masks:
+            return None
+        return best
+
     def _check_named_values(self, original: str, text: str, before: np.ndarray, used: np.ndarray, pq: ParsedQuery):
         """A word of a descriptive value's name is no request for that value when the request as a whole
         says otherwise: "filament for my 3D printer" names 3D Printers in what qualifies the filament, "silver
@@ -529,7 +544,10 @@ class QueryParser:
         kept = " ".join(kept.split())
         values, qualifier = self.understanding.ground(kept)
         named = set(pq.genres) | set(pq.exclude_genres)
-        named_fields = {self.field_of.get(g, "") for g in named} if self.multi_field else ({""} if named else set())
+        # A field asked for by name keeps the user's value; a field only excluded from ("no romance") is
+        # still open to what the rest of the request reads as.
+        asked = set(pq.genres)
+        named_fields = {self.field_of.get(g, "") for g in asked} if self.multi_field else ({""} if asked else set())
         soft = []
         for v in values:
             fld = v.field if self.multi_field else ""
@@ -540,6 +558,7 @@ class QueryParser:
             soft.append({"field": v.field, "value": v.value, "strength": round(v.strength, 3)})
         if not soft and pq.like_idx and not named:
             soft = self._like_values(pq)
+        soft = self._with_joint_step(soft)
         pq.soft = soft
         if soft and qualifier:
             pq.qualifier = qualifier
@@ -567,6 +586,25 @@ class QueryParser:
             {"field": field, "value": values, "strength": 1.0, "like": title, "min_shared": m}
             for m in range(len(values), lowest - 1, -1)
         ]
+
+    def _with_joint_step(self, soft: list[dict]) -> list[dict]:
+        """"cartoons the kids can watch" reads as Children's and Animation about equally: where items hold
+        several values of one field (genres), the items holding all of them come first, then each."""
+        tau = self.understanding.grounder.threshold
+        plain = [v for v in soft if isinstance(v["value"], str)]
+        if len(plain) < 2:
+            return soft
+        top = max(v["strength"] for v in plain)
+        close = [v for v in plain if v["field"] == plain[0]["field"] and v["strength"] >= max(tau, 0.85 * top)]
+        if len(close) < 2:
+            return soft
+        values = [v["value"] for v in close]
+        both = np.logical_and.reduce([self._value_masks[v] for v in values])
+        nested = any(not (self._value_masks[a] & ~self._value_masks[b]).any() for a in values for b in values if a != b)
+        if not both.any() or nested:
+            return soft  # nobody holds them all, or one lies inside another (a category path): the ladder says it
+        joint = {"field": close[0]["field"], "value": values, "strength": round(min(v["strength"] for v in close), 3)}
+        return [joint] + soft
 
     def soft_masks(self, pq: ParsedQuery) -> list[tuple[dict, np.ndarray]]:
         """One (constraint, mask) per soft value, most specific first: a ladder the ranking climbs down. A
@@ -1138,6 +1176,14 @@ class QueryParser:
             if narrower and not used[n0:n1].any():
                 used[n0:end] = True
                 excluded.extend(v for v in dict.fromkeys(narrower) if v not in excluded)
+                continue
+            read = self._read_negated(rest) if words and not used[n0:n1].any() else None
+            if read is not None:
+                # "不要战争片", "nothing scary": the model reads the clause as one of the catalogue's values.
+                used[n0:end] = True
+                if read.value not in excluded:
+                    excluded.append(read.value)
+                pq.notes.append(f"'{text[n0:end].strip()}' read as not {read.value} ({read.strength:.2f})")
                 continue
             if words and not used[n0:n1].any():
                 used[n0:end] = True

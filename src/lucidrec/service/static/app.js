@@ -179,8 +179,9 @@ function renderParsed(pq) {
   add(t("year"), pq.year);
   add(t("like_"), pq.like);
   // What the language model read the request as (soft: ranks, never excludes), with its strength.
-  const soft = (Array.isArray(pq.soft) ? pq.soft : []).filter((v) => v && !v.like && typeof v.value === "string");
-  add(t("soft"), soft.map((v) => v.value + " " + Number(v.strength).toFixed(2)), "ok");
+  const soft = (Array.isArray(pq.soft) ? pq.soft : []).filter((v) => v && !v.like);
+  const name = (v) => (Array.isArray(v) ? v.map(String).join(" & ") : String(v));
+  add(t("soft"), soft.map((v) => name(v.value) + " " + Number(v.strength).toFixed(2)), "ok");
   add(t("qualifier"), pq.qualifier);
   add(t("text"), pq.text);
   const na = Array.isArray(pq.not_applied) ? pq.not_applied : [];
