@@ -480,8 +480,9 @@ class QueryParser:
         tape to patch anything" names a safety-sign category called Tape, "the horror of battle" is a war
         film. Such a value is asked for only if the language model's reading of the request supports it
         (at least half as strongly as the value it reads the request as most). A value named only inside
-        what qualifies the wanted thing is never asked for, whatever named it (the shipped word list maps "3d
-        printer" to 3D Printers). Otherwise a word list's phrase is the user's override and stays; so do
+        what qualifies the wanted thing, that no item holds together with another asked-for value, is never
+        asked for, whatever named it (the shipped word list maps "3d printer" to 3D Printers). Otherwise a word
+        list's phrase is the user's override and stays; so do
         identity fields (a brand) and exclusions ("no horror"), and
         so does any named value when the model reads no value clearly (its strongest below the threshold), or
         when the request says nothing besides value names."""
@@ -509,7 +510,16 @@ class QueryParser:
             spans = pq.spans.get(g, [])
             if not spans or self.field_of.get(g, "").lower() in IDENTITY_FIELDS:
                 continue
-            in_qualifier = split is not None and all(text[s:e] in split[1] for s, e, _ in spans)
+            # Named only in what qualifies the wanted thing, and no item is both ("3D Printers" for "filament
+            # for my 3D printer"): another thing, not the one asked for. "a funny film for kids" stays: films
+            # can be both.
+            others = [self._value_masks[o] for o in pq.genres if o != g]
+            in_qualifier = (
+                split is not None
+                and all(text[s:e] in split[1] for s, e, _ in spans)
+                and bool(others)
+                and not any((self._value_masks[g] & m).any() for m in others)
+            )
             if any(via for _, _, via in spans) and not in_qualifier:
                 continue  # a word list is the user's override: only the request's structure outranks it
             if g not in u.grounder.index_of_value and not in_qualifier:
