@@ -134,10 +134,21 @@ def main(argv=None):
     ap.add_argument("--model", type=Path, default=ROOT / "models" / "scientific")
     ap.add_argument("--users", type=int, default=30, help="known users per query for the history part")
     ap.add_argument("--k", type=int, default=10)
+    ap.add_argument(
+        "--no-word-lists",
+        action="store_true",
+        help="empty the vocabulary's synonym tables: the language model alone reads the queries "
+        "(results go to *_no_word_lists.json/.md)",
+    )
     args = ap.parse_args(argv)
     if not Path(args.data).exists():
         raise SystemExit(f"{args.data}: not found. Fix: pass --data to the amazon18-scientific folder.")
     rec, train_seconds = get_model(args.data, args.model)
+    if args.no_word_lists:
+        from dataclasses import replace
+
+        rec.vocabulary = replace(rec.vocabulary, synonyms={"en": {}, "zh": {}})
+        rec.query_synonyms, rec._query_parser = None, None
     parser = rec.query_parser
     masks = value_masks(rec.categories)
     n = len(rec.item_ids)
@@ -209,7 +220,7 @@ def main(argv=None):
         "targets": {"constraint_precision@10": 0.95},
     }
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "product_queries.json").write_text(
+    (RESULTS / f"product_queries{'_no_word_lists' if args.no_word_lists else ''}.json").write_text(
         json.dumps({"summary": summary, "queries": rows}, indent=2, ensure_ascii=False)
     )
     md = [
@@ -247,7 +258,7 @@ def main(argv=None):
             if r.get("precision@10", 1.0) < 1.0
         ],
     ]
-    (RESULTS / "product_queries.md").write_text("\n".join(md) + "\n")
+    (RESULTS / f"product_queries{'_no_word_lists' if args.no_word_lists else ''}.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
 
 

@@ -100,12 +100,23 @@ def main(argv=None):
     ap.add_argument("--model", type=Path, default=Path("models/ml100k"))
     ap.add_argument("--users", type=int, default=30, help="users per query for the history part")
     ap.add_argument("--k", type=int, default=10)
+    ap.add_argument(
+        "--no-word-lists",
+        action="store_true",
+        help="empty the vocabulary's synonym tables: the language model alone reads the queries "
+        "(results go to *_no_word_lists.json/.md)",
+    )
     args = ap.parse_args(argv)
     from ratio_model import ratio_model
 
     from lucidrec.explain import item_similarity
 
     _, s, rec = ratio_model(args.model)
+    if args.no_word_lists:
+        from dataclasses import replace
+
+        rec.vocabulary = replace(rec.vocabulary, synonyms={"en": {}, "zh": {}})
+        rec.query_synonyms, rec._query_parser = None, None
     queries = load_queries()
     k = args.k
 
@@ -216,7 +227,7 @@ def main(argv=None):
         "targets": {"parse_accuracy": 0.9, "constraint_precision@10": 0.98},
     }
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "queries.json").write_text(
+    (RESULTS / f"queries{'_no_word_lists' if args.no_word_lists else ''}.json").write_text(
         json.dumps({"summary": summary, "queries": rows, "history_by_query": per_query}, indent=2, ensure_ascii=False)
     )
     md = [
@@ -267,7 +278,7 @@ def main(argv=None):
             if not r["parse_ok"]
         ],
     ]
-    (RESULTS / "queries.md").write_text("\n".join(md) + "\n")
+    (RESULTS / f"queries{'_no_word_lists' if args.no_word_lists else ''}.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
 
 
