@@ -60,6 +60,7 @@ NOTES = [
     "- LucidRec: `HybridConfig(mode='seq')` defaults (what `lucidrec train --protocol loo` trains), 4-minute "
     "cap on the towers; the closed-form blocks (seed-independent) are fit once per split and reused by later "
     "seeds, so the first seed's time is the full training time.",
+    "- A cell without ± is one run: the LucidRec runs below list the seeds behind each cell.",
     "- EASE row: reg chosen on validation from the library's grid, fit on train+valid, histories weighted "
     "equally (the plain baseline).",
 ]
@@ -287,7 +288,11 @@ def report(res: dict) -> str:
         a, b = res[n].get("lucidrec"), res[n].get("sasrec")
         if a and b and "summary" in a and "summary" in b:
             r = a["summary"]["mean"]["ndcg@10"] / b["summary"]["mean"]["ndcg@10"]
-            md.append(f"- {n}: LucidRec / SASRec = {r:.3f} ({'met' if r >= 1.05 else 'MISSED'})")
+            seeds = a["summary"]["seeds"]
+            md.append(
+                f"- {n}: LucidRec / SASRec = {r:.3f} ({'met' if r >= 1.05 else 'MISSED'}; LucidRec seeds {seeds}"
+                + ("" if len(seeds) >= 3 else ": fewer than 3, the other seeds did not fit in the session") + ")"
+            )
     for n in names:
         p = res[n].get("lucidrec_ratio")
         if p and "summary" in p:
