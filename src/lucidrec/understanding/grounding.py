@@ -54,9 +54,6 @@ class GroundedValue:
     value: str
     strength: float  # calibrated probability that the request asks for this value
 
-    def to_dict(self) -> dict:
-        return {"field": self.field, "value": self.value, "strength": round(self.strength, 3)}
-
 
 def groundable_values(fields: dict[str, list[list[str]]]) -> tuple[list[tuple[str, str]], sparse.csr_matrix]:
     """The (field, value) pairs worth grounding and their item membership (values x items, CSR)."""
@@ -111,7 +108,6 @@ class CatalogGrounder:
         self.log_count = np.log(np.maximum(counts, 1.0))
         cent = np.asarray(self.member @ self.item_vecs) / np.maximum(counts, 1.0)[:, None]
         self.centroids = (cent / np.maximum(np.linalg.norm(cent, axis=1, keepdims=True), 1e-12)).astype(np.float32)
-        self.index = {p: k for k, p in enumerate(self.pairs)}
         self.index_of_value = {v: k for k, (_, v) in enumerate(self.pairs)}
         self.sub_values = _sub_values(self.member, counts)
         self._by_item = self.member.T.tocsr()  # item -> its values: the neighbour vote reads 30 rows
