@@ -165,6 +165,11 @@ def _fold(s: str) -> str:
     return "".join(ch for ch in unicodedata.normalize("NFKD", s) if not unicodedata.combining(ch))
 
 
+def _words(s: str) -> list[str]:
+    """The folded Latin words of ``s`` ("Super Glue" -> ["super", "glue"])."""
+    return re.findall(r"[0-9a-z]+(?:[-'][0-9a-z]+)*", _fold(s))
+
+
 def _title_key(title: str) -> str:
     """'Godfather, The (1972)' -> 'the godfather'; parentheticals (years, a.k.a.) dropped, punctuation gone."""
     t = _fold(title)
@@ -325,7 +330,7 @@ class QueryParser:
         names = [n for n in (fields or {}) if n.lower() in IDENTITY_FIELDS]
         if not names:
             return set()
-        tokens = [re.findall(r"[0-9a-z]+(?:[-'][0-9a-z]+)*", _fold(t)) for t in self.titles]
+        tokens = [_words(t) for t in self.titles]
         df: Counter = Counter()  # in how many titles each 1-3 word phrase occurs
         for toks in tokens:
             df.update({" ".join(toks[i : i + n]) for n in (1, 2, 3) for i in range(len(toks) - n + 1)})
@@ -334,11 +339,11 @@ class QueryParser:
             own: Counter = Counter()
             for i, values in enumerate(fields[name]):
                 for v in values:
-                    key = " ".join(re.findall(r"[0-9a-z]+(?:[-'][0-9a-z]+)*", _fold(v)))
+                    key = " ".join(_words(v))
                     if key in " ".join(tokens[i]):
                         own[v] += 1
             for v in {v for values in fields[name] for v in values}:
-                key = " ".join(re.findall(r"[0-9a-z]+(?:[-'][0-9a-z]+)*", _fold(v)))
+                key = " ".join(_words(v))
                 if v != v.lower() and key and df.get(key, 0) - own[v] >= COMMON_NAME_ITEMS:
                     out.add(v)
         return out
@@ -492,7 +497,8 @@ class QueryParser:
         if u is None or u.grounder is None or not pq.genres:
             return
         plain = " ".join("".join(" " if b else ch for ch, b in zip(text, before)).split())
-        if not self._residual(original, text, used) and wanted_and_qualifier(plain) is None:
+        split = wanted_and_qualifier(plain)
+        if not self._residual(original, text, used) and split is None:
             return  # a request made only of value names ("action comedy horror") means exactly those
         from lucidrec.understanding.grounding import IDENTITY_FIELDS
 
@@ -505,7 +511,6 @@ class QueryParser:
         keep &= ~before
         kept = " ".join("".join(ch if k else " " for ch, k in zip(text, keep)).split())
         support = None
-        split = wanted_and_qualifier(plain)
         for g in list(pq.genres):
             spans = pq.spans.get(g, [])
             if not spans or self.field_of.get(g, "").lower() in IDENTITY_FIELDS:

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from lucidrec.understanding.encoder import ENCODER_NAME, MultilingualEncoder, shared_encoder
-from lucidrec.understanding.grounding import CatalogGrounder, GroundedValue
+from lucidrec.understanding.grounding import CatalogGrounder, GroundedValue, bare_title
 from lucidrec.understanding.request import alternatives, wanted_and_qualifier
 
 FILES = ("understanding.npz", "understanding.json")
@@ -78,7 +78,7 @@ class RequestUnderstanding:
         """Encode the catalogue's titles and texts and fit the grounding (:class:`CatalogGrounder`)."""
         encoder = encoder or shared_encoder()
         titles = [str(t) for t in titles]
-        title_vecs = encoder.encode([_bare_title(t) for t in titles], progress=progress)
+        title_vecs = encoder.encode([bare_title(t) for t in titles], progress=progress)
         grounder = CatalogGrounder.build(fields or {}, item_texts, titles, encoder, seed=seed, progress=progress)
         return cls(grounder, title_vecs, encoder)
 
@@ -179,12 +179,6 @@ def _spread(P: np.ndarray, T: np.ndarray) -> float:
     """Median over the rows of P of the p99 - p50 spread of their similarity to the catalogue."""
     s = P @ T.T
     return float(np.median(np.percentile(s, 99, axis=1) - np.percentile(s, 50, axis=1)))
-
-
-def _bare_title(title: str) -> str:
-    import re
-
-    return re.sub(r"\s*\(\d{4}\)\s*$", "", title).strip()
 
 
 __all__ = ["GroundedValue", "RequestUnderstanding"]

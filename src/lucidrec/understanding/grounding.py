@@ -142,7 +142,7 @@ class CatalogGrounder:
         sample = rng.choice(len(titles), min(CALIBRATION_ITEMS, len(titles)), replace=False)
         # Each sampled item speaks twice: by its title alone, and by its whole text (which names its values
         # the way a request might name them); its own vector never votes for it.
-        requests = [_title_request(titles[i]) for i in sample] + [item_texts[i] if item_texts else "" for i in sample]
+        requests = [bare_title(titles[i]) for i in sample] + [item_texts[i] if item_texts else "" for i in sample]
         sample = np.concatenate([sample, sample])
         keep = [k for k, r in enumerate(requests) if r]
         sample, requests = sample[keep], [requests[k] for k in keep]
@@ -270,8 +270,8 @@ def _sub_values(member: sparse.csr_matrix, counts: np.ndarray) -> list[np.ndarra
     return out
 
 
-def _title_request(title: str) -> str:
-    """A title as a pseudo-request: without its year ("Heat (1995)" -> "Heat")."""
+def bare_title(title: str) -> str:
+    """A title without its year ("Heat (1995)" -> "Heat"): how a request names it, and a pseudo-request."""
     return re.sub(r"\s*\(\d{4}\)\s*$", "", str(title)).strip()
 
 
