@@ -180,9 +180,25 @@ def story_summary(cf: dict) -> dict:
     return out
 
 
+def fmt(v) -> str:
+    """A figure for a table: three decimals, "-" when there is none."""
+    return "-" if v is None else f"{v:.3f}"
+
+
+def counterfactual_rows(c: dict) -> list[str]:
+    """The head of the counterfactual table, shared by the film and product reports."""
+    return [
+        "| counterfactuals (LucidRec) | value |",
+        "|---|---|",
+        f"| coverage (verified set of <= 10 items found) | {c['coverage']:.3f} |",
+        f"| median set size | {fmt(c['median_set_size'])} |",
+        f"| re-verified by this script | {fmt(c['verified_share'])} |",
+        f"| largest abs(evidence sum - score) | {c['evidence_sum_max_abs_error']:.1e} |",
+    ]
+
+
 def story_lines(story: dict, k_items: int) -> list[str]:
-    def f(v):
-        return "-" if v is None else f"{v:.3f}"
+    f = fmt
 
     lines = [
         "",
@@ -490,8 +506,7 @@ def main(argv=None):
         "|---|---|---|---|---|---|---|---|",
     ]
 
-    def f(v):
-        return "-" if v is None else f"{v:.3f}"
+    f = fmt
 
     for name, label in (
         ("lucidrec", "LucidRec evidence"),
@@ -513,12 +528,7 @@ def main(argv=None):
         "(reasons then cite a verified decisive set first when one exists); a plain explanation's cited items "
         f"have PN {f(summary['lucidrec']['pn_plain_explain'])}.",
         "",
-        "| counterfactuals (LucidRec) | value |",
-        "|---|---|",
-        f"| coverage (verified set of <= 10 items found) | {c['coverage']:.3f} |",
-        f"| median set size | {f(c['median_set_size'])} |",
-        f"| re-verified by this script | {f(c['verified_share'])} |",
-        f"| largest abs(evidence sum - score) | {c['evidence_sum_max_abs_error']:.1e} |",
+        *counterfactual_rows(c),
         f"| p50 explained top-10 + counterfactuals, 200-item history ({lat['users']} users) "
         f"| {f(lat['p50_ms_explained_counterfactual'])} ms (plain top-10: {f(lat['p50_ms_plain'])} ms) |",
         *story_lines(summary["one_story"], args.items),
@@ -590,8 +600,7 @@ def main_products(args):
     stem = "explanations_" + (args.tag or args.data)
     (RESULTS / f"{stem}.json").write_text(json.dumps(summary, indent=2))
 
-    def f(v):
-        return "-" if v is None else f"{v:.3f}"
+    f = fmt
 
     c = summary["counterfactual"]
     lines = [
@@ -609,12 +618,7 @@ def main_products(args):
         lines.append(f"| {label} | {f(m['top3_share_median'])} | {f(m['pn'])} | {f(m['ps'])} |")
     lines += [
         "",
-        "| counterfactuals (LucidRec) | value |",
-        "|---|---|",
-        f"| coverage (verified set of <= 10 items found) | {c['coverage']:.3f} |",
-        f"| median set size | {f(c['median_set_size'])} |",
-        f"| re-verified by this script | {f(c['verified_share'])} |",
-        f"| largest abs(evidence sum - score) | {c['evidence_sum_max_abs_error']:.1e} |",
+        *counterfactual_rows(c),
         *story_lines(summary["one_story"], args.items),
     ]
     (RESULTS / f"{stem}.md").write_text("\n".join(lines) + "\n")
