@@ -15,9 +15,8 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from test_product_queries import product_frames
+from test_product_queries import shop_dataset
 
-import lucidrec.data
 from lucidrec.batch import run_batch
 from lucidrec.models.config import HybridConfig
 from lucidrec.recommender import Recommender
@@ -31,17 +30,7 @@ ATOL = 1e-6
 @pytest.fixture(scope="module")
 def shop_model(tmp_path_factory):
     """A tiny model of the generated shop, saved with its ONNX encoder (rows with a query need it)."""
-    inter, items = product_frames()
-    for c in ("brand", "category_1", "category_2", "category_3"):
-        items[c] = items[c].map(lambda v: [v])
-    schema = lucidrec.data.ItemSchema(
-        title="title",
-        text=["description"],
-        categorical=["brand", "category_1", "category_2", "category_3"],
-        numeric=["price", "weight"],
-        path=["category_1", "category_2", "category_3"],
-    )
-    ds = lucidrec.data.from_dataframes(inter, items, schema=schema, name="shop")
+    ds = shop_dataset()
     cache = str(tmp_path_factory.mktemp("cache"))
     rec = Recommender(HybridConfig(epochs=2, dim=8), cache_dir=cache).fit(ds, progress=False)
     folder = rec.save(tmp_path_factory.mktemp("models") / "shop")

@@ -56,8 +56,8 @@ def product_frames(n_items: int = 60, seed: int = 3):
     return pd.DataFrame(rows), pd.DataFrame(items)
 
 
-@pytest.fixture(scope="module")
-def shop():
+def shop_dataset() -> lucidrec.data.Dataset:
+    """:func:`product_frames` as a Dataset with named fields: brand, a 3-level category path, price, weight."""
     inter, items = product_frames()
     items = items.copy()
     for c in ("brand", "category_1", "category_2", "category_3"):
@@ -69,7 +69,12 @@ def shop():
         numeric=["price", "weight"],
         path=["category_1", "category_2", "category_3"],
     )
-    ds = lucidrec.data.from_dataframes(inter, items, schema=schema, name="shop")
+    return lucidrec.data.from_dataframes(inter, items, schema=schema, name="shop")
+
+
+@pytest.fixture(scope="module")
+def shop():
+    ds = shop_dataset()
     return ds, product_frames()[1], QueryParser.from_dataset(ds)
 
 
