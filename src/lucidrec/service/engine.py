@@ -71,9 +71,9 @@ class ModelHolder:
         # An instance attribute shadows the method: recommend() calls self.encode_query(...).
         rec.encode_query = functools.lru_cache(maxsize=QUERY_CACHE_SIZE)(rec.encode_query)
         if getattr(rec, "understanding", None) is not None and rec._query_encoder is not None:
-            # The multilingual encoder loads its weights on first use (~1 s): pay it at start-up, not on the
-            # first request that carries a query.
-            rec.understanding.encoder.encode_one("warm up")
+            # The multilingual encoder (~1 s) and the Chinese glossary (~1 s) load on first use: pay that at
+            # start-up, not on the first request that carries a query.
+            rec.understanding.read("预热 warm up")
         return rec
 
     @property
