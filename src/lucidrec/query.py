@@ -473,7 +473,7 @@ class QueryParser:
         u = self.understanding
         if u is None or u.grounder is None or not clause.strip():
             return None
-        got = u.grounder.ground(u.encoder.encode_one(clause.strip()))
+        got = u.grounder.ground(u.read(clause.strip()))
         best = max(got, key=lambda v: v.strength, default=None)
         if best is None or best.strength < NEGATION_STRENGTH or best.value not in self._value_masks:
             return None

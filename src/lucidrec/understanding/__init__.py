@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from lucidrec.understanding.encoder import ENCODER_NAME, MultilingualEncoder, shared_encoder
+from lucidrec.understanding.gloss import shared_glossary
 from lucidrec.understanding.grounding import CatalogGrounder, GroundedValue, bare_title
 from lucidrec.understanding.request import alternatives, wanted_and_qualifier
 
@@ -26,6 +27,8 @@ FORMAT = 3
 #: runner-up by TITLE_MARGIN (translated titles land near the original, but not on it).
 TITLE_MIN_SIMILARITY = 0.5
 TITLE_MARGIN = 0.05
+#: Weight of a Chinese request's dictionary gloss next to the request as written (see ``read``).
+GLOSS_WEIGHT = 1.0
 
 
 class RequestUnderstanding:
@@ -71,7 +74,20 @@ class RequestUnderstanding:
 
     def query_vector(self, text: str) -> np.ndarray:
         """The request's vector in the model's item-text space (what ``p_u``'s query terms read)."""
-        return self._mapped(self.encoder.encode_one(text))
+        return self._mapped(self.read(text))
+
+    def read(self, text: str) -> np.ndarray:
+        """The request's multilingual vector. A Chinese request is read twice, as written and as its
+        dictionary gloss (:mod:`lucidrec.understanding.gloss`), and the two readings are averaged: the
+        encoder knows everyday Chinese, the dictionary knows a shop's jargon, and where both agree the
+        reading only sharpens."""
+        vec = self.encoder.encode_one(text)
+        glossary = shared_glossary() if GLOSS_WEIGHT > 0 else None
+        gloss = glossary.gloss(text) if glossary is not None else None
+        if not gloss:
+            return vec
+        both = vec + GLOSS_WEIGHT * self.encoder.encode_one(gloss)
+        return (both / max(float(np.linalg.norm(both)), 1e-12)).astype(np.float32)
 
     @classmethod
     def build(cls, fields, item_texts, titles, encoder=None, progress=False, seed=0) -> RequestUnderstanding:
@@ -106,10 +122,10 @@ class RequestUnderstanding:
         a safety-sign category) against what the whole request says."""
         if self.grounder is None or not text.strip():
             return {}
-        p = self.grounder.strengths(self.encoder.encode_one(text))
+        p = self.grounder.strengths(self.read(text))
         split = wanted_and_qualifier(text)
         if split is not None:
-            head = self.grounder.strengths(self.encoder.encode_one(split[0]))
+            head = self.grounder.strengths(self.read(split[0]))
             if head.max() >= p.max():
                 p = head
         top = max(float(p.max()), 1e-9)
@@ -119,7 +135,7 @@ class RequestUnderstanding:
         parts = alternatives(text)
         out: list[GroundedValue] = []
         for part in parts:
-            got = self.grounder.ground(self.encoder.encode_one(part))
+            got = self.grounder.ground(self.read(part))
             if len(parts) > 1 and not got:
                 return []  # "scary or something": one side says nothing, so the "or" is not between values
             out.extend(g for g in got if all(g.value != o.value for o in out))
