@@ -168,43 +168,14 @@ ERROR_RESPONSES = {
 
 def create_app(settings: ServiceSettings, model=None) -> FastAPI:
     """``model``: the Recommender already loaded from ``settings.model_dir`` (else loaded at start-up)."""
-    store = FeedbackStore(settings.db_path, synchronous=settings.synchronous)
-    holder = engine.ModelHolder(settings.model_dir, settings.encoder_threads, model)
-    # A key listed as both kinds is a write key.
-    keys = KeyRing({**{k: READ for k in settings.read_api_keys}, **{k: WRITE for k in settings.api_keys}})
-    limiter = RateLimiter(settings.rate_limit, settings.rate_burst)
-    anon_limiter = RateLimiter(settings.anon_rate_limit, settings.anon_rate_burst)
-    fail_limiter = RateLimiter(settings.auth_fail_rate, settings.auth_fail_burst)
-    metrics = Metrics()
-    # The model and the database never run on the event loop: /health and every other request stay
-    # answerable while recommends run. Writes have their own thread so they never queue behind reads.
-    compute = WorkPool("compute", settings.threads, settings.queue)
-    writes = WorkPool("write", 1, settings.queue)  # deletes (rare, with a checkpoint)
-    feedback_writer = BatchWriter(store, settings.queue)  # group commit: one fsync per batch of rows
-
-    started = threading.Event()
-    start_lock = threading.Lock()
-
-    def model():
-        """The model, loaded once per process; the first load also seeds a new database."""
-        if not started.is_set():
-            with start_lock:
-                if not started.is_set():
-                    _start(holder, store)
-                    app.state.rows_changed()
-                    metrics.model_loaded.set(1)
-                    started.set()
-        return holder.get()
+    svc = _Service(settings, model)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         if settings.preload:
-            model()
+            svc.model()
         yield
-        compute.close()
-        writes.close()
-        feedback_writer.close()
-        store.close()
+        svc.close()
 
     app = FastAPI(
         title="lucidrec",
@@ -219,12 +190,151 @@ def create_app(settings: ServiceSettings, model=None) -> FastAPI:
     )
     # "/recommend/" is a 404 naming the path, not a 307 to an address built from the request's Host header.
     app.router.redirect_slashes = False
-    app.state.store, app.state.holder, app.state.metrics = store, holder, metrics
-    app.state.pools = {"compute": compute, "write": writes, "feedback": feedback_writer}
-    app.add_middleware(ServiceMiddleware, metrics=metrics, max_body=settings.max_body)
+    app.state.store, app.state.holder, app.state.metrics = svc.store, svc.holder, svc.metrics
+    app.state.pools = svc.pools
+    app.state.rows_changed = svc.rows_changed
+    app.add_middleware(ServiceMiddleware, metrics=svc.metrics, max_body=settings.max_body)
     app.add_middleware(SecurityHeaders)
+    _error_handlers(app, svc)
+    _recommend_routes(app, svc)
+    _user_routes(app, svc)
+    _item_routes(app, svc)
+    _health_routes(app, svc)
+    _page_routes(app)
+    return app
 
-    # ------------------------------------------------------------------ errors -> clear 4xx
+
+class _Service:
+    """What the endpoints share: the settings, the feedback store, the model (loaded once per process), the
+    key ring and its throttles, the work pools and the metrics."""
+
+    def __init__(self, settings: ServiceSettings, model=None):
+        self.settings = settings
+        self.store = FeedbackStore(settings.db_path, synchronous=settings.synchronous)
+        self.holder = engine.ModelHolder(settings.model_dir, settings.encoder_threads, model)
+        # A key listed as both kinds is a write key.
+        self.keys = KeyRing({**{k: READ for k in settings.read_api_keys}, **{k: WRITE for k in settings.api_keys}})
+        self.limiter = RateLimiter(settings.rate_limit, settings.rate_burst)
+        self.anon_limiter = RateLimiter(settings.anon_rate_limit, settings.anon_rate_burst)
+        self.fail_limiter = RateLimiter(settings.auth_fail_rate, settings.auth_fail_burst)
+        self.metrics = Metrics()
+        # The model and the database never run on the event loop: /health and every other request stay
+        # answerable while recommends run. Writes have their own thread so they never queue behind reads.
+        self.compute = WorkPool("compute", settings.threads, settings.queue)
+        self.writes = WorkPool("write", 1, settings.queue)  # deletes (rare, with a checkpoint)
+        self.feedback_writer = BatchWriter(self.store, settings.queue)  # group commit: one fsync per batch of rows
+        self.pools = {"compute": self.compute, "write": self.writes, "feedback": self.feedback_writer}
+        self.started = threading.Event()
+        self._start_lock = threading.Lock()
+        self._rows_seen = {"at": -1.0, "n": 0}  # the row count /health reports, refreshed at most once a second
+
+    def model(self):
+        """The model, loaded once per process; the first load also seeds a new database."""
+        if not self.started.is_set():
+            with self._start_lock:
+                if not self.started.is_set():
+                    _start(self.holder, self.store)
+                    self.rows_changed()
+                    self.metrics.model_loaded.set(1)
+                    self.started.set()
+        return self.holder.get()
+
+    def close(self) -> None:
+        self.compute.close()
+        self.writes.close()
+        self.feedback_writer.close()
+        self.store.close()
+
+    async def row_count(self) -> int:
+        # COUNT(*) reads the whole table: off the event loop, and at most once a second however often
+        # /health is called (after a write in this process, at once).
+        if time.monotonic() - self._rows_seen["at"] > 1.0:
+            self._rows_seen["n"] = await asyncio.to_thread(self.store.count)
+            self._rows_seen["at"] = time.monotonic()
+        return self._rows_seen["n"]
+
+    def rows_changed(self) -> None:
+        self._rows_seen["at"] = -1.0
+
+    # ------------------------------------------------------------------ access control
+    def throttle(self, bucket: RateLimiter, client: str, what: str) -> None:
+        wait = bucket.acquire(client)
+        if wait > 0:
+            retry = max(1, int(wait + 0.999))
+            raise HTTPProblem(
+                429,
+                f"rate limit: over {bucket.rate:g} {what}/s from this client. Fix: retry after {retry} s"
+                + (" with a valid API key." if what != "requests without a key" else ", or send an API key."),
+                "authorization",
+                {"Retry-After": str(retry)},
+            )
+
+    def authorise(self, request: Request, need: str | None) -> str | None:
+        """Check the request's key against ``need`` (None: no key required; READ; WRITE) and throttle it.
+        Returns the presented key's kind (None without a key)."""
+        key = presented_key(request.headers)
+        # The socket's peer address: X-Forwarded-For counts only from proxies named in serve's
+        # --forwarded-allow-ips (uvicorn rewrites the client then), so rotating it buys no fresh throttle.
+        client = request.client.host if request.client else "-"
+        if key is None:
+            if need is None:
+                self.throttle(self.anon_limiter, client, "requests without a key")
+                return None
+            self.throttle(self.fail_limiter, client, "failed key checks")
+            hint = "" if len(self.keys) else " This server has no keys configured (LUCIDREC_API_KEYS, --api-keys-file)."
+            raise HTTPProblem(
+                401,
+                f"authorization: an API key is required.{hint} Fix: send 'Authorization: Bearer KEY' or "
+                "'X-API-Key: KEY'.",
+                "authorization",
+                {"WWW-Authenticate": "Bearer"},
+            )
+        kind = self.keys.kind_of(key)
+        if kind is None:
+            # The presented key is never echoed or logged; guessing is throttled per client address.
+            self.throttle(self.fail_limiter, client, "failed key checks")
+            raise HTTPProblem(
+                401,
+                "authorization: the API key is not valid. Fix: use a configured key.",
+                "authorization",
+                {"WWW-Authenticate": "Bearer"},
+            )
+        self._key_rate(key)
+        if need == WRITE and kind != WRITE:
+            raise HTTPProblem(
+                403,
+                "authorization: this is a read key; writing feedback and forgetting users need a write key. "
+                "Fix: send a write key (a 'write: KEY' line of the key file, or LUCIDREC_API_KEYS).",
+                "authorization",
+            )
+        return kind
+
+    def _key_rate(self, key: str) -> None:
+        wait = self.limiter.acquire(key_id(key))
+        if wait > 0:
+            retry = max(1, int(wait + 0.999))
+            raise HTTPProblem(
+                429,
+                f"rate limit: over {self.limiter.rate:g} requests/s for this key. Fix: retry after {retry} s or slow "
+                "down.",
+                "authorization",
+                {"Retry-After": str(retry)},
+            )
+
+    async def write_access(self, request: Request) -> None:
+        self.authorise(request, WRITE)
+
+    async def read_access(self, request: Request) -> None:
+        """Reads of personal data (stored histories, the user list): keyed unless --public-reads."""
+        self.authorise(request, None if self.settings.public_reads else READ)
+
+    async def open_access(self, request: Request) -> None:
+        """Catalog reads: open to anyone (throttled per client when no key is sent)."""
+        self.authorise(request, None)
+
+
+# ---------------------------------------------------------------------- errors -> clear 4xx
+def _error_handlers(app: FastAPI, svc: _Service) -> None:
     @app.exception_handler(HTTPProblem)
     async def _problem(request: Request, exc: HTTPProblem):
         return _json(exc.status, exc.detail, exc.field, headers=exc.headers)
@@ -242,135 +352,73 @@ def create_app(settings: ServiceSettings, model=None) -> FastAPI:
     @app.exception_handler(sqlite3.Error)
     async def _storage(request: Request, exc: sqlite3.Error):
         # A database failure outside a write (a read of a removed or unreadable file): the same 503 shape.
-        store.last_error = f"storage: the feedback database cannot be read ({exc}). Fix: check {settings.db_path}."
+        svc.store.last_error = (
+            f"storage: the feedback database cannot be read ({exc}). Fix: check {svc.settings.db_path}."
+        )
         log.error("feedback store: %s", exc)
-        return _json(503, store.last_error, "storage")
+        return _json(503, svc.store.last_error, "storage")
 
-    @app.exception_handler(StarletteHTTPException)
-    async def _http_exception(request: Request, exc: StarletteHTTPException):
-        # Starlette/FastAPI's own errors (unknown path, wrong method, a body that cannot be read) in the
-        # service's shape: what is wrong, which part of the request, and the fix.
-        status = exc.status_code
-        fixes = {
-            404: ("path", "see the endpoints at /docs"),
-            405: ("method", "see the methods each endpoint takes at /docs"),
-            400: ("body", "send a JSON object within the size limit"),
-        }
-        name, fix = fixes.get(status, ("request", "see /docs"))
-        return _json(status, f"{name}: {exc.detail}. Fix: {fix}.", name, headers=getattr(exc, "headers", None))
+    app.exception_handler(StarletteHTTPException)(_http_exception)
+    app.exception_handler(LucidrecError)(_lucidrec_error)
+    app.exception_handler(RequestValidationError)(_validation)
 
-    @app.exception_handler(LucidrecError)
-    async def _lucidrec_error(request: Request, exc: LucidrecError):
-        status = next((s for cls, s in STATUS_FOR_ERROR.items() if isinstance(exc, cls)), 400)
-        msg = str(exc)
-        if isinstance(exc, StorageError):
-            log.error("%s", msg)  # one line, no traceback: the cause is in the message
-        head = msg.split(":", 1)[0]
-        field = head if ":" in msg and _FIELD.match(head) else None
-        return _json(status, msg, field)
 
-    @app.exception_handler(RequestValidationError)
-    async def _validation(request: Request, exc: RequestValidationError):
-        errors = exc.errors()
-        bad_json = next((e for e in errors if e.get("type") == "json_invalid"), None)
-        if bad_json is not None:
-            reason = (bad_json.get("ctx") or {}).get("error", "invalid JSON")
-            return _json(400, f"body: not valid JSON ({reason}). Fix: send a JSON object.", "body")
-        items = []
-        for e in errors:
-            name = _field_name(e.get("loc", ()))
-            # One period at the end, whoever wrote the message ("Fix: swap them." + "." was "..").
-            msg = str(e.get("msg", "invalid")).removeprefix("Value error, ").rstrip(".")
-            items.append({"field": name, "message": msg, "type": e.get("type")})
-        first = items[0]
-        detail = "; ".join(f"{i['field']}: {i['message']}" for i in items[:5])
-        if "Fix:" not in detail:
-            detail += ". Fix: see the request schema at /docs"
-        return _json(422, detail + ".", first["field"], errors=items)
+async def _http_exception(request: Request, exc: StarletteHTTPException):
+    # Starlette/FastAPI's own errors (unknown path, wrong method, a body that cannot be read) in the
+    # service's shape: what is wrong, which part of the request, and the fix.
+    status = exc.status_code
+    fixes = {
+        404: ("path", "see the endpoints at /docs"),
+        405: ("method", "see the methods each endpoint takes at /docs"),
+        400: ("body", "send a JSON object within the size limit"),
+    }
+    name, fix = fixes.get(status, ("request", "see /docs"))
+    return _json(status, f"{name}: {exc.detail}. Fix: {fix}.", name, headers=getattr(exc, "headers", None))
 
-    # ------------------------------------------------------------------ access control
-    def _throttle(bucket: RateLimiter, client: str, what: str) -> None:
-        wait = bucket.acquire(client)
-        if wait > 0:
-            retry = max(1, int(wait + 0.999))
-            raise HTTPProblem(
-                429,
-                f"rate limit: over {bucket.rate:g} {what}/s from this client. Fix: retry after {retry} s"
-                + (" with a valid API key." if what != "requests without a key" else ", or send an API key."),
-                "authorization",
-                {"Retry-After": str(retry)},
-            )
 
-    def _authorise(request: Request, need: str | None) -> str | None:
-        """Check the request's key against ``need`` (None: no key required; READ; WRITE) and throttle it.
-        Returns the presented key's kind (None without a key)."""
-        key = presented_key(request.headers)
-        # The socket's peer address: X-Forwarded-For counts only from proxies named in serve's
-        # --forwarded-allow-ips (uvicorn rewrites the client then), so rotating it buys no fresh throttle.
-        client = request.client.host if request.client else "-"
-        if key is None:
-            if need is None:
-                _throttle(anon_limiter, client, "requests without a key")
-                return None
-            _throttle(fail_limiter, client, "failed key checks")
-            hint = "" if len(keys) else " This server has no keys configured (LUCIDREC_API_KEYS, --api-keys-file)."
-            raise HTTPProblem(
-                401,
-                f"authorization: an API key is required.{hint} Fix: send 'Authorization: Bearer KEY' or "
-                "'X-API-Key: KEY'.",
-                "authorization",
-                {"WWW-Authenticate": "Bearer"},
-            )
-        kind = keys.kind_of(key)
-        if kind is None:
-            # The presented key is never echoed or logged; guessing is throttled per client address.
-            _throttle(fail_limiter, client, "failed key checks")
-            raise HTTPProblem(
-                401,
-                "authorization: the API key is not valid. Fix: use a configured key.",
-                "authorization",
-                {"WWW-Authenticate": "Bearer"},
-            )
-        wait = limiter.acquire(key_id(key))
-        if wait > 0:
-            retry = max(1, int(wait + 0.999))
-            raise HTTPProblem(
-                429,
-                f"rate limit: over {limiter.rate:g} requests/s for this key. Fix: retry after {retry} s or slow down.",
-                "authorization",
-                {"Retry-After": str(retry)},
-            )
-        if need == WRITE and kind != WRITE:
-            raise HTTPProblem(
-                403,
-                "authorization: this is a read key; writing feedback and forgetting users need a write key. "
-                "Fix: send a write key (a 'write: KEY' line of the key file, or LUCIDREC_API_KEYS).",
-                "authorization",
-            )
-        return kind
+async def _lucidrec_error(request: Request, exc: LucidrecError):
+    status = next((s for cls, s in STATUS_FOR_ERROR.items() if isinstance(exc, cls)), 400)
+    msg = str(exc)
+    if isinstance(exc, StorageError):
+        log.error("%s", msg)  # one line, no traceback: the cause is in the message
+    head = msg.split(":", 1)[0]
+    field = head if ":" in msg and _FIELD.match(head) else None
+    return _json(status, msg, field)
 
-    async def write_access(request: Request) -> None:
-        _authorise(request, WRITE)
 
-    async def read_access(request: Request) -> None:
-        """Reads of personal data (stored histories, the user list): keyed unless --public-reads."""
-        _authorise(request, None if settings.public_reads else READ)
+async def _validation(request: Request, exc: RequestValidationError):
+    errors = exc.errors()
+    bad_json = next((e for e in errors if e.get("type") == "json_invalid"), None)
+    if bad_json is not None:
+        reason = (bad_json.get("ctx") or {}).get("error", "invalid JSON")
+        return _json(400, f"body: not valid JSON ({reason}). Fix: send a JSON object.", "body")
+    items = []
+    for e in errors:
+        name = _field_name(e.get("loc", ()))
+        # One period at the end, whoever wrote the message ("Fix: swap them." + "." was "..").
+        msg = str(e.get("msg", "invalid")).removeprefix("Value error, ").rstrip(".")
+        items.append({"field": name, "message": msg, "type": e.get("type")})
+    first = items[0]
+    detail = "; ".join(f"{i['field']}: {i['message']}" for i in items[:5])
+    if "Fix:" not in detail:
+        detail += ". Fix: see the request schema at /docs"
+    return _json(422, detail + ".", first["field"], errors=items)
 
-    async def open_access(request: Request) -> None:
-        """Catalog reads: open to anyone (throttled per client when no key is sent)."""
-        _authorise(request, None)
 
-    # ------------------------------------------------------------------ endpoints
+# ---------------------------------------------------------------------- endpoints
+def _recommend_routes(app: FastAPI, svc: _Service) -> None:
+    settings = svc.settings
+
     @app.post("/recommend", response_model=RecommendResponse, responses={**ERROR_RESPONSES, 503: BUSY})
     async def recommend(request: Request, req: RecommendRequest):
         """Top-k items for a stored user and/or an inline history and/or a query, with reasons. A stored
         user's history is personal data: it needs a key unless the server runs with --public-reads."""
-        _authorise(request, READ if req.user is not None and not settings.public_reads else None)
+        svc.authorise(request, READ if req.user is not None and not settings.public_reads else None)
         # Bounded before it runs: the cost estimate is checked, then the work waits for a pool thread.
         # The inline part is checked here, before the request takes a slot; the stored part once it is read.
         engine.check_cost(req, 0, settings.max_cost)
-        result = await compute.run(
-            lambda: engine.recommend(model(), store, req, settings.max_history, settings.max_cost)
+        result = await svc.compute.run(
+            lambda: engine.recommend(svc.model(), svc.store, req, settings.max_history, settings.max_cost)
         )
         return JSONResponse(result)
 
@@ -379,55 +427,45 @@ def create_app(settings: ServiceSettings, model=None) -> FastAPI:
         status_code=201,
         response_model=FeedbackResponse,
         responses=ERROR_RESPONSES,
-        dependencies=[Depends(write_access)],
+        dependencies=[Depends(svc.write_access)],
     )
     async def feedback(req: FeedbackRequest):
         """Record one event; it counts from the user's very next recommendation. Acknowledged (201) only
         once the row is on disk (synchronous=FULL; concurrent writes share one commit)."""
-        rec = holder.get() if started.is_set() else await compute.run(model)  # a lazy first load
+        rec = svc.holder.get() if svc.started.is_set() else await svc.compute.run(svc.model)  # a lazy first load
         engine.check_item(rec, req.item, "item")
         ts = req.effective_timestamp(time.time())
-        row_id, size = await feedback_writer.add(req.user, req.item, req.event, req.rating, ts)
-        metrics.feedback_rows.inc()
-        rows_changed()
+        row_id, size = await svc.feedback_writer.add(req.user, req.item, req.event, req.rating, ts)
+        svc.metrics.feedback_rows.inc()
+        svc.rows_changed()
         return FeedbackResponse(
             id=row_id, user=req.user, item=req.item, event=req.event, rating=req.rating, timestamp=ts, history_size=size
         )
 
-    user_path = PathParam(
-        ...,
-        min_length=1,
-        max_length=MAX_ID_CHARS,
-        description="User id, percent-encoded ('team/alice' as team%2Falice, or as it is: ids may hold '/').",
-    )
 
+_USER_PATH = PathParam(
+    ...,
+    min_length=1,
+    max_length=MAX_ID_CHARS,
+    description="User id, percent-encoded ('team/alice' as team%2Falice, or as it is: ids may hold '/').",
+)
+
+
+def _user_routes(app: FastAPI, svc: _Service) -> None:
     @app.delete(
         "/users/{user_id:path}",
         response_model=DeleteResponse,
         responses=ERROR_RESPONSES,
-        dependencies=[Depends(write_access)],
+        dependencies=[Depends(svc.write_access)],
     )
-    async def forget_user(user_id: str = user_path):
+    async def forget_user(user_id: str = _USER_PATH):
         """Forget a user: a tombstone in the model folder (every later load of the folder, by any command,
         treats them as a stranger), then every stored row erased from the database file and its WAL (with a
         tombstone there too). Idempotent: a repeat answers 200 and completes a forget that was cut short;
         404 only for an id that was never stored, known to the model or forgotten."""
         schemas.check_id(user_id, "user_id")
-
-        def forget():
-            rec = model()
-            known = user_id in rec.known or store.user_rows(user_id) > 0
-            before = store.is_tombstoned(user_id) or tombstones.digest(user_id) in tombstones.read(settings.model_dir)
-            if not known and not before:
-                return None
-            # The folder's tombstone first: if the process stops after it, the user is already a stranger
-            # to every load of the folder, and a repeat erases the rows.
-            tomb = tombstones.append(settings.model_dir, [user_id])
-            n, checkpointed = store.delete_user(user_id)
-            return n, checkpointed, tomb, before and n == 0
-
-        done = await writes.run(forget)
-        rows_changed()
+        done = await svc.writes.run(lambda: _forget(svc, user_id))
+        svc.rows_changed()
         if done is None:
             raise UnknownIdError(
                 f"user_id: user '{user_id}' has no stored rows and was never known to the model or forgotten. "
@@ -448,107 +486,118 @@ def create_app(settings: ServiceSettings, model=None) -> FastAPI:
         "/users/{user_id:path}/history",
         response_model=HistoryResponse,
         responses=ERROR_RESPONSES,
-        dependencies=[Depends(read_access)],
+        dependencies=[Depends(svc.read_access)],
     )
     async def user_history(
-        user_id: str = user_path,
+        user_id: str = _USER_PATH,
         limit: int = Query(DEFAULT_MAX_HISTORY, ge=1, le=DEFAULT_MAX_HISTORY, description="Most recent rows."),
         offset: int = Query(0, ge=0, le=2**62, description="Skip this many most recent rows (paging back in time)."),
     ):
         """A user's stored rows, oldest first: the most recent ``limit`` rows after skipping ``offset``."""
         schemas.check_id(user_id, "user_id")
-        return await compute.run(_history_page, user_id, limit, offset)
+        return await svc.compute.run(_history_page, svc, user_id, limit, offset)
 
-    def _history_page(user_id: str, limit: int, offset: int) -> dict:
-        rows = store.history(user_id, limit=limit, offset=offset)
-        if not rows:
-            raise UnknownIdError(f"user_id: user '{user_id}' has no stored history there. Fix: check the id.")
-        rec = model()
-        hist = [
-            {
-                "id": r.id,
-                "item": r.item,
-                "event": r.event,
-                "rating": r.rating,
-                "timestamp": r.timestamp,
-                "title": str(rec.titles[rec.item_index[r.item]]) if r.item in rec.item_index else None,
-            }
-            for r in rows
-        ]
-        return {"user": user_id, "size": len(hist), "total": store.user_rows(user_id), "history": hist}
-
-    @app.get("/users", response_model=list[UserSummary], dependencies=[Depends(read_access)])
+    @app.get("/users", response_model=list[UserSummary], dependencies=[Depends(svc.read_access)])
     async def list_users(limit: int = Query(20, ge=1, le=500)):
         """The most active users in the store (for picking one on the web page)."""
-        return [{"user": u, "events": n} for u, n in await compute.run(store.users, limit)]
+        return [{"user": u, "events": n} for u, n in await svc.compute.run(svc.store.users, limit)]
 
+
+def _forget(svc: _Service, user_id: str):
+    """(rows deleted, WAL checkpointed, folder tombstone written, already forgotten), or None for an id
+    that was never stored, known to the model or forgotten."""
+    store, model_dir = svc.store, svc.settings.model_dir
+    rec = svc.model()
+    known = user_id in rec.known or store.user_rows(user_id) > 0
+    before = store.is_tombstoned(user_id) or tombstones.digest(user_id) in tombstones.read(model_dir)
+    if not known and not before:
+        return None
+    # The folder's tombstone first: if the process stops after it, the user is already a stranger
+    # to every load of the folder, and a repeat erases the rows.
+    tomb = tombstones.append(model_dir, [user_id])
+    n, checkpointed = store.delete_user(user_id)
+    return n, checkpointed, tomb, before and n == 0
+
+
+def _history_page(svc: _Service, user_id: str, limit: int, offset: int) -> dict:
+    rows = svc.store.history(user_id, limit=limit, offset=offset)
+    if not rows:
+        raise UnknownIdError(f"user_id: user '{user_id}' has no stored history there. Fix: check the id.")
+    rec = svc.model()
+    hist = [
+        {
+            "id": r.id,
+            "item": r.item,
+            "event": r.event,
+            "rating": r.rating,
+            "timestamp": r.timestamp,
+            "title": str(rec.titles[rec.item_index[r.item]]) if r.item in rec.item_index else None,
+        }
+        for r in rows
+    ]
+    return {"user": user_id, "size": len(hist), "total": svc.store.user_rows(user_id), "history": hist}
+
+
+def _item_routes(app: FastAPI, svc: _Service) -> None:
     @app.get(
-        "/items/{item_id:path}", response_model=Item, responses=ERROR_RESPONSES, dependencies=[Depends(open_access)]
+        "/items/{item_id:path}",
+        response_model=Item,
+        responses=ERROR_RESPONSES,
+        dependencies=[Depends(svc.open_access)],
     )
     async def get_item(item_id: str = PathParam(..., min_length=1, max_length=MAX_ID_CHARS)):
         def lookup():
-            rec = model()
+            rec = svc.model()
             engine.check_item(rec, item_id, "item_id")
             return engine.item_info(rec, rec.item_index[item_id])
 
-        return await compute.run(lookup)
+        return await svc.compute.run(lookup)
 
     @app.get(
-        "/items", response_model=ItemSearchResponse, responses=ERROR_RESPONSES, dependencies=[Depends(open_access)]
+        "/items", response_model=ItemSearchResponse, responses=ERROR_RESPONSES, dependencies=[Depends(svc.open_access)]
     )
     async def search_items(search: str | None = Query(None, max_length=200), limit: int = Query(20, ge=1, le=200)):
         """Items whose title contains ``search`` (case-insensitive), or whose id is ``search``."""
-        items = await compute.run(lambda: engine.search_items(model(), search, limit))
+        items = await svc.compute.run(lambda: engine.search_items(svc.model(), search, limit))
         return {"search": search, "count": len(items), "items": items}
 
-    rows_seen = {"at": -1.0, "n": 0}  # the row count /health reports, refreshed at most once a second
 
-    async def row_count() -> int:
-        # COUNT(*) reads the whole table: off the event loop, and at most once a second however often
-        # /health is called (after a write in this process, at once).
-        if time.monotonic() - rows_seen["at"] > 1.0:
-            rows_seen["n"] = await asyncio.to_thread(store.count)
-            rows_seen["at"] = time.monotonic()
-        return rows_seen["n"]
-
-    def rows_changed() -> None:
-        rows_seen["at"] = -1.0
-
-    app.state.rows_changed = rows_changed
-
+def _health_routes(app: FastAPI, svc: _Service) -> None:
     @app.get("/health")
     async def health(request: Request):
         """Whether the server can answer and store: 200 ``ok``, or 503 ``degraded`` with ``storage`` saying
         why writes fail. Row counts, key configuration and queues only for a request with a valid key."""
         # On the event loop, never behind the model's pool: answers while heavy requests run.
-        storage = store.health()
+        storage = svc.store.health()
         body = {
             "status": "ok" if storage["ok"] else "degraded",
             "version": __version__,
-            "model_loaded": holder.loaded,
+            "model_loaded": svc.holder.loaded,
             "storage": "ok" if storage["ok"] else "unavailable",
         }
         if presented_key(request.headers) is not None:
-            _authorise(request, READ)  # a wrong key: 401, and counted by the failed-key throttle
+            svc.authorise(request, READ)  # a wrong key: 401, and counted by the failed-key throttle
             body.update(
                 {
                     "storage_error": storage["error"],
-                    "items": len(holder.get().item_ids) if holder.loaded else None,
-                    "feedback_rows": await row_count() if storage["ok"] else None,
-                    "write_keys_configured": keys.count(WRITE),
-                    "read_keys_configured": keys.count(READ),
-                    "public_reads": settings.public_reads,
-                    "queued": {name: pool.pending for name, pool in app.state.pools.items()},
+                    "items": len(svc.holder.get().item_ids) if svc.holder.loaded else None,
+                    "feedback_rows": await svc.row_count() if storage["ok"] else None,
+                    "write_keys_configured": svc.keys.count(WRITE),
+                    "read_keys_configured": svc.keys.count(READ),
+                    "public_reads": svc.settings.public_reads,
+                    "queued": {name: pool.pending for name, pool in svc.pools.items()},
                 }
             )
         return JSONResponse(body, status_code=200 if storage["ok"] else 503)
 
     @app.get("/metrics", include_in_schema=False)
     def prometheus():
-        body, ctype = metrics.render()
+        body, ctype = svc.metrics.render()
         return Response(body, media_type=ctype)
 
-    # ------------------------------------------------------------------ the web page (package files, no CDN)
+
+def _page_routes(app: FastAPI) -> None:
+    """The web page and the API reference (package files, no CDN)."""
     static_dir = resources.files("lucidrec.service") / "static"
 
     @app.get("/", include_in_schema=False)
@@ -561,7 +610,6 @@ def create_app(settings: ServiceSettings, model=None) -> FastAPI:
         return FileResponse(str(static_dir / "docs.html"), media_type="text/html; charset=utf-8")
 
     app.mount("/static", StaticFiles(directory=str(static_dir)), name="static")
-    return app
 
 
 async def _no_key_in_url(request: Request) -> None:
