@@ -366,11 +366,40 @@ def finetune_encoder(
     cfg = cfg or FinetuneConfig()
     _require_train_deps(cfg.lora)
     import torch
-    from tqdm.auto import tqdm
 
     from lucidrec.data.text import ItemTextBuilder
 
     out = Path(out_dir)
+    ckpt = _checkpoint_folder(out, cfg, resume, overwrite)
+    t0 = time.perf_counter()
+    torch.manual_seed(cfg.seed)
+    pairs = build_pairs(train, cfg, forbidden_items)
+    texts_list = ItemTextBuilder().build(dataset)
+    model, base_path = _load_model(base, cfg)
+    serve_max_len = model.max_seq_length
+    model.max_seq_length = cfg.max_length
+    run = _Run(model, _Texts(model, texts_list), pairs, cfg, ckpt)
+    run.start(resume)
+    run.train(progress, log_dir, callback)
+    # the best weights by validation loss, LoRA merged into the base weights, at the serving token limit
+    _restore(model, run.best)
+    if cfg.lora:
+        model[0].model = model[0].model.merge_and_unload()
+    model.max_seq_length = serve_max_len
+    model.eval()
+    out.mkdir(parents=True, exist_ok=True)
+    model.save(str(out))
+    report = {"base": str(base_path), **run.report()}
+    if export_onnx:
+        report["onnx_max_abs_diff"] = export_and_check(out, texts_list[:64])
+    report["seconds"] = round(time.perf_counter() - t0, 1)
+    (out / REPORT).write_text(json.dumps(report, indent=1))
+    shutil.rmtree(ckpt, ignore_errors=True)
+    return report
+
+
+def _checkpoint_folder(out: Path, cfg: FinetuneConfig, resume: bool, overwrite: bool) -> Path:
+    """``out``'s checkpoint folder, after the checks of --resume / --overwrite against what is there."""
     ckpt = out / CHECKPOINT
     if ckpt.exists() and not (resume or overwrite):
         raise ConfigError(
@@ -383,168 +412,196 @@ def finetune_encoder(
         raise ConfigError(f"--resume: no checkpoint in {ckpt}. Fix: drop --resume to start a new run.")
     if resume:
         _check_resumable(ckpt, cfg)
+    return ckpt
 
-    t0 = time.perf_counter()
-    torch.manual_seed(cfg.seed)
-    pairs = build_pairs(train, cfg, forbidden_items)
-    texts_list = ItemTextBuilder().build(dataset)
-    model, base_path = _load_model(base, cfg)
-    serve_max_len = model.max_seq_length
-    model.max_seq_length = cfg.max_length
-    texts = _Texts(model, texts_list)
-    params = list(_trainable(model).values())
-    optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
 
-    def lr_factor(step: int) -> float:  # linear warm-up, then linear decay to zero at the last step
+def _tensorboard(log_dir: str | None):
+    if not log_dir:
+        return None
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise DependencyError("--tensorboard needs tensorboard. Fix: pip install tensorboard.") from None
+    return SummaryWriter(log_dir)
+
+
+class _Run:
+    """One fine-tuning run: the optimizer and its schedule, the run's state (step, validation history, best
+    weights), the training loop with periodic checkpoints and a clean stop on Ctrl-C."""
+
+    def __init__(self, model, texts: _Texts, pairs: BehaviourPairs, cfg: FinetuneConfig, ckpt: Path):
+        import torch
+
+        self.model, self.texts, self.pairs, self.cfg, self.ckpt = model, texts, pairs, cfg, ckpt
+        self.params = list(_trainable(model).values())
+        self.optimizer = torch.optim.AdamW(self.params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
+        self.schedule = BatchSchedule(pairs.train, cfg.batch_size, cfg.seed)
+        self.state: dict = {}
+        self.best: dict = {}
+        self.step = 0
+        self.running: float | None = None
+        self.writer = None
+        self.bar = None
+        self.run_t0 = time.perf_counter()
+
+    def _lr_factor(self, step: int) -> float:
+        """Linear warm-up, then linear decay to zero at the last step."""
+        cfg = self.cfg
         if step < cfg.warmup:
             return (step + 1) / (cfg.warmup + 1)
         return max(0.0, (cfg.steps - step) / max(1, cfg.steps - cfg.warmup))
 
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
-    schedule = BatchSchedule(pairs.train, cfg.batch_size, cfg.seed)
+    def start(self, resume: bool) -> None:
+        """The run's state: the checkpoint's when resuming, else step 0 with the base model's validation."""
+        if resume:
+            self.state, self.best = _load_checkpoint(self.ckpt, self.model, self.optimizer, self.scheduler)
+        else:
+            self.model.train()
+            base_val = self._validate()
+            self.best = _snapshot(self.model)
+            self.state = {
+                "config": self.cfg.to_dict(),
+                "step": 0,
+                "best_step": 0,
+                "best_loss": base_val["loss"],
+                "bad_evals": 0,
+                "history": [{"step": 0, "val_loss": base_val["loss"], "val_acc": base_val["acc"]}],
+                "stopped_early": False,
+                "seconds_before_resume": 0.0,
+            }
+        self.step = self.state["step"]
 
-    if resume:
-        state, best = _load_checkpoint(ckpt, model, optimizer, scheduler)
-    else:
-        model.train()
-        base_val = validate(model, texts, pairs.valid, cfg.batch_size, cfg.scale)
-        best = _snapshot(model)
-        state = {
-            "config": cfg.to_dict(),
-            "step": 0,
-            "best_step": 0,
-            "best_loss": base_val["loss"],
-            "bad_evals": 0,
-            "history": [{"step": 0, "val_loss": base_val["loss"], "val_acc": base_val["acc"]}],
-            "stopped_early": False,
-            "seconds_before_resume": 0.0,
-        }
+    def _validate(self) -> dict:
+        return validate(self.model, self.texts, self.pairs.valid, self.cfg.batch_size, self.cfg.scale)
 
-    writer = None
-    if log_dir:
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError:
-            raise DependencyError("--tensorboard needs tensorboard. Fix: pip install tensorboard.") from None
-        writer = SummaryWriter(log_dir)
-
-    model.train()
-    step = state["step"]
-    running = None
-    bar = tqdm(total=cfg.steps, initial=step, desc="fine-tune", disable=not progress, dynamic_ncols=True)
-    run_t0 = time.perf_counter()
-
-    def snapshot_state() -> dict:
+    def snapshot_state(self) -> dict:
         return {
-            **state,
-            "step": step,
-            "seconds_before_resume": state["seconds_before_resume"] + time.perf_counter() - run_t0,
+            **self.state,
+            "step": self.step,
+            "seconds_before_resume": self.state["seconds_before_resume"] + time.perf_counter() - self.run_t0,
         }
 
-    # Ctrl-C only sets a flag, honoured between steps: a checkpoint written mid-update would mix two steps.
-    # A second Ctrl-C stops at once (the last periodic checkpoint stays valid).
-    interrupt = {"asked": False}
+    def _checkpoint(self) -> None:
+        _save_checkpoint(self.ckpt, self.model, self.best, self.optimizer, self.scheduler, self.snapshot_state())
 
-    def on_sigint(signum, frame):
-        if interrupt["asked"]:
-            raise KeyboardInterrupt
-        interrupt["asked"] = True
+    def train(self, progress: bool, log_dir: str | None, callback) -> None:
+        """Steps until the last one or early stopping. Ctrl-C only sets a flag, honoured between steps (a
+        checkpoint written mid-update would mix two steps); a second Ctrl-C stops at once (the last periodic
+        checkpoint stays valid). Any stop between steps saves a checkpoint to resume from."""
+        from tqdm.auto import tqdm
 
-    previous_handler = None
-    if threading.current_thread() is threading.main_thread():
-        previous_handler = signal.signal(signal.SIGINT, on_sigint)
-    at_boundary = True  # True between steps: the model, optimizer and state describe the same step
-    try:
-        while step < cfg.steps and not state["stopped_early"]:
-            at_boundary = False
-            loss, acc = pair_loss(model, texts, schedule.batch(step), cfg.scale)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            optimizer.step()
-            scheduler.step()
-            step += 1
-            lv = loss.item()
-            running = lv if running is None else 0.9 * running + 0.1 * lv
-            if writer:
-                writer.add_scalar("train/loss", lv, step)
-                writer.add_scalar("train/lr", scheduler.get_last_lr()[0], step)
-            if step % cfg.eval_every == 0 or step == cfg.steps:
-                v = validate(model, texts, pairs.valid, cfg.batch_size, cfg.scale)
-                state["history"].append(
-                    {"step": step, "train_loss": running, "val_loss": v["loss"], "val_acc": v["acc"]}
-                )
-                if writer:
-                    writer.add_scalar("valid/loss", v["loss"], step)
-                    writer.add_scalar("valid/acc", v["acc"], step)
-                if v["loss"] < state["best_loss"] - 1e-4:
-                    state.update(best_loss=v["loss"], best_step=step, bad_evals=0)
-                    best = _snapshot(model)
-                else:
-                    state["bad_evals"] += 1
-                    state["stopped_early"] = state["bad_evals"] > cfg.patience
-                bar.set_postfix(loss=f"{running:.3f}", val=f"{v['loss']:.3f}", acc=f"{v['acc']:.2f}")
-            else:
-                bar.set_postfix(loss=f"{running:.3f}")
-            bar.update(1)
-            if step % cfg.checkpoint_every == 0 and step < cfg.steps:
-                _save_checkpoint(ckpt, model, best, optimizer, scheduler, snapshot_state())
-            at_boundary = True
-            if callback is not None:
-                callback(step, lv)
+        self.writer = _tensorboard(log_dir)
+        self.model.train()
+        self.bar = tqdm(
+            total=self.cfg.steps, initial=self.step, desc="fine-tune", disable=not progress, dynamic_ncols=True
+        )
+        self.run_t0 = time.perf_counter()
+        interrupt = {"asked": False}
+
+        def on_sigint(signum, frame):
             if interrupt["asked"]:
                 raise KeyboardInterrupt
-    except BaseException as e:
-        bar.close()
-        if writer:
-            writer.close()
+            interrupt["asked"] = True
+
+        previous_handler = None
+        if threading.current_thread() is threading.main_thread():
+            previous_handler = signal.signal(signal.SIGINT, on_sigint)
+        at_boundary = True  # True between steps: the model, optimizer and state describe the same step
+        try:
+            while self.step < self.cfg.steps and not self.state["stopped_early"]:
+                at_boundary = False
+                lv = self._one_step()
+                at_boundary = True
+                if callback is not None:
+                    callback(self.step, lv)
+                if interrupt["asked"]:
+                    raise KeyboardInterrupt
+        except BaseException as e:
+            self._close()
+            self._stopped(e, at_boundary)
+            raise
+        finally:
+            if previous_handler is not None:
+                signal.signal(signal.SIGINT, previous_handler)
+        self._close()
+
+    def _one_step(self) -> float:
+        import torch
+
+        cfg = self.cfg
+        loss, acc = pair_loss(self.model, self.texts, self.schedule.batch(self.step), cfg.scale)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.params, 1.0)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.step += 1
+        lv = loss.item()
+        self.running = lv if self.running is None else 0.9 * self.running + 0.1 * lv
+        if self.writer:
+            self.writer.add_scalar("train/loss", lv, self.step)
+            self.writer.add_scalar("train/lr", self.scheduler.get_last_lr()[0], self.step)
+        if self.step % cfg.eval_every == 0 or self.step == cfg.steps:
+            self._evaluate()
+        else:
+            self.bar.set_postfix(loss=f"{self.running:.3f}")
+        self.bar.update(1)
+        if self.step % cfg.checkpoint_every == 0 and self.step < cfg.steps:
+            self._checkpoint()
+        return lv
+
+    def _evaluate(self) -> None:
+        """Validation at this step: the best weights kept, early stopping after ``patience`` bad evaluations."""
+        v = self._validate()
+        state, step = self.state, self.step
+        state["history"].append({"step": step, "train_loss": self.running, "val_loss": v["loss"], "val_acc": v["acc"]})
+        if self.writer:
+            self.writer.add_scalar("valid/loss", v["loss"], step)
+            self.writer.add_scalar("valid/acc", v["acc"], step)
+        if v["loss"] < state["best_loss"] - 1e-4:
+            state.update(best_loss=v["loss"], best_step=step, bad_evals=0)
+            self.best = _snapshot(self.model)
+        else:
+            state["bad_evals"] += 1
+            state["stopped_early"] = state["bad_evals"] > self.cfg.patience
+        self.bar.set_postfix(loss=f"{self.running:.3f}", val=f"{v['loss']:.3f}", acc=f"{v['acc']:.2f}")
+
+    def _stopped(self, e: BaseException, at_boundary: bool) -> None:
+        """A stop before the end: a checkpoint when between steps; Ctrl-C becomes a clear LucidrecError."""
+        step, ckpt = self.step, self.ckpt
         saved = at_boundary and step > 0 and not isinstance(e, LucidrecError)
         if saved:
-            _save_checkpoint(ckpt, model, best, optimizer, scheduler, snapshot_state())
+            self._checkpoint()
         if isinstance(e, KeyboardInterrupt):
             where = f"checkpoint of step {step} saved" if saved else "the last periodic checkpoint (if any) is kept"
             raise LucidrecError(
-                f"interrupted at step {step}/{cfg.steps}; {where} in {ckpt}. Fix: rerun the same command with "
+                f"interrupted at step {step}/{self.cfg.steps}; {where} in {ckpt}. Fix: rerun the same command with "
                 "--resume to continue."
             ) from None
-        raise
-    finally:
-        if previous_handler is not None:
-            signal.signal(signal.SIGINT, previous_handler)
-    bar.close()
-    if writer:
-        writer.close()
 
-    # the best weights by validation loss, LoRA merged into the base weights, at the serving token limit
-    _restore(model, best)
-    if cfg.lora:
-        model[0].model = model[0].model.merge_and_unload()
-    model.max_seq_length = serve_max_len
-    model.eval()
-    out.mkdir(parents=True, exist_ok=True)
-    model.save(str(out))
-    train_seconds = state["seconds_before_resume"] + time.perf_counter() - run_t0
-    report = {
-        "base": str(base_path),
-        "config": cfg.to_dict(),
-        "mode": "lora" if cfg.lora else "full",
-        "steps": step,
-        "best_step": state["best_step"],
-        "stopped_early": state["stopped_early"],
-        "history": state["history"],
-        "n_train_pairs": int(len(pairs.train)),
-        "n_valid_pairs": int(len(pairs.valid)),
-        "n_valid_items": int(len(pairs.valid_items)),
-        "n_trainable_params": int(sum(p.numel() for p in params)),
-        "train_seconds": round(train_seconds, 1),
-        "peak_rss_mb": round(_peak_rss_mb(), 1),
-    }
-    if export_onnx:
-        report["onnx_max_abs_diff"] = export_and_check(out, texts_list[:64])
-    report["seconds"] = round(time.perf_counter() - t0, 1)
-    (out / REPORT).write_text(json.dumps(report, indent=1))
-    shutil.rmtree(ckpt, ignore_errors=True)
-    return report
+    def _close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        if self.writer:
+            self.writer.close()
+
+    def report(self) -> dict:
+        cfg, state, pairs = self.cfg, self.state, self.pairs
+        return {
+            "config": cfg.to_dict(),
+            "mode": "lora" if cfg.lora else "full",
+            "steps": self.step,
+            "best_step": state["best_step"],
+            "stopped_early": state["stopped_early"],
+            "history": state["history"],
+            "n_train_pairs": int(len(pairs.train)),
+            "n_valid_pairs": int(len(pairs.valid)),
+            "n_valid_items": int(len(pairs.valid_items)),
+            "n_trainable_params": int(sum(p.numel() for p in self.params)),
+            "train_seconds": round(state["seconds_before_resume"] + time.perf_counter() - self.run_t0, 1),
+            "peak_rss_mb": round(_peak_rss_mb(), 1),
+        }
 
 
 def export_and_check(folder: Path, sample: list[str]) -> float:
