@@ -435,43 +435,15 @@ def run_batch(
     (users, rows written, seconds, users per second, engine, index kind)."""
     import time
 
-    import pyarrow.parquet as pq
-    from tqdm.auto import tqdm
-
-    from lucidrec.recommender import MAX_K, Recommender
-
-    if engine not in ENGINES:
-        raise ConfigError(f"--engine '{engine}': must be 'local' or 'ray'.")
-    if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= MAX_K:
-        raise ConfigError(f"--k {k!r}: must be an integer from 1 to {MAX_K}.")
-    if not isinstance(chunk_size, int) or chunk_size < 1:
-        raise ConfigError(f"--chunk-size {chunk_size!r}: must be a positive integer. Fix: e.g. --chunk-size 1000.")
-    if index not in INDEX_CHOICES:
-        raise ConfigError(f"--index '{index}': must be one of {', '.join(INDEX_CHOICES)}.")
     users, out = Path(users), Path(out)
-    if out.suffix.lower() not in (".parquet", ".pq"):
-        raise ConfigError(f"--out {out}: the output is Parquet. Fix: name it e.g. recs.parquet.")
+    _check_options(engine, k, chunk_size, index, out)
     pf, columns, n_users = _open_users(users)
     has_query = "query" in columns
-    rec = model if isinstance(model, Recommender) else Recommender.load(model, load_encoder=has_query)
-    if index != "saved":
-        if index == "exact":
-            rec.drop_index()
-        else:
-            rec.build_index(kind=index, progress=progress)
+    rec = _model_for_job(model, has_query, index, progress)
     r = getattr(rec, "retriever", None)
     kind = "exact" if r is None else r.kind
-    opts = {
-        "k": k,
-        "evidence": evidence,
-        "exclude_seen": exclude_seen,
-        "skip_unknown": skip_unknown,
-        "source": str(users),
-    }
-
-    def chunks():
-        yield from _rows(pf, columns, chunk_size)
-
+    opts = {"k": k, "evidence": evidence, "exclude_seen": exclude_seen, "skip_unknown": skip_unknown}
+    opts["source"] = str(users)
     t0 = time.perf_counter()
     if engine == "local":
         runner = _LocalEngine(rec, opts)
@@ -482,29 +454,10 @@ def run_batch(
             folder = _folder_for_workers(model, rec, index, has_query, Path(tmp))
             runner = _RayEngine(opts, address, num_cpus, workers, folder, load_encoder=has_query)
     setup = time.perf_counter() - t0  # Ray: start-up, model into the object store, actors built
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".partial")
-    written, done = 0, 0
-    writer = None
     try:
-        with tqdm(total=n_users, desc=f"batch ({engine})", unit="user", disable=not progress) as bar:
-            for cols, n_rows in runner.map(chunks()):
-                table = _table(cols, evidence)
-                if writer is None:
-                    writer = pq.ParquetWriter(tmp, table.schema)
-                writer.write_table(table)
-                written += table.num_rows
-                done += n_rows
-                bar.update(n_rows)
-        if writer is None:  # no users at all: still write a valid, empty file
-            writer = pq.ParquetWriter(tmp, _table({c: [] for c in _table_columns(evidence)}, evidence).schema)
-        writer.close()
-        writer = None
-        tmp.replace(out)
+        bar = {"total": n_users, "desc": f"batch ({engine})", "disable": not progress}
+        written, done = _write_parquet(runner.map(_rows(pf, columns, chunk_size)), out, evidence, bar)
     finally:
-        if writer is not None:
-            writer.close()
-        tmp.unlink(missing_ok=True)
         runner.close()
     seconds = time.perf_counter() - t0
     return {
@@ -518,6 +471,67 @@ def run_batch(
         "index": kind,
         "out": str(out),
     }
+
+
+def _check_options(engine: str, k, chunk_size, index: str, out: Path) -> None:
+    """The job's options, each refused with the option's name and the fix."""
+    from lucidrec.serving import MAX_K
+
+    if engine not in ENGINES:
+        raise ConfigError(f"--engine '{engine}': must be 'local' or 'ray'.")
+    if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= MAX_K:
+        raise ConfigError(f"--k {k!r}: must be an integer from 1 to {MAX_K}.")
+    if not isinstance(chunk_size, int) or chunk_size < 1:
+        raise ConfigError(f"--chunk-size {chunk_size!r}: must be a positive integer. Fix: e.g. --chunk-size 1000.")
+    if index not in INDEX_CHOICES:
+        raise ConfigError(f"--index '{index}': must be one of {', '.join(INDEX_CHOICES)}.")
+    if out.suffix.lower() not in (".parquet", ".pq"):
+        raise ConfigError(f"--out {out}: the output is Parquet. Fix: name it e.g. recs.parquet.")
+
+
+def _model_for_job(model: str | Path | Recommender, has_query: bool, index: str, progress: bool) -> Recommender:
+    """The model the job serves (loaded from a folder, with its encoder only when rows have a query), with
+    the candidate index ``index`` asks for: the saved one, none ("exact"), or one built now."""
+    from lucidrec.recommender import Recommender
+
+    rec = model if isinstance(model, Recommender) else Recommender.load(model, load_encoder=has_query)
+    if index == "exact":
+        rec.drop_index()
+    elif index != "saved":
+        rec.build_index(kind=index, progress=progress)
+    return rec
+
+
+def _write_parquet(results: Iterator[tuple[dict[str, list], int]], out: Path, evidence: bool, bar: dict):
+    """Every chunk's columns into ``out``, written to a ``.partial`` file renamed at the end (an interrupted
+    job leaves no half file). Returns (rows written, users done)."""
+    import pyarrow.parquet as pq
+    from tqdm.auto import tqdm
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".partial")
+    written, done = 0, 0
+    writer = None
+    try:
+        with tqdm(unit="user", **bar) as progress:
+            for cols, n_rows in results:
+                table = _table(cols, evidence)
+                if writer is None:
+                    writer = pq.ParquetWriter(tmp, table.schema)
+                writer.write_table(table)
+                written += table.num_rows
+                done += n_rows
+                progress.update(n_rows)
+        if writer is None:  # no users at all: still write a valid, empty file
+            writer = pq.ParquetWriter(tmp, _table({c: [] for c in _table_columns(evidence)}, evidence).schema)
+        writer.close()
+        writer = None
+        tmp.replace(out)
+    finally:
+        if writer is not None:
+            writer.close()
+        tmp.unlink(missing_ok=True)
+    return written, done
 
 
 def _table_columns(evidence: bool) -> list[str]:
