@@ -120,7 +120,15 @@ def test_bad_param_syntax():
 
 @pytest.mark.parametrize(
     "module",
-    ["lucidrec.cli_eval", "lucidrec.cli_recommend", "lucidrec.service.cli", "lucidrec.finetune", "lucidrec.batch"],
+    [
+        "lucidrec.cli_eval",
+        "lucidrec.cli_recommend",
+        "lucidrec.service.cli",
+        "lucidrec.cli_finetune",
+        "lucidrec.cli_batch",
+        "lucidrec.finetune",
+        "lucidrec.batch",
+    ],
 )
 def test_command_modules_do_not_import_the_app(module):
     """No import circle: command modules take shared options from cli_common; only cli.py assembles the app."""

@@ -12,7 +12,7 @@ import sys
 
 import typer
 
-from lucidrec import batch, cli_eval, cli_forget, cli_recommend, cli_report, finetune
+from lucidrec import cli_batch, cli_eval, cli_finetune, cli_forget, cli_recommend, cli_report
 from lucidrec.service import cli as service_cli
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="lucidrec: recommendations that explain themselves.")
@@ -20,8 +20,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help="lucidrec: re
 cli_eval.register(app)  # evaluate, export-run, split, baselines, train, demo
 cli_recommend.register(app)  # recommend
 service_cli.register(app)  # serve
-finetune.register(app)  # finetune-encoder
-batch.register(app)  # batch, index
+cli_finetune.register(app)  # finetune-encoder
+cli_batch.register(app)  # batch, index
 cli_report.register(app)  # report
 cli_forget.register(app)  # forget
 
