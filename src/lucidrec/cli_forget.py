@@ -22,6 +22,7 @@ def forget_users(users: list[str], model: Path | None, db: Path | None) -> list[
     from the feedback database (and its WAL) with a tombstone there too, and their rows removed from the
     folder's ``interactions.npz``. Returns one report per user."""
     from lucidrec import forgetting
+    from lucidrec.purge import purge_interactions
 
     reports = [{"user": u, "db_rows": 0, "model_rows": 0, "model_folder_tombstone": False} for u in users]
     if model is not None:
@@ -33,7 +34,7 @@ def forget_users(users: list[str], model: Path | None, db: Path | None) -> list[
                 "folder's owner, or make the folder writable; nothing was forgotten."
             )
         before = _known_rows(model, users)
-        forgetting.purge_interactions(model)
+        purge_interactions(model)
         for r in reports:
             r["model_folder_tombstone"] = True
             r["model_rows"] = before.get(r["user"], 0)
