@@ -194,7 +194,9 @@ def ease_step(name: str, s, res: dict) -> None:
     log(f"{name} EASE chosen {chosen['params']}: test ndcg@10 {m['ndcg@10']:.4f}")
 
 
-def lucidrec_step(name: str, s, res: dict, protocol: str, seeds, max_minutes: float | None) -> None:
+def lucidrec_step(
+    name: str, s, res: dict, protocol: str, seeds, max_minutes: float | None, save_model: str | None = None
+) -> None:
     import torch
 
     from lucidrec import training
@@ -222,6 +224,7 @@ def lucidrec_step(name: str, s, res: dict, protocol: str, seeds, max_minutes: fl
         rep = rec.train_report
         run = {
             "seed": seed,
+            "commit": _commit(),
             "seconds": round(secs, 1),
             "blocks_reused": fitted_here > 0,
             "threads": torch.get_num_threads(),
@@ -236,6 +239,8 @@ def lucidrec_step(name: str, s, res: dict, protocol: str, seeds, max_minutes: fl
         }
         part["runs"].append(run)
         fitted_here += 1
+        if save_model:  # the last seed's model, e.g. for benchmarks/explanations.py
+            rec.save(save_model)
         part["config"] = {k: v for k, v in cfg.to_dict().items() if k != "seed"}
         part["summary"] = _mean_std(sorted(part["runs"], key=lambda r: r["seed"]))
         save_results(res)
@@ -243,6 +248,89 @@ def lucidrec_step(name: str, s, res: dict, protocol: str, seeds, max_minutes: fl
             f"{name} LucidRec {protocol} seed {seed}: test ndcg@10 {m['ndcg@10']:.4f} valid "
             f"{run['valid_ndcg@10']:.4f} ({run['seconds']} s, {run['epochs_run']} epochs)"
         )
+
+
+#: Serving recency decays (per position) of the recency step.
+RECENCY_SERVE = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
+
+
+def recency_step(name: str, s, res: dict) -> None:
+    """The closed-form transition block alone (the library's grid of training decay and reg), NDCG@10 on
+    validation (block fit on train) and on test (refit on train+valid) for each serving recency decay: does
+    the recency validation prefers hold on test? (ML-100K: validation prefers long memory, test short.)"""
+    import pandas as pd
+
+    from lucidrec.metrics import RankingAccumulator
+    from lucidrec.models import sequential as sq
+
+    ds = s.dataset
+    rows = []
+    for decay in sq.DECAY_GRID:
+        for reg in sq.REG_GRID:
+            row = {"decay": decay, "reg": reg, "valid": {}, "test": {}}
+            for part, frame, target in (("valid", s.train, s.valid), ("test", pd.concat([s.train, s.valid]), s.test)):
+                seqs = sq.ordered(frame, ds.n_users)
+                block = sq.transition_block(frame, ds.n_users, ds.n_items, decay, reg)
+                users = np.unique(target["uidx"].to_numpy())
+                users = users[[len(seqs[u]) > 0 for u in users]]
+                rel, known = ds.matrix(target), ds.matrix(frame)
+                for sd in RECENCY_SERVE:
+                    acc = RankingAccumulator(ds.n_items, ks=(10,), auc=False)
+                    for b in range(0, len(users), 1024):
+                        us = users[b : b + 1024]
+                        acc.add(sq.apply(block, [seqs[u] for u in us], sq.position_profile(sd)), rel[us], known[us])
+                    row[part][str(sd)] = acc.result()["ndcg@10"]
+            rows.append(row)
+            log(f"{name} recency decay {decay} reg {reg}: valid {row['valid']} test {row['test']}")
+    res.setdefault(name, {})["recency"] = {"serve_decays": list(RECENCY_SERVE), "rows": rows}
+    save_results(res)
+
+
+def _recency_report(res: dict, names: list[str]) -> list[str]:
+    md = []
+    for n in names:
+        p = res[n].get("recency")
+        if not p:
+            continue
+        if not md:
+            md += [
+                "",
+                "## Recency: the transition block alone, validation vs test (`--step recency`)",
+                "",
+                "NDCG@10 of the closed-form transition block alone (block fit on train for validation, on "
+                "train+valid for test) for each serving recency decay per position; the decay validation picks "
+                "is in bold, the one test would pick in italics.",
+            ]
+        head = " | ".join(f"{d:g}" for d in p["serve_decays"])
+        md += [
+            "",
+            f"### {n}",
+            "",
+            f"| training decay | reg | part | {head} |",
+            "|---|---|---|" + "---|" * len(p["serve_decays"]),
+        ]
+        for r in p["rows"]:
+            for part in ("valid", "test"):
+                vals = [r[part][str(d)] for d in p["serve_decays"]]
+                best = max(range(len(vals)), key=lambda k: vals[k])
+                cells = [
+                    (f"**{v:.4f}**" if part == "valid" else f"*{v:.4f}*") if k == best else f"{v:.4f}"
+                    for k, v in enumerate(vals)
+                ]
+                md.append(f"| {r['decay']:g} | {r['reg']:g} | {part} | " + " | ".join(cells) + " |")
+    return md
+
+
+def _commit() -> str:
+    """The code the run used (HEAD, marked when the working tree had other changes)."""
+    import subprocess
+
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", "src"], capture_output=True, text=True).stdout
+        return head.stdout.strip() + ("+changes" if dirty.strip() else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
 
 
 def _cell(summary: dict, k: str) -> str:
@@ -291,7 +379,8 @@ def report(res: dict) -> str:
             seeds = a["summary"]["seeds"]
             md.append(
                 f"- {n}: LucidRec / SASRec = {r:.3f} ({'met' if r >= 1.05 else 'MISSED'}; LucidRec seeds {seeds}"
-                + ("" if len(seeds) >= 3 else ": fewer than 3, the other seeds did not fit in the session") + ")"
+                + ("" if len(seeds) >= 3 else ": fewer than 3, the other seeds did not fit in the session")
+                + ")"
             )
     for n in names:
         p = res[n].get("lucidrec_ratio")
@@ -345,8 +434,9 @@ def report(res: dict) -> str:
                     f"{r['test']['recall@10']:.4f}; valid (blend) {r['valid_ndcg@10']:.4f}; {r['epochs_run']} "
                     f"epochs, {r['seconds']:.0f} s{' (time cap)' if r.get('capped') else ''}"
                     f"{' (closed-form blocks reused from the first seed)' if r.get('blocks_reused') else ''}"
-                    f", {r.get('threads', 1)} thread(s)"
+                    f", {r.get('threads', 1)} thread(s)" + (f", code {r['commit']}" if r.get("commit") else "")
                 )
+    md += _recency_report(res, names)
     md += ["", "## Notes", "", *NOTES]
     meta = res.get("_meta", {})
     if meta:
@@ -359,12 +449,13 @@ def report(res: dict) -> str:
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", choices=list(DATA), default="ml-100k")
-    ap.add_argument("--step", choices=("sasrec", "ease", "lucidrec"), default=None)
+    ap.add_argument("--step", choices=("sasrec", "ease", "lucidrec", "recency"), default=None)
     ap.add_argument("--protocol", choices=("loo", "ratio"), default="loo", help="lucidrec step: ratio = guard")
     ap.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
     ap.add_argument("--max-minutes", type=float, default=None, help="training cap per run (SASRec default 4)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--report", action="store_true")
+    ap.add_argument("--save-model", default=None, help="lucidrec step: save the last seed's model to this folder")
     args = ap.parse_args(argv)
     import torch
 
@@ -378,8 +469,10 @@ def main(argv=None) -> None:
             sasrec_step(args.data, s, res, args.max_minutes or 4.0, args.threads)
         elif args.step == "ease":
             ease_step(args.data, s, res)
+        elif args.step == "recency":
+            recency_step(args.data, s, res)
         else:
-            lucidrec_step(args.data, s, res, args.protocol, args.seeds, args.max_minutes)
+            lucidrec_step(args.data, s, res, args.protocol, args.seeds, args.max_minutes, args.save_model)
         res["_meta"] = {
             "machine": f"{platform.machine()}, {os.cpu_count()} cpus, shared",
             "python": platform.python_version(),
