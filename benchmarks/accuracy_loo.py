@@ -322,9 +322,15 @@ def _recency_report(res: dict, names: list[str]) -> list[str]:
 
 
 def _commit() -> str:
-    """The code the run used (HEAD, marked when the working tree had other changes)."""
+    """The code the run used: HEAD, marked when the working tree had other changes; a library imported from
+    a frozen copy (``git archive`` of a commit, with that commit's id in a COMMIT file beside its src/) says so."""
     import subprocess
 
+    import lucidrec
+
+    marker = Path(lucidrec.__file__).resolve().parents[2] / "COMMIT"
+    if marker.exists():
+        return marker.read_text().strip() + " (frozen copy)"
     try:
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True)
         dirty = subprocess.run(["git", "status", "--porcelain", "src"], capture_output=True, text=True).stdout
