@@ -2,9 +2,11 @@
 English and Chinese, on three catalogues; with the word lists (vocabulary synonyms) on and emptied, against
 a plain multilingual sentence encoder (cosine of request and item text, no word lists) in the same run.
 
-    python benchmarks/understanding.py [--catalogues ml-100k,scientific,office] [--models DIR]
+    python benchmarks/understanding.py [--set dev|heldout] [--catalogues ml-100k,scientific,office] [--models DIR]
 
-Request sets: benchmarks/data/understanding_<catalogue>.jsonl, written for this benchmark (paraphrases,
+Request sets: benchmarks/data/understanding_<catalogue>.jsonl ("dev": the requests the understanding was
+built and tuned against) and understanding_heldout_<catalogue>.jsonl ("heldout": written later, before any
+result on them was seen, and never tuned on), written for this benchmark (paraphrases,
 "like" requests, compound requests, requests naming a field the catalogue lacks), each with the values an
 item must hold one of to count ("intended") and, where the request names a missing field, that field
 ("unapplied"). Scored, per request, with no history:
@@ -13,12 +15,14 @@ item must hold one of to count ("intended") and, where the request names a missi
   false claims   reasons that claim a match with a part that was not applied (its words in the reason);
   understand ms  p50 of parse + encode + ground per request (encoder cache cleared, one core).
 Models are read from --models/<catalogue>, trained there first at the CLI's defaults when missing.
-Writes benchmarks/results/understanding.json and understanding.md.
+Also scored with the word lists emptied and only the multilingual reader (no item-text reader, no gloss):
+what each part adds. Writes benchmarks/results/understanding[_heldout].json and .md.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -41,8 +45,8 @@ CATALOGUES = {
 }
 
 
-def load_requests(name: str) -> list[dict]:
-    path = HERE / "data" / f"understanding_{name}.jsonl"
+def load_requests(name: str, which: str = "dev") -> list[dict]:
+    path = HERE / "data" / (f"understanding_{name}.jsonl" if which == "dev" else f"understanding_{which}_{name}.jsonl")
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
@@ -72,6 +76,23 @@ def with_word_lists(rec, on: bool, vocab_on):
     rec.query_synonyms = None
     rec._query_parser = None
     return rec
+
+
+@contextlib.contextmanager
+def multilingual_reader_only(rec):
+    """The lists-emptied model reading requests with the multilingual encoder alone: no item-text reader,
+    no Chinese gloss (what the understanding was before those two parts)."""
+    import lucidrec.understanding as und
+
+    u = rec.understanding
+    reader, weight = u.text_reader, und.GLOSS_WEIGHT
+    u.text_reader, und.GLOSS_WEIGHT = None, 0.0
+    u.clear_caches()
+    try:
+        yield
+    finally:
+        u.text_reader, und.GLOSS_WEIGHT = reader, weight
+        u.clear_caches()
 
 
 def holds(rec, idx: int, intended: set[str]) -> bool:
@@ -140,7 +161,7 @@ def understand_ms(rec, requests: list[dict]) -> float:
     times = []
     parser = rec.query_parser
     for r in requests:
-        rec.understanding.encoder._cache.clear()
+        rec.understanding.clear_caches()
         t = time.perf_counter()
         parser.parse(r["query"])
         times.append((time.perf_counter() - t) * 1000)
@@ -170,14 +191,16 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--catalogues", default="ml-100k,scientific,office")
     ap.add_argument("--models", default=str(ROOT / "models" / "understanding"))
+    ap.add_argument("--set", default="dev", choices=["dev", "heldout"])
     args = ap.parse_args(argv)
+    stem = "understanding" if args.set == "dev" else f"understanding_{args.set}"
     from threadpoolctl import threadpool_limits
 
     report: dict = {"catalogues": {}}
-    all_rows: dict[str, list] = {"on": [], "off": [], "plain": []}
+    all_rows: dict[str, list] = {"on": [], "off": [], "alone": [], "plain": []}
     with threadpool_limits(1):
         for name in args.catalogues.split(","):
-            requests = load_requests(name)
+            requests = load_requests(name, args.set)
             rec = model_for(name, Path(args.models))
             vocab = rec.vocabulary
             entry = {"requests": len(requests)}
@@ -187,6 +210,10 @@ def main(argv=None):
                 entry[f"lists_{mode}"] = summary(rows)
                 entry[f"rows_{mode}"] = rows
                 all_rows[mode] += rows
+            with multilingual_reader_only(rec):
+                alone = run_mode(rec, requests)
+            entry["multilingual_alone"] = summary(alone)
+            all_rows["alone"] += alone
             entry["understand_ms_p50"] = round(understand_ms(rec, requests), 2)
             plain = plain_encoder(rec, requests)
             entry["plain_encoder"] = summary(plain)
@@ -195,13 +222,16 @@ def main(argv=None):
             print(name, {k: v for k, v in entry.items() if not k.startswith("rows")}, flush=True)
     report["overall"] = {k: summary(v) for k, v in all_rows.items()}
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "understanding.json").write_text(json.dumps(report, indent=1, ensure_ascii=False))
+    (RESULTS / f"{stem}.json").write_text(json.dumps(report, indent=1, ensure_ascii=False))
     lines = [
         "# Understanding free-text requests (precision@10 of the intended genre/category, no history)",
         "",
+        f"Request set: {args.set} (see the script's docstring).",
+        "",
         "| catalogue | requests | word lists on (en / zh) | **word lists emptied** (en / zh) "
+        "| emptied, multilingual reader alone (en / zh) "
         "| plain multilingual encoder (en / zh) | not applied reported | false claims | understand p50 ms |",
-        "|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, e in list(report["catalogues"].items()) + [
         (
@@ -209,21 +239,23 @@ def main(argv=None):
             {
                 "requests": len(all_rows["on"]),
                 **{f"lists_{m}": report["overall"][m] for m in ("on", "off")},
+                "multilingual_alone": report["overall"]["alone"],
                 "plain_encoder": report["overall"]["plain"],
             },
         )
     ]:
-        on, off, pl = e["lists_on"], e["lists_off"], e["plain_encoder"]
+        on, off, al, pl = e["lists_on"], e["lists_off"], e["multilingual_alone"], e["plain_encoder"]
         lines.append(
             f"| {name} | {e['requests']} | {on['all']} ({on['en']} / {on['zh']}) "
-            f"| **{off['all']}** ({off['en']} / {off['zh']}) | {pl['all']} ({pl['en']} / {pl['zh']}) "
+            f"| **{off['all']}** ({off['en']} / {off['zh']}) | {al['all']} ({al['en']} / {al['zh']}) "
+            f"| {pl['all']} ({pl['en']} / {pl['zh']}) "
             f"| {off.get('not_applied')} | {off.get('false_claims')} | {e.get('understand_ms_p50', '')} |"
         )
     lines += ["", "By kind of request (word lists emptied):", "", "| kind | precision@10 |", "|---|---|"]
     for kind, v in report["overall"]["off"].items():
         if kind not in ("all", "en", "zh", "not_applied", "false_claims"):
             lines.append(f"| {kind} | {v} |")
-    (RESULTS / "understanding.md").write_text("\n".join(lines) + "\n")
+    (RESULTS / f"{stem}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

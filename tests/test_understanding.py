@@ -243,7 +243,16 @@ def test_understanding_round_trips_through_a_folder(shop, tmp_path):
 # ---------------------------------------------------------------------------------------------- ML-100K
 @pytest.fixture(scope="module")
 def ml_parser(ml100k):
-    u = RequestUnderstanding.build(item_fields(ml100k), ItemTextBuilder().build(ml100k), ml100k.titles())
+    from lucidrec.encoders import SentenceTransformerEncoder
+
+    # Both readers, as a trained model has them: the multilingual encoder and the item-text encoder (MiniLM)
+    # over the catalogue's item text vectors.
+    texts = ItemTextBuilder().build(ml100k)
+    minilm = SentenceTransformerEncoder()
+    u = RequestUnderstanding.build(
+        item_fields(ml100k), texts, ml100k.titles(), text_encoder=minilm, text_vecs=minilm.encode(texts)
+    )
+    u.text_reader = lambda text: minilm.encode([text])[0]
     vocab = QueryParser.from_dataset(ml100k).vocab
     parser = QueryParser.from_dataset(ml100k, vocabulary=replace(vocab, synonyms={"en": {}, "zh": {}}))
     parser.understanding = u
@@ -256,6 +265,9 @@ def ml_parser(ml100k):
         ("a film so frightening I won't sleep tonight", "Horror"),
         ("让人捧腹大笑的片子", "Comedy"),
         ("spaceships and aliens", "Sci-Fi"),
+        # The multilingual encoder alone reads this as Drama; the item-text encoder knows the genre's name.
+        ("real events filmed as they happened, nonfiction", "Documentary"),
+        ("牛仔和西部荒野的枪战", "Western"),  # alone it read as War; its gloss says "cowboy ... gun battle"
     ],
 )
 def test_film_requests_naming_no_genre_are_read_with_the_word_lists_emptied(ml_parser, query, genre):
@@ -274,3 +286,62 @@ def test_a_rating_the_catalogue_lacks_is_not_applied_nor_embedded(ml_parser):
     assert [n["field"] for n in pq.not_applied] == ["rating"]
     assert "四星" not in pq.text
     assert pq.soft[0]["value"] == "Comedy" or pq.genres == ["Comedy"]
+
+
+# ---------------------------------------------------------------------------------------------- the gloss
+def test_a_chinese_request_is_glossed_word_by_word_longest_word_first():
+    from lucidrec.understanding.gloss import Glossary
+
+    g = Glossary({"打印": "to print", "打印机": "printer", "耗材": "consumables", "的": "of"})
+    # 打印机 wins over 打印; 用 is not in this dictionary and is skipped; Latin text is kept as written.
+    assert g.gloss("3D打印机用的耗材") == "3D printer of consumables"
+    assert g.gloss("filament for my printer") is None  # no Chinese: nothing to gloss
+    assert g.gloss("用") is None  # Chinese the dictionary does not know
+
+
+def test_the_shipped_dictionary_knows_a_shops_jargon_and_names_no_catalogue_value():
+    from lucidrec.understanding.gloss import shared_glossary
+
+    g = shared_glossary()
+    assert g is not None and len(g.senses) > 100_000
+    assert g.gloss("万用表") == "multimeter"
+    assert g.gloss("便利贴") == "sticky note"
+    assert g.gloss("示波器") == "oscillograph oscilloscope"  # the first two senses
+    # A headword with several readings keeps its most used one (东西: "thing", not "east and west").
+    assert g.gloss("东西") == "thing stuff"
+    assert "新" not in g.gloss("旧")  # cross-references ("opposite: new 新") are no meaning
+
+
+def test_a_chinese_request_reads_as_the_request_and_its_gloss_together(shop):
+    _, u, _ = shop
+    alone = u.encoder.encode_one("万用表")
+    read = u.read("万用表")
+    gloss = u.encoder.encode_one("multimeter")
+    assert np.isclose(np.linalg.norm(read), 1.0)
+    # The reading lies between the two: closer to the English meaning than the Chinese alone is.
+    assert read @ gloss > alone @ gloss and read @ alone > gloss @ alone
+    assert np.allclose(u.read("multimeter"), gloss)  # English is read as written
+
+
+def test_two_readers_average_their_calibrated_strengths(ml_parser):
+    u = ml_parser.understanding
+    assert u.text_grounder is not None and u.text_grounder.pairs == u.grounder.pairs
+    text = "cowboys and gunfights on the frontier"
+    multilingual = u.grounder.strengths(u.read(text))
+    item_text = u.text_grounder.strengths(u._read_text(text))
+    assert np.allclose(u.strengths(text), (multilingual + item_text) / 2)
+    # Without the item-text reader (a folder loaded without its encoder) the multilingual one reads alone.
+    reader, u.text_reader = u.text_reader, None
+    try:
+        assert np.allclose(u.strengths(text), multilingual)
+    finally:
+        u.text_reader = reader
+
+
+def test_both_readers_round_trip_through_a_folder(ml_parser, ml100k, tmp_path):
+    u = ml_parser.understanding
+    u.save(tmp_path)
+    back = RequestUnderstanding.load(tmp_path, ml100k.n_items)
+    back.text_reader = u.text_reader
+    text = "real events filmed as they happened"
+    assert np.allclose(back.strengths(text), u.strengths(text), atol=2e-3)  # vectors saved as float16

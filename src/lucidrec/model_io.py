@@ -265,6 +265,7 @@ def _read(cls, d: Path, meta: dict, load_encoder: bool, encoder_threads: int | N
 
     with check.reading(d, "understanding.npz"):  # small arrays; the encoder's weights load on first request
         rec.understanding = RequestUnderstanding.load(d, len(rec.item_ids))
+    rec.attach_text_reader()
     rec.retriever = _load_index(d, rec.scorer)  # None when the folder has no index
     rec._retriever_scorer = rec.scorer
     return rec

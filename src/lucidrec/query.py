@@ -74,6 +74,8 @@ _NEG_ZH = r"不要|不想要|不想看|不看|(?<!特)别|不是|没有|除了|�
 _RANGE_NEGATION = re.compile(
     rf"(?:(?<![a-z])(?:{_NEG_EN})(?![a-z])|{_NEG_ZH})\s*(?:(?:go|going|anything|something|items?|products?)\s+)?$"
 )
+#: Negations that say what the wanted item lacks ("without a cord") rather than what to leave out.
+_PROPERTY_NEGATIONS = frozenset({"without", "不含", "没有", "无"})
 #: What ends a negation's clause.
 _CLAUSE_END = re.compile(
     r"[,.;!?，。；！？]|\b(?:but|though|however|instead|rather|yet|with)\b|"
@@ -473,7 +475,7 @@ class QueryParser:
         u = self.understanding
         if u is None or u.grounder is None or not clause.strip():
             return None
-        got = u.grounder.ground(u.read(clause.strip()))
+        got = u.ground_clause(clause.strip())
         best = max(got, key=lambda v: v.strength, default=None)
         if best is None or best.strength < NEGATION_STRENGTH or best.value not in self._value_masks:
             return None
@@ -545,6 +547,42 @@ class QueryParser:
                 else:
                     used[s:e] = False  # its words go back to the text the model reads and embeds
             pq.notes.append(f"{words} also names the category {g}, but the request as a whole reads otherwise")
+        self._drop_disjoint_named(text, kept, used, pq, support)
+
+    def _drop_disjoint_named(self, text: str, kept: str, used: np.ndarray, pq: ParsedQuery, support):
+        """Two descriptive values named in one request that no item holds together ("ring binders" names
+        Binders and, by its first word, a small category called Rings): asking for both would find nothing,
+        so the model's reading of the request decides which one is meant; a value it does not ground at all
+        (too small to learn) loses to one it does. Word-list phrases are overrides and always stay; "or"
+        requests ask for any one and are left alone."""
+        from lucidrec.understanding.grounding import IDENTITY_FIELDS
+
+        u = self.understanding
+        if pq.genre_mode == "any" or len(pq.genres) < 2:
+            return
+        named = [
+            g
+            for g in pq.genres
+            if pq.spans.get(g)
+            and self.field_of.get(g, "").lower() not in IDENTITY_FIELDS
+            and not any(via for _, _, via in pq.spans[g])
+        ]
+        if len(named) < 2:
+            return
+        support = u.support(kept) if support is None else support
+        for g in sorted(named, key=lambda v: support.get(v, 0.0)):
+            rivals = [o for o in named if o != g and o in pq.genres]
+            if not rivals or any((self._value_masks[g] & self._value_masks[o]).any() for o in rivals):
+                continue
+            best = max(rivals, key=lambda o: support.get(o, 0.0))
+            if support.get(best, 0.0) < NAMED_VALUE_SUPPORT or support.get(g, 0.0) >= support.get(best, 0.0):
+                continue
+            pq.genres.remove(g)
+            pq.fields.pop(g, None)
+            for s, e, _ in pq.spans[g]:
+                used[s:e] = False  # its words go back to the text the model reads and embeds
+            words = ", ".join(f"'{text[s:e]}'" for s, e, _ in pq.spans[g])
+            pq.notes.append(f"{words} also names the category {g}, which no {best} item is in; {best} was kept")
 
     def _ground(self, original: str, text: str, used: np.ndarray, pq: ParsedQuery):
         """Soft values for what the grammar left: the request's free text, grounded in the catalogue by the
@@ -1193,6 +1231,16 @@ class QueryParser:
                 excluded.extend(v for v in dict.fromkeys(narrower) if v not in excluded)
                 continue
             read = self._read_negated(rest) if words and not used[n0:n1].any() else None
+            if read is not None and any(
+                (self._value_masks[read.value] & self._value_masks[g]).any() for _, g in positive
+            ):
+                read = None  # "a phone without a cord": it reads as the very thing asked for, so it says
+                # what the wanted item lacks, not which other kind to exclude
+            if read is None and words and text[n0:n1] in _PROPERTY_NEGATIONS and not used[n0:n1].any():
+                # "without a cord", "不含酒精": a property the wanted item lacks, which item text states
+                # ("cordless", "alcohol-free"); the clause stays in the text the model reads.
+                pq.notes.append(f"'{text[n0:end].strip()}' is read as part of what is wanted, not as an exclusion")
+                continue
             if read is not None:
                 # "不要战争片", "nothing scary": the model reads the clause as one of the catalogue's values.
                 used[n0:end] = True
@@ -1245,7 +1293,11 @@ class QueryParser:
             if not word or word in self._stop_en or not any(ch.isalnum() for ch in word):
                 continue
             if re.fullmatch(r"(?:" + _NEG_EN + r")", word) or re.fullmatch(_NEG_ZH, word):
-                continue
+                # "without" stays before a clause that stayed too ("a phone without a cord": a property the
+                # wanted item lacks, see _PROPERTY_NEGATIONS); before an excluded value it went with it.
+                after = len(folded) - len(folded[m.end() :].lstrip())
+                if not (word in _PROPERTY_NEGATIONS and after < len(used) and not used[after]):
+                    continue
             out.append(kept[m.start() : m.end()].strip("'-"))
         return " ".join(out)
 

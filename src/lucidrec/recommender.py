@@ -102,12 +102,29 @@ class Recommender:
         from lucidrec.data.text import ItemTextBuilder, item_fields
         from lucidrec.understanding import RequestUnderstanding
 
+        has_text = self.scorer is not None and self._query_encoder is not None
         self.understanding = RequestUnderstanding.build(
-            item_fields(dataset), ItemTextBuilder().build(dataset), dataset.titles(), progress=progress
+            item_fields(dataset),
+            ItemTextBuilder().build(dataset),
+            dataset.titles(),
+            progress=progress,
+            # The second reader: the model's own item-text encoder, over the item text vectors it was trained on.
+            text_encoder=self._query_encoder if has_text else None,
+            text_vecs=self.scorer.w["T"] if has_text else None,
         )
         if self.scorer is not None:
             self.understanding.fit_query_map(self.scorer.w["T"])
+        self.attach_text_reader()
         self._query_parser = None
+
+    def attach_text_reader(self) -> None:
+        """Let the request understanding read English (and Chinese glosses) with this model's item-text
+        encoder, through :meth:`encode_query` (so a service's query cache serves it too)."""
+        if self.understanding is not None and self._query_encoder is not None:
+            self.understanding.text_reader = self._read_request_text
+
+    def _read_request_text(self, text: str) -> np.ndarray:
+        return self.encode_query(text)  # looked up per call: a service replaces encode_query with a cached one
 
     def set_catalog(self, dataset: Dataset) -> None:
         """Take the item ids, titles, categories and years of ``dataset``'s catalog."""

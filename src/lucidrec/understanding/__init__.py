@@ -11,12 +11,15 @@ products, and no word list takes part.
 from __future__ import annotations
 
 import json
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-from lucidrec.understanding.encoder import ENCODER_NAME, MultilingualEncoder, shared_encoder
-from lucidrec.understanding.gloss import shared_glossary
+from lucidrec.understanding.encoder import CACHE_SIZE, ENCODER_NAME, MultilingualEncoder, shared_encoder
+from lucidrec.understanding.gloss import has_cjk, shared_glossary
 from lucidrec.understanding.grounding import CatalogGrounder, GroundedValue, bare_title
 from lucidrec.understanding.request import alternatives, wanted_and_qualifier
 
@@ -41,8 +44,16 @@ class RequestUnderstanding:
         encoder: MultilingualEncoder,
         query_map: np.ndarray | None = None,
         query_scale: float = 1.0,
+        text_grounder: CatalogGrounder | None = None,
     ):
         self.grounder = grounder
+        # A second reader: the same grounding in the space of the model's own item-text encoder (English).
+        # It reads English requests, and Chinese ones through their gloss; its vectors come from
+        # ``text_reader``, which the model sets (the item-text encoder is the model's, not ours).
+        self.text_grounder = text_grounder
+        self.text_reader: Callable[[str], np.ndarray] | None = None
+        self._text_cache: OrderedDict[str, np.ndarray] = OrderedDict()  # the reader's vectors, per text
+        self._lock = threading.Lock()  # a service reads requests from several threads
         self.title_vecs = np.asarray(title_vecs, np.float32)
         self.encoder = encoder
         # Multilingual request vector -> the item-text space the model was trained in (see fit_query_map).
@@ -90,13 +101,26 @@ class RequestUnderstanding:
         return (both / max(float(np.linalg.norm(both)), 1e-12)).astype(np.float32)
 
     @classmethod
-    def build(cls, fields, item_texts, titles, encoder=None, progress=False, seed=0) -> RequestUnderstanding:
-        """Encode the catalogue's titles and texts and fit the grounding (:class:`CatalogGrounder`)."""
+    def build(
+        cls, fields, item_texts, titles, encoder=None, progress=False, seed=0, text_encoder=None, text_vecs=None
+    ) -> RequestUnderstanding:
+        """Encode the catalogue's titles and texts and fit the grounding (:class:`CatalogGrounder`). With
+        ``text_encoder`` (the model's item-text encoder: ``encode(texts) -> rows``) and ``text_vecs`` (the
+        catalogue's item texts as that encoder read them), a second grounding is fit in that space, the same
+        way (``text_grounder``); the caller then sets ``text_reader`` to read requests with it."""
         encoder = encoder or shared_encoder()
         titles = [str(t) for t in titles]
         title_vecs = encoder.encode([bare_title(t) for t in titles], progress=progress)
         grounder = CatalogGrounder.build(fields or {}, item_texts, titles, encoder, seed=seed, progress=progress)
-        return cls(grounder, title_vecs, encoder)
+        text_grounder = None
+        if grounder is not None and text_encoder is not None and text_vecs is not None:
+            reader = _UnitEncoder(text_encoder)
+            text_grounder = CatalogGrounder.build(
+                fields or {}, item_texts, titles, reader, seed=seed, progress=progress, item_vecs=_unit(text_vecs)
+            )
+            if text_grounder is not None and text_grounder.pairs != grounder.pairs:
+                text_grounder = None  # both read the same fields, so this cannot happen; never mix value orders
+        return cls(grounder, title_vecs, encoder, text_grounder=text_grounder)
 
     # ------------------------------------------------------------------ use
     def ground(self, text: str) -> tuple[list[GroundedValue], str | None]:
@@ -115,6 +139,43 @@ class RequestUnderstanding:
                 return head, split[1]
         return whole, None
 
+    def strengths(self, text: str) -> np.ndarray:
+        """Per groundable value, the probability that ``text`` asks for it: the multilingual reader's
+        (:meth:`read`), averaged with the item-text reader's where the model has one. The two encoders err
+        differently: the multilingual one knows Chinese and everyday phrasing ("a comfortable seat"), the
+        item-text one knows the catalogue's own words ("cowboys" -> Western), and each calibration was fit
+        on the catalogue, so the two probabilities are on one scale."""
+        p = self.grounder.strengths(self.read(text))
+        english = text if not has_cjk(text) else (shared_glossary() or _NO_GLOSS).gloss(text)
+        if self.text_grounder is not None and self.text_reader is not None and english:
+            p = (p + self.text_grounder.strengths(self._read_text(english))) / 2.0
+        return p
+
+    def _read_text(self, text: str) -> np.ndarray:
+        """The item-text encoder's unit vector for ``text``, cached like the multilingual encoder's (one
+        request is read several times: whole, wanted part, alternatives)."""
+        with self._lock:
+            hit = self._text_cache.get(text)
+        if hit is None:
+            hit = _unit(np.asarray(self.text_reader(text), np.float32)[None])[0]
+            with self._lock:
+                self._text_cache[text] = hit
+                if len(self._text_cache) > CACHE_SIZE:
+                    self._text_cache.popitem(last=False)
+        return hit
+
+    def clear_caches(self) -> None:
+        """Forget every cached request vector (benchmarks time requests read cold)."""
+        with self._lock:
+            self._text_cache.clear()
+        self.encoder._cache.clear()
+
+    def ground_clause(self, text: str) -> list[GroundedValue]:
+        """The ladder of values one clause reads as (no wanted/qualifier split, no alternatives)."""
+        if self.grounder is None or not text.strip():
+            return []
+        return self.grounder.ladder(self.strengths(text))
+
     def support(self, text: str) -> dict[str, float]:
         """How strongly the request reads as each groundable value, relative to the value it reads as most
         (1.0 for that one): the wanted part's reading when it is at least as clear as the whole's (as in
@@ -122,10 +183,10 @@ class RequestUnderstanding:
         a safety-sign category) against what the whole request says."""
         if self.grounder is None or not text.strip():
             return {}
-        p = self.grounder.strengths(self.read(text))
+        p = self.strengths(text)
         split = wanted_and_qualifier(text)
         if split is not None:
-            head = self.grounder.strengths(self.read(split[0]))
+            head = self.strengths(split[0])
             if head.max() >= p.max():
                 p = head
         top = max(float(p.max()), 1e-9)
@@ -135,7 +196,7 @@ class RequestUnderstanding:
         parts = alternatives(text)
         out: list[GroundedValue] = []
         for part in parts:
-            got = self.grounder.ground(self.read(part))
+            got = self.ground_clause(part)
             if len(parts) > 1 and not got:
                 return []  # "scary or something": one side says nothing, so the "or" is not between values
             out.extend(g for g in got if all(g.value != o.value for o in out))
@@ -161,6 +222,10 @@ class RequestUnderstanding:
         if self.grounder is not None:
             arrays.update({f"g_{k}": v for k, v in self.grounder.to_arrays().items()})
             meta["grounder"] = self.grounder.meta()
+        if self.text_grounder is not None:
+            # Its value list is the grounder's (checked at build), so only the arrays are saved.
+            arrays.update({f"t_{k}": v for k, v in self.text_grounder.to_arrays().items()})
+            meta["text_grounder"] = True
         np.savez(out / FILES[0], **arrays)
         (out / FILES[1]).write_text(json.dumps(meta, ensure_ascii=False))
 
@@ -187,8 +252,36 @@ class RequestUnderstanding:
         if meta.get("grounder"):
             g_arrays = {k[2:]: v for k, v in arrays.items() if k.startswith("g_")}
             grounder = CatalogGrounder.from_arrays(g_arrays, meta["grounder"], n_items)
+        text_grounder = None
+        if grounder is not None and meta.get("text_grounder"):
+            t_arrays = {k[2:]: v for k, v in arrays.items() if k.startswith("t_")}
+            text_grounder = CatalogGrounder.from_arrays(t_arrays, meta["grounder"], n_items)
         scale = float(arrays["query_scale"][0]) if "query_scale" in arrays else 1.0
-        return cls(grounder, arrays["title_vecs"], shared_encoder(), arrays.get("query_map"), scale)
+        return cls(grounder, arrays["title_vecs"], shared_encoder(), arrays.get("query_map"), scale, text_grounder)
+
+
+class _UnitEncoder:
+    """An encoder whose rows are made unit length (the grounder compares by dot products)."""
+
+    def __init__(self, encoder):
+        self.encoder = encoder
+
+    def encode(self, texts: list[str], progress: bool = False) -> np.ndarray:
+        return _unit(self.encoder.encode(list(texts), progress=progress))
+
+
+class _NoGloss:
+    @staticmethod
+    def gloss(text: str) -> None:
+        return None
+
+
+_NO_GLOSS = _NoGloss()
+
+
+def _unit(M: np.ndarray) -> np.ndarray:
+    M = np.asarray(M, np.float32)
+    return M / np.maximum(np.linalg.norm(M, axis=1, keepdims=True), 1e-12)
 
 
 def _spread(P: np.ndarray, T: np.ndarray) -> float:

@@ -22,8 +22,12 @@ from importlib import resources
 
 #: The dictionary's longest headwords worth trying (longer ones are idioms and names a request rarely holds).
 MAX_WORD = 8
+#: Senses kept per word (see _first_meaning).
+SENSES = 2
 #: Senses that explain grammar or point elsewhere carry no meaning worth encoding.
-_SKIP_SENSE = re.compile(r"^(CL:|classifier|variant of|old variant|see |surname |abbr\. for|Kangxi radical|also pr\.)", re.I)
+_SKIP_SENSE = re.compile(
+    r"^(CL:|classifier|variant of|old variant|see |surname |abbr\. for|Kangxi radical|also pr\.)", re.I
+)
 _PAREN = re.compile(r"\([^)]*\)")
 _CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 
@@ -91,12 +95,19 @@ class Glossary:
 
 
 def _first_meaning(senses: list[str]) -> str:
-    """The first sense, without its parenthesised notes and alternatives ("of; ~'s (possessive)" -> "of")."""
+    """The first :data:`SENSES` senses, without parenthesised notes and alternatives ("of; ~'s (possessive)"
+    -> "of"): the first is the commonest, the second often the everyday word for a technical first one
+    (示波器: "oscillograph", then "oscilloscope")."""
+    out: list[str] = []
     for sense in senses:
         plain = _PAREN.sub("", sense.split(";")[0]).strip(" ,.")
-        if plain:
-            return plain
-    return ""
+        if _CJK.search(plain) or plain.lower().startswith(("opposite:", "antonym")):
+            continue  # cross-references ("opposite: new 新") name other words, not this one's meaning
+        if plain and plain not in out:
+            out.append(plain)
+        if len(out) == SENSES:
+            break
+    return " ".join(out)
 
 
 _shared: Glossary | None = None

@@ -206,7 +206,10 @@ class CatalogGrounder:
         close are alternatives ("cartoons for kids": Animation, Children's)."""
         if not np.any(q):
             return []
-        p = self.strengths(q)
+        return self.ladder(self.strengths(q), threshold, max_values)
+
+    def ladder(self, p: np.ndarray, threshold: float | None = None, max_values: int = 4) -> list[GroundedValue]:
+        """The ladder of :meth:`ground` for per-value strengths ``p`` (one reader's, or several averaged)."""
         best = int(np.argmax(p))
         tau = self.threshold if threshold is None else threshold
         if p[best] < tau:

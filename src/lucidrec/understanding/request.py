@@ -44,7 +44,8 @@ FIELD_PATTERNS: dict[str, list[str]] = {
         r"(?:ships?|shipped|shipping|delivered|delivery|arrives?|arriving)\s+(?:for free|free|fast|today|tomorrow|"
         r"by tomorrow|next[- ]day|overnight|in \w+ days?|within \w+ days?)",
         r"(?:free|fast|next[- ]day|same[- ]day|overnight|two[- ]day|prime)\s+(?:shipping|delivery)",
-        r"(?:包邮|免运费|次日达|当日达|明天就能送到|明天送到|今天送到|送货上门|快递|发货快|配送)",
+        r"(?:包邮|免运费|次日达|当日达|送货上门|快递|发货快|配送|"
+        r"(?:今天|明天|后天|次日|当天|\d+\s*天内?|[一两二三四五六七]天内?)\s*(?:就能|就|能|可以)?\s*(?:送到|送达|到货|发货|寄到))",
     ],
 }
 _FIELD_RES = {kind: re.compile("|".join(f"(?:{p})" for p in pats)) for kind, pats in FIELD_PATTERNS.items()}
