@@ -345,3 +345,92 @@ def test_both_readers_round_trip_through_a_folder(ml_parser, ml100k, tmp_path):
     back.text_reader = u.text_reader
     text = "real events filmed as they happened"
     assert np.allclose(back.strengths(text), u.strengths(text), atol=2e-3)  # vectors saved as float16
+
+
+# ---------------------------------------------------------------------------------------------- an office shop
+OFFICE = {
+    ("Office Products", "Binders & Binding Systems", "Binders"): [
+        "3 ring binder, 1 inch, white",
+        "Heavy duty D-ring binder, 2 inch",
+        "View binder with clear overlay",
+        "Round ring binder, black, 1.5 inch",
+        "Durable ring binder for school",
+        "Economy round ring binder, pack of 4",
+    ],
+    ("Office Products", "Binder Accessories", "Rings"): [
+        "Loose leaf rings, 1 inch, pack of 100",
+        "Book rings, nickel plated",
+    ],
+    ("Office Products", "Paper", "Notebooks"): [
+        "Spiral notebook, college ruled, 70 sheets",
+        "Composition notebook, wide ruled",
+        "Subject notebook with pockets",
+        "Graph paper notebook",
+        "Hardcover lined journal notebook",
+        "Pocket notebook, 3 pack",
+    ],
+    ("Office Electronics", "Telephones", "Cordless Telephones"): [
+        "DECT 6.0 cordless phone with answering machine",
+        "Cordless telephone, 2 handsets, caller ID",
+        "Expandable cordless phone system",
+        "Cordless home phone with big buttons",
+        "Cordless landline phone, black",
+        "Cordless phone with call blocking",
+    ],
+    ("Office Electronics", "Telephones", "Corded Telephones"): [
+        "Corded desk phone with speakerphone",
+        "Basic corded telephone, wall mountable",
+        "Big button corded phone for seniors",
+        "Corded landline phone, white",
+        "Two-line corded business phone",
+        "Retro corded rotary phone",
+    ],
+}
+
+
+@pytest.fixture(scope="module")
+def office_parser():
+    rows = []
+    for (c1, c2, c3), titles in OFFICE.items():
+        for t in titles:
+            rows.append(
+                {
+                    "item": f"o{len(rows)}",
+                    "title": t,
+                    "category_1": [c1],
+                    "category_2": [c2],
+                    "category_3": [c3],
+                    "description": f"{t}. {c3}.",
+                }
+            )
+    items = pd.DataFrame(rows)
+    inter = pd.DataFrame(
+        [{"user": f"u{u}", "item": f"o{(u * 7 + j) % len(rows)}", "timestamp": j} for u in range(20) for j in range(5)]
+    )
+    schema = lucidrec.data.ItemSchema(
+        title="title",
+        text=["description"],
+        categorical=["category_1", "category_2", "category_3"],
+        numeric=[],
+        path=["category_1", "category_2", "category_3"],
+    )
+    ds = lucidrec.data.from_dataframes(inter, items, schema=schema, name="generated-office")
+    parser = QueryParser.from_dataset(ds, vocabulary=Vocabulary())
+    parser.understanding = RequestUnderstanding.build(item_fields(ds), ItemTextBuilder().build(ds), ds.titles())
+    return parser
+
+
+def test_a_value_named_by_a_word_that_no_asked_item_holds_gives_way_to_what_the_model_reads(office_parser):
+    # "ring" names the two-item category Rings (too small to ground); no binder is in it.
+    pq = office_parser.parse("ring binders for my class notes")
+    assert "Rings" not in pq.genres and "Binders" in pq.genres
+    assert any("also names the category Rings" in n for n in pq.notes)
+
+
+def test_without_says_what_the_wanted_item_lacks_and_excludes_nothing_it_is(office_parser):
+    pq = office_parser.parse("a phone without a cord for the house")
+    assert not {"Telephones", "Office Electronics", "Cordless Telephones"} & set(pq.exclude_genres)
+    assert "without" in pq.text and "cord" in pq.text  # read as a property the item text states
+    # A plain "no" before another kind still excludes it.
+    notebooks = office_parser.parse("binders, no notebooks")
+    assert "Notebooks" in notebooks.exclude_genres

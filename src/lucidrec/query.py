@@ -74,6 +74,9 @@ _NEG_ZH = r"不要|不想要|不想看|不看|(?<!特)别|不是|没有|除了|�
 _RANGE_NEGATION = re.compile(
     rf"(?:(?<![a-z])(?:{_NEG_EN})(?![a-z])|{_NEG_ZH})\s*(?:(?:go|going|anything|something|items?|products?)\s+)?$"
 )
+#: A negated clause reading as a value sharing this share of the smaller one's items with what the rest of
+#: the request asks for describes the wanted thing (see QueryParser._same_kind_as_wanted).
+SAME_KIND_SHARE = 0.5
 #: Negations that say what the wanted item lacks ("without a cord") rather than what to leave out.
 _PROPERTY_NEGATIONS = frozenset({"without", "不含", "没有", "无"})
 #: What ends a negation's clause.
@@ -481,6 +484,21 @@ class QueryParser:
             return None
         return best
 
+    def _same_kind_as_wanted(self, value: str, text: str, n0: int, end: int, positive) -> bool:
+        """Whether ``value`` (what a negated clause reads as) is the kind of thing the rest of the request
+        asks for: one holds most (half) of the other's items, so one is the other or inside it (Telephones
+        in Office Electronics), as a value named or as the model reads the rest of the request."""
+        wanted = [g for _, g in positive]
+        rest = (text[:n0] + " " + text[end:]).strip()
+        if self.understanding is not None and rest:
+            wanted += [v.value for v in self.understanding.ground_clause(rest)]
+        a = self._value_masks[value]
+        for g in wanted:
+            b = self._value_masks.get(g)
+            if b is not None and (a & b).sum() >= SAME_KIND_SHARE * min(a.sum(), b.sum()) > 0:
+                return True
+        return False
+
     def _check_named_values(self, original: str, text: str, before: np.ndarray, used: np.ndarray, pq: ParsedQuery):
         """A word of a descriptive value's name is no request for that value when the request as a whole
         says otherwise: "filament for my 3D printer" names 3D Printers in what qualifies the filament, "silver
@@ -552,9 +570,9 @@ class QueryParser:
     def _drop_disjoint_named(self, text: str, kept: str, used: np.ndarray, pq: ParsedQuery, support):
         """Two descriptive values named in one request that no item holds together ("ring binders" names
         Binders and, by its first word, a small category called Rings): asking for both would find nothing,
-        so the model's reading of the request decides which one is meant; a value it does not ground at all
-        (too small to learn) loses to one it does. Word-list phrases are overrides and always stay; "or"
-        requests ask for any one and are left alone."""
+        so the model's reading of the request decides: a value it does not support (or cannot ground at all:
+        too small to learn) gives way to one it does. When it supports both ("pens and pencils") both stay.
+        Word-list phrases are overrides and always stay; "or" requests ask for any one and are left alone."""
         from lucidrec.understanding.grounding import IDENTITY_FIELDS
 
         u = self.understanding
@@ -575,8 +593,8 @@ class QueryParser:
             if not rivals or any((self._value_masks[g] & self._value_masks[o]).any() for o in rivals):
                 continue
             best = max(rivals, key=lambda o: support.get(o, 0.0))
-            if support.get(best, 0.0) < NAMED_VALUE_SUPPORT or support.get(g, 0.0) >= support.get(best, 0.0):
-                continue
+            if support.get(best, 0.0) < NAMED_VALUE_SUPPORT or support.get(g, 0.0) >= NAMED_VALUE_SUPPORT:
+                continue  # "pens and pencils": the model reads both, so both are asked for (either will do)
             pq.genres.remove(g)
             pq.fields.pop(g, None)
             for s, e, _ in pq.spans[g]:
@@ -1231,9 +1249,7 @@ class QueryParser:
                 excluded.extend(v for v in dict.fromkeys(narrower) if v not in excluded)
                 continue
             read = self._read_negated(rest) if words and not used[n0:n1].any() else None
-            if read is not None and any(
-                (self._value_masks[read.value] & self._value_masks[g]).any() for _, g in positive
-            ):
+            if read is not None and self._same_kind_as_wanted(read.value, text, n0, end, positive):
                 read = None  # "a phone without a cord": it reads as the very thing asked for, so it says
                 # what the wanted item lacks, not which other kind to exclude
             if read is None and words and text[n0:n1] in _PROPERTY_NEGATIONS and not used[n0:n1].any():

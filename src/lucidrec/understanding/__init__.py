@@ -32,6 +32,7 @@ TITLE_MIN_SIMILARITY = 0.5
 TITLE_MARGIN = 0.05
 #: Weight of a Chinese request's dictionary gloss next to the request as written (see ``read``).
 GLOSS_WEIGHT = 1.0
+QUERY_GLOSS = True
 
 
 class RequestUnderstanding:
@@ -84,8 +85,14 @@ class RequestUnderstanding:
         return (v / max(float(np.linalg.norm(v)), 1e-12) * self.query_scale).astype(np.float32)
 
     def query_vector(self, text: str) -> np.ndarray:
-        """The request's vector in the model's item-text space (what ``p_u``'s query terms read)."""
-        return self._mapped(self.read(text))
+        """The request's vector in the model's item-text space (what ``p_u``'s query terms read): the
+        multilingual reading mapped into that space, averaged with the item-text encoder's reading of the
+        Chinese gloss where there is one (both on the scale of an English request's vector)."""
+        mapped = self._mapped(self.read(text))
+        gloss = (shared_glossary() or _NO_GLOSS).gloss(text) if QUERY_GLOSS and has_cjk(text) else None
+        if gloss and self.text_reader is not None:
+            return ((mapped + self._read_text(gloss)) / 2.0).astype(np.float32)
+        return mapped
 
     def read(self, text: str) -> np.ndarray:
         """The request's multilingual vector. A Chinese request is read twice, as written and as its
