@@ -18,6 +18,7 @@ from __future__ import annotations
 import gzip
 import re
 import threading
+from collections.abc import Mapping
 from importlib import resources
 
 #: The dictionary's longest headwords worth trying (longer ones are idioms and names a request rarely holds).
@@ -39,7 +40,7 @@ def has_cjk(text: str) -> bool:
 class Glossary:
     """Chinese word -> its first English sense (simplified and traditional headwords)."""
 
-    def __init__(self, senses: dict[str, str]):
+    def __init__(self, senses: Mapping[str, str]):
         self.senses = senses
 
     @classmethod
@@ -51,22 +52,20 @@ class Glossary:
             raw = path.read_bytes()
         except (ModuleNotFoundError, FileNotFoundError):
             return None
-        # headword -> (number of meaningful senses, first meaningful sense): a headword with several
-        # readings keeps the reading with the most senses (东西 "thing", not the rarer "east and west").
+        # headword -> its entry's senses ("/thing/stuff/CL:.../"), read only when a request holds the word: a
+        # headword with several readings keeps the one with the most senses (东西 "thing", not the rarer
+        # "east and west"), counted roughly here (classifier notes aside) to keep loading fast.
         best: dict[str, tuple[int, str]] = {}
         for line in gzip.decompress(raw).decode("utf-8").splitlines():
             if not line or line[0] == "#":
                 continue
             head, _, rest = line.partition(" [")
             trad, _, simp = head.partition(" ")
-            senses = [s for s in rest.split("/")[1:-1] if s and not _SKIP_SENSE.match(s)]
-            first = _first_meaning(senses)
-            if not first:
-                continue
-            for word in {simp, trad}:
-                if word and len(word) <= MAX_WORD and (word not in best or len(senses) > best[word][0]):
-                    best[word] = (len(senses), first)
-        return cls({w: s for w, (_, s) in best.items()})
+            n = rest.count("/") - rest.count("/CL:")
+            for word in (simp, trad):
+                if len(word) <= MAX_WORD and (word not in best or n > best[word][0]):
+                    best[word] = (n, rest)
+        return cls(_EntrySenses({w: r for w, (_, r) in best.items()}))
 
     def gloss(self, text: str) -> str | None:
         """The English gloss of ``text``'s Chinese words (other characters kept as they are), or None when
@@ -92,6 +91,31 @@ class Glossary:
             else:
                 i += 1  # a character the dictionary lacks: the encoder still reads it in the original
         return " ".join(p for p in out if p) if found else None
+
+
+class _EntrySenses(Mapping):
+    """Headword -> meaning, worked out from the dictionary entry on first use (a request holds a few words;
+    the dictionary has 120k)."""
+
+    def __init__(self, entries: dict[str, str]):
+        self.entries = entries
+        self.meanings: dict[str, str] = {}
+
+    def __getitem__(self, word: str) -> str:
+        meaning = self.meanings.get(word)
+        if meaning is None:
+            rest = self.entries[word]
+            senses = [s for s in rest[rest.find("/") :].split("/") if s and not _SKIP_SENSE.match(s)]
+            meaning = self.meanings[word] = _first_meaning(senses)
+        if not meaning:
+            raise KeyError(word)  # only notes and cross-references: nothing to read
+        return meaning
+
+    def __iter__(self):
+        return iter(self.entries)
+
+    def __len__(self) -> int:
+        return len(self.entries)
 
 
 def _first_meaning(senses: list[str]) -> str:
