@@ -101,7 +101,7 @@ def stage_train(force: bool = False) -> Path:
     arrays.update(id_mean=ids.mean(0), id_cov=np.cov(ids, rowvar=False))
     for name in ("rho_E", "pi_E", "rho_L", "pi_L", "alpha", "W1", "b1", "w2", "b2", "query_latent", "query_text"):
         arrays["w_" + name] = w[name]
-    fs = rec.feature_space.to_dict()
+    fs = rec.feature_space  # the FeatureSpace's description (a dict)
     meta = {
         "train_seconds": round(train_s, 1),
         "best_valid_ndcg@10": rec.train_report.get("best_valid_ndcg@10"),
@@ -156,14 +156,22 @@ def stage_build(n_items: int, force: bool = False) -> Path:
     t_block = time.perf_counter()
     B = item_item_block(ds, T, has_id)
     block_s = time.perf_counter() - t_block
-    rec = Recommender(HybridConfig(**meta["config"]))
-    rec.scorer = HybridScorer(weights, B)
+    from lucidrec.artifact import ModelMeta, TrainedModel
+    from lucidrec.catalog import Catalogue
+    from lucidrec.user_history import KnownHistories
+
+    catalogue = Catalogue.from_dataset(ds)
+    report = {"note": "projections of the hybrid trained on the 10k synthetic catalog", **meta}
+    report["item_item_fit_seconds"] = round(block_s, 1)
+    model = TrainedModel(
+        config=HybridConfig(**meta["config"]),
+        catalogue=catalogue,
+        scorer=HybridScorer(weights, B),
+        known=KnownHistories.from_frame(catalogue.item_ids, ds.interactions),
+        meta=ModelMeta(report, None, None),
+    )
     del T, B
-    rec.set_catalog(ds)
-    rec.set_known(ds.interactions)
-    rec.dataset_name, rec.ease_reg = ds.name, None
-    rec.train_report = {"note": "projections of the hybrid trained on the 10k synthetic catalog", **meta}
-    rec.train_report["item_item_fit_seconds"] = round(block_s, 1)
+    rec = Recommender.from_model(model)
     rec.save(out, export_encoder=False)
     print(f"built {out} in {time.perf_counter() - t0:.0f} s (peak RSS {peak_rss_mb():.0f} MB)", flush=True)
     return out

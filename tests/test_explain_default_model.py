@@ -11,7 +11,6 @@ import lucidrec.data
 from lucidrec.explain import render_reason
 from lucidrec.models.config import HybridConfig
 from lucidrec.recommender import Recommender
-from lucidrec.serving import resolve_history, state_for
 
 pytest.importorskip("torch")
 
@@ -43,7 +42,7 @@ def test_low_rated_items_are_never_cited_and_their_share_is_exact(rec):
         history = [(ids[p], r) for p, r in zip(picked, ratings, strict=True)]
         low_ids = {history[k][0] for k in _low(ratings)}
         res = rec.recommend(history=history, k=5, explain=True)
-        state = state_for(rec, resolve_history(rec, None, history)[0], None)
+        state = rec._state_for(rec.resolve_history(None, history)[0], None)
         for item in res["items"]:
             ev = item["evidence"]
             assert sum(e["contribution"] for e in ev if "contribution" in e) == pytest.approx(item["score"], abs=1e-4)

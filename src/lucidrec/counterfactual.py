@@ -34,7 +34,7 @@ TIE_EPS = 1e-5
 
 
 def counterfactuals(
-    rec,
+    model,
     entries,
     query_vec,
     top: np.ndarray,
@@ -58,8 +58,8 @@ def counterfactuals(
     (:data:`PREDICTED_KEEP`) the linear prediction accepts, not the rejected ones - a cheap search for
     reasons, where a missed set costs a weaker reason, not a wrong claim. ``max_rounds``: stop after
     this many batched verification rounds (None: until every candidate is tried)."""
+    from lucidrec.history_inputs import state_inputs, unrated_rating
     from lucidrec.models.scoring import SubsetScorer
-    from lucidrec.serving import state_inputs, unrated_rating
 
     n = len(entries)
     top = np.asarray(top, dtype=np.int64)
@@ -74,7 +74,9 @@ def counterfactuals(
     base = masked[pool]
     col = {int(i): c for c, i in enumerate(pool)}
 
-    subsets = SubsetScorer(rec.scorer, *state_inputs(entries, unrated_rating(rec)), query_vec)
+    subsets = SubsetScorer(
+        model.scorer, *state_inputs(entries, unrated_rating(model.catalogue.implicit_event)), query_vec
+    )
     top_before = set(order[:k].tolist())
     cands = {}
     for i in top:
@@ -115,7 +117,7 @@ def counterfactuals(
         for (i, s), row in zip(batch, scores):
             if i in found and len(found[i]["removed"]) <= len(s):
                 continue
-            hit = _check(rec, entries, s, i, row, k, top_before)
+            hit = _check(model, entries, s, i, row, k, top_before)
             if hit is not None:
                 found[i] = hit
         if first is not None:
@@ -198,7 +200,7 @@ def _candidate_sets(
     return ok + [s for s in rest if len(s) > (len(ok[0]) if ok else 0)]
 
 
-def _check(rec, entries, s, item: int, row: np.ndarray, k: int, top_before: set) -> dict | None:
+def _check(model, entries, s, item: int, row: np.ndarray, k: int, top_before: set) -> dict | None:
     """The counterfactual for removing history positions ``s``, if the re-scored ``row`` shows ``item``
     out of the top-k; the replacement is the best-ranked newcomer to the top-k."""
     target = row[item]
@@ -222,11 +224,11 @@ def _check(rec, entries, s, item: int, row: np.ndarray, k: int, top_before: set)
     replaced_by = newcomers[0] if newcomers else int(new_top[-1])
     removed = [entries[j].item for j in s]
     return {
-        "removed": [str(rec.item_ids[j]) for j in removed],
-        "removed_titles": [str(rec.titles[j]) for j in removed],
+        "removed": [str(model.catalogue.item_ids[j]) for j in removed],
+        "removed_titles": [str(model.catalogue.titles[j]) for j in removed],
         "new_rank": new_rank,
-        "replaced_by": str(rec.item_ids[replaced_by]),
-        "replaced_by_title": str(rec.titles[replaced_by]),
+        "replaced_by": str(model.catalogue.item_ids[replaced_by]),
+        "replaced_by_title": str(model.catalogue.titles[replaced_by]),
         "verified": True,
     }
 

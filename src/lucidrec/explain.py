@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from lucidrec.history_inputs import QUERY_LIKE_EVENT, state_inputs, unrated_rating
+
 #: History items listed one by one; the rest are summed into one "history_other" term.
 MAX_CITED = 5
 #: The largest set of history items a reason cites as decisive (what a reason can name).
@@ -30,8 +32,6 @@ DECISIVE_ITEMS = 20
 DECISIVE_ROUNDS = 2
 
 _ZH_NUM = {1: "一", 2: "二", 3: "三", 4: "四", 5: "五"}
-#: The event of a pseudo-history item taken from the query ("something like Heat").
-QUERY_LIKE_EVENT = "query_like"
 
 
 def constraint_label(c: dict, lang: str = "en") -> str:
@@ -109,9 +109,9 @@ def _action(entry) -> str:
     return _EVENT_VERBS.get(entry.event, entry.event or "liked")
 
 
-def item_similarity(rec, a: int, b: np.ndarray) -> np.ndarray:
+def item_similarity(model, a: int, b: np.ndarray) -> np.ndarray:
     """Cosine similarity of items as the model's item tower sees them (latent + text blocks)."""
-    w = rec.scorer.w
+    w = model.scorer.w
     # Only the rows asked for: a normalised copy of the whole catalog's vectors was 1.8 GB at 1M items.
     rows = np.concatenate([[a], np.asarray(b, dtype=np.int64)])
     m = np.concatenate([w["F"][rows], w["T"][rows].astype(np.float32)], axis=1)
@@ -119,7 +119,7 @@ def item_similarity(rec, a: int, b: np.ndarray) -> np.ndarray:
     return m[1:] @ m[0]
 
 
-def supporting(rec, state, entries) -> np.ndarray:
+def supporting(model, state, entries) -> np.ndarray:
     """Which history items a reason may cite as support. A rating-aware model says it (``state.liked``: a
     disliked item weighs 0 in every block, so it cannot carry a positive contribution; the mask keeps the
     promise explicit). For a model that is not rating-aware, a rating below the user's own mean (or a
@@ -128,17 +128,16 @@ def supporting(rec, state, entries) -> np.ndarray:
     Ratings are read as the model reads them (implicit data: every interaction alike, so only negative
     events are excluded)."""
     liked = getattr(state, "liked", None)
-    if liked is not None and len(liked) == len(entries) and rec.scorer.dislike_margin is not None:
+    if liked is not None and len(liked) == len(entries) and model.scorer.dislike_margin is not None:
         return np.asarray(liked, bool)
     from lucidrec.models.scoring import liked_mask
-    from lucidrec.serving import state_inputs, unrated_rating
 
-    _, ratings, _, negative = state_inputs(entries, unrated_rating(rec))
+    _, ratings, _, negative = state_inputs(entries, unrated_rating(model.catalogue.implicit_event))
     return liked_mask(ratings, 0.0, negative)
 
 
 def build_evidence(
-    rec,
+    model,
     state,
     entries,
     item: int,
@@ -152,14 +151,14 @@ def build_evidence(
     :func:`supporting` mask, when already computed. ``decisive``: history positions whose removal was
     verified to drop the item out of the top-k (see :func:`decisive_sets`); they are cited first."""
     if parts is None:
-        parts = rec.scorer.decompose(state, item)
+        parts = model.scorer.decompose(state, item)
     evidence: list[dict] = []
     hist_contrib = parts["history"]
     info = {"cited": []}
     if len(entries):
         order = np.argsort(-hist_contrib, kind="stable")
         if ok is None:
-            ok = supporting(rec, state, entries)
+            ok = supporting(model, state, entries)
         first = sorted(decisive or [], key=lambda j: -hist_contrib[j])
         support = [j for j in order if hist_contrib[j] > 0 and ok[j] and j not in first]
         # Every decisive item is listed (the reason names them all), whatever MAX_CITED says.
@@ -167,20 +166,20 @@ def build_evidence(
         citation = cited  # the order reasons cite them in: decisive items first
         # Listed largest first; which of them are decisive (cited first by reasons) each entry says.
         cited = sorted(cited, key=lambda j: -hist_contrib[j])
-        sims = item_similarity(rec, item, np.array([entries[j].item for j in cited], dtype=np.int64)) if cited else []
-        target_cats = set(rec.categories[item])
+        sims = item_similarity(model, item, np.array([entries[j].item for j in cited], dtype=np.int64)) if cited else []
+        target_cats = set(model.catalogue.categories[item])
         for j, sim in zip(cited, sims):
             e = entries[j]
             evidence.append(
                 {
                     "kind": "history",
-                    "item_id": str(rec.item_ids[e.item]),
-                    "title": str(rec.titles[e.item]),
+                    "item_id": str(model.catalogue.item_ids[e.item]),
+                    "title": str(model.catalogue.titles[e.item]),
                     "action": _action(e),
                     "rating": None if e.rating is None else float(e.rating),
                     "similarity": round(float(sim), 4),
                     "contribution": float(hist_contrib[j]),
-                    "shared": sorted(target_cats & set(rec.categories[e.item])),
+                    "shared": sorted(target_cats & set(model.catalogue.categories[e.item])),
                     "decisive": j in first,
                     # Rated below the user's mean (or a negative event): listed only when decisive (the
                     # what-if needs it), and then named for what it is, never as support.
@@ -203,15 +202,15 @@ def build_evidence(
     # The item's own term: its bias plus CLS(0, f_i), what the cross term gives it for an empty user;
     # the float residual of the attribution (~1e-6) rides along so the evidence sums to the score.
     evidence.append({"kind": "popularity", "contribution": float(parts["bias"] + parts["interaction"])})
-    cats = set(rec.categories[item])
+    cats = set(model.catalogue.categories[item])
     shared: set[str] = set()
     for j in info["cited"][:3]:
-        shared |= cats & set(rec.categories[entries[j].item])
+        shared |= cats & set(model.catalogue.categories[entries[j].item])
     if shared:
         # Films have genres; a catalogue with named fields (products: brand, category path) has categories.
-        name = "category" if getattr(rec, "fields", None) else "genre"
+        name = "category" if model.catalogue.fields else "genre"
         attr = {"kind": "attribute", "name": name, "shared": sorted(shared)}
-        vocab = getattr(rec, "vocabulary", None)
+        vocab = model.catalogue.vocabulary
         if vocab is not None and vocab.display.get("zh"):
             attr["display_zh"] = [vocab.display_name(g, "zh") for g in attr["shared"]]
         evidence.append(attr)
@@ -463,7 +462,7 @@ def _render_zh(title, hist, query, pop, attr, query_first=False) -> str:
 
 
 def explain_items(
-    rec,
+    model,
     state,
     entries,
     top: np.ndarray,
@@ -480,11 +479,11 @@ def explain_items(
     from lucidrec.counterfactual import counterfactuals, render_counterfactual
 
     top = np.asarray(top, dtype=np.int64)
-    all_parts = rec.scorer.decompose_many(state, top)
-    ok = supporting(rec, state, entries) if len(entries) else None  # once per request, not per item
+    all_parts = model.scorer.decompose_many(state, top)
+    ok = supporting(model, state, entries) if len(entries) else None  # once per request, not per item
 
     def parts_of(items):
-        return rec.scorer.decompose_many(state, items)
+        return model.scorer.decompose_many(state, items)
 
     # Decisive sets come with counterfactuals, where the caller asked for verified claims and pays for
     # the search (on the concise block a plain reason's largest parts are decisive about as often: PN
@@ -492,11 +491,11 @@ def explain_items(
     # One story per item: the decisive set a reason names is its what-if's set.
     cfs = decisive = None
     if counterfactual:
-        cfs = counterfactuals(rec, entries, state.query, top, masked_scores, len(top), parts_of)
-        cfs, decisive = decisive_sets(rec, entries, state.query, top, masked_scores, parts_of, ok, all_parts, cfs)
+        cfs = counterfactuals(model, entries, state.query, top, masked_scores, len(top), parts_of)
+        cfs, decisive = decisive_sets(model, entries, state.query, top, masked_scores, parts_of, ok, all_parts, cfs)
     for n, (item_out, i, parts) in enumerate(zip(result["items"], top, all_parts)):
         evidence, info = build_evidence(
-            rec, state, entries, int(i), query or None, constraints, parts, ok, decisive[n] if decisive else None
+            model, state, entries, int(i), query or None, constraints, parts, ok, decisive[n] if decisive else None
         )
         item_out["evidence"] = evidence
         item_out["reason"] = render_reason(item_out["title"], evidence, lang)
@@ -508,7 +507,7 @@ def explain_items(
                 cf["text"] = render_counterfactual(item_out["title"], cf, lang, rated)
 
 
-def decisive_sets(rec, entries, query_vec, top, masked_scores, parts_of, ok, all_parts, cfs) -> tuple[list, list]:
+def decisive_sets(model, entries, query_vec, top, masked_scores, parts_of, ok, all_parts, cfs) -> tuple[list, list]:
     """One story per item of ``top``: ``(counterfactuals, decisive)``, where ``decisive[n]`` is the history
     positions of item n's verified what-if - exactly the set the counterfactual removes, so a reason that
     names it and the what-if sentence tell the same story - or None when the item has no what-if.
@@ -527,7 +526,7 @@ def decisive_sets(rec, entries, query_vec, top, masked_scores, parts_of, ok, all
         position.setdefault(e.item, j)
 
     def positions(cf):
-        return None if cf is None else [position[rec.item_idx(iid)] for iid in cf["removed"]]
+        return None if cf is None else [position[model.catalogue.item_idx(iid)] for iid in cf["removed"]]
 
     def citable(s, parts) -> bool:
         return len(s) <= DECISIVE_MAX and all(ok[j] and parts["history"][j] > 0 for j in s)
@@ -538,7 +537,7 @@ def decisive_sets(rec, entries, query_vec, top, masked_scores, parts_of, ok, all
         todo = [int(i) for i, cf, parts in heads if cf is None or not citable(positions(cf), parts)]
         if todo:
             found = counterfactuals(
-                rec,
+                model,
                 entries,
                 query_vec,
                 top,

@@ -91,5 +91,3 @@ def forgotten_mask(users: np.ndarray, digests: set[str]) -> np.ndarray:
     uniq, inverse = np.unique(np.asarray(users).astype(str), return_inverse=True)
     gone = np.fromiter((digest(u) in digests for u in uniq), dtype=bool, count=len(uniq))
     return gone[inverse.reshape(-1)]
-
-

@@ -11,9 +11,9 @@ import numpy as np
 from lucidrec.errors import ModelError
 
 if TYPE_CHECKING:
+    from lucidrec.artifact import TrainedModel
     from lucidrec.data.dataset import Dataset
     from lucidrec.history import Histories
-    from lucidrec.recommender import Recommender
 
 
 class SavedModelScorer:
@@ -22,9 +22,10 @@ class SavedModelScorer:
 
     name = "LucidRec"
 
-    def __init__(self, rec: Recommender, dataset: Dataset):
-        self.rec = rec
-        self.map = np.array([rec.item_index.get(str(i), -1) for i in dataset.item_ids])
+    def __init__(self, model: TrainedModel, dataset: Dataset):
+        self.model = model
+        index = model.catalogue.item_index
+        self.map = np.array([index.get(str(i), -1) for i in dataset.item_ids])
         if (self.map < 0).any():
             missing = dataset.item_ids[self.map < 0][:3]
             raise ModelError(
@@ -36,7 +37,7 @@ class SavedModelScorer:
         return self
 
     def get_params(self) -> dict:
-        return {"ease_reg": self.rec.ease_reg, "dim": self.rec.config.dim}
+        return {"ease_reg": self.model.meta.ease_reg, "dim": self.model.config.dim}
 
     def score(self, users: np.ndarray, histories: Histories) -> np.ndarray:
         rows = histories.rows(users)
@@ -45,18 +46,17 @@ class SavedModelScorer:
             lo, hi = rows.binary.indptr[k], rows.binary.indptr[k + 1]
             items = rows.binary.indices[lo:hi]
             order = np.lexsort((items, rows.timestamp.data[lo:hi]))
-            state = self.rec.scorer.user_state(self.map[items[order]], rows.rating.data[lo:hi][order])
-            out[k] = self.rec.scorer.score(state)[self.map]
+            state = self.model.scorer.user_state(self.map[items[order]], rows.rating.data[lo:hi][order])
+            out[k] = self.model.scorer.score(state)[self.map]
         return out
 
 
 def evaluate_saved_model(model_dir: str | Path, split):
     """Evaluate a saved model on ``split``'s test part: train+valid histories feed the user tower."""
     from lucidrec.evaluate import EvalResult, evaluate_scorer
-    from lucidrec.recommender import Recommender
+    from lucidrec.model_io import load
 
     t0 = time.perf_counter()
-    rec = Recommender.load(model_dir, load_encoder=False)
-    scorer = rec.as_scorer(split.dataset)
+    scorer = SavedModelScorer(load(model_dir, load_encoder=False), split.dataset)
     metrics = evaluate_scorer(scorer, split, "test")
     return EvalResult("LucidRec", split.protocol, "test", metrics, scorer.get_params(), time.perf_counter() - t0)

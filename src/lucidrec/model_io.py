@@ -1,4 +1,4 @@
-"""The model folder: what a trained Recommender writes, and how it is read back (without torch).
+"""The model folder: how a :class:`lucidrec.artifact.TrainedModel` is written and read back (without torch).
 
 Layout: ``config.json`` (format version, config, catalog metadata), ``weights.safetensors`` (towers),
 ``item_item.safetensors`` (closed-form block), ``items.json`` (catalog: ids, titles, categories, years, and
@@ -16,26 +16,24 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from lucidrec import model_check as check
+from lucidrec.artifact import ModelMeta, TrainedModel
+from lucidrec.catalog import Catalogue
 from lucidrec.errors import ModelError
 from lucidrec.models.item_item import is_sparse
 from lucidrec.models.scoring import HybridScorer
 from lucidrec.user_history import KnownHistories
-
-if TYPE_CHECKING:
-    from lucidrec.recommender import Recommender
 
 FORMAT_VERSION = 1
 #: The item-item block's file (dense ``B`` or CSR arrays, see save_item_item).
 ITEM_ITEM_FILE = "item_item.safetensors"
 
 
-def save(rec: Recommender, out_dir: str | Path, export_encoder: bool = True) -> Path:
-    """Write ``rec`` to ``out_dir`` (created if needed); files of an earlier model there are replaced."""
+def save(model: TrainedModel, out_dir: str | Path, export_encoder: bool = True) -> Path:
+    """Write ``model`` to ``out_dir`` (created if needed); files of an earlier model there are replaced."""
     from safetensors.numpy import save_file
 
     out = Path(out_dir)
@@ -44,84 +42,87 @@ def save(rec: Recommender, out_dir: str | Path, export_encoder: bool = True) -> 
         # float16 stays float16 (the text block of large catalogs, lucidrec.models.scoring.TEXT_FLOAT16_FROM)
         {
             k: np.ascontiguousarray(v, dtype=v.dtype if v.dtype == np.float16 else np.float32)
-            for k, v in rec.scorer.w.items()
+            for k, v in model.scorer.w.items()
         },
         str(out / "weights.safetensors"),
     )
-    save_item_item(rec.scorer.B, out)
-    catalog = {
-        "item": [str(i) for i in rec.item_ids],
-        "title": [str(t) for t in rec.titles],
-        "categories": [list(c) for c in rec.categories],
-        "year": [None if not np.isfinite(y) else float(y) for y in rec.years],
-    }
-    if getattr(rec, "fields", None):
-        catalog["fields"] = rec.fields
-    if getattr(rec, "numeric", None):
-        catalog["numeric"] = {k: [None if not np.isfinite(x) else float(x) for x in v] for k, v in rec.numeric.items()}
-    (out / "items.json").write_text(json.dumps(catalog, ensure_ascii=False))
-    if getattr(rec, "vocabulary", None) is not None:
+    save_item_item(model.scorer.B, out)
+    cat = model.catalogue
+    (out / "items.json").write_text(json.dumps(cat.to_items(), ensure_ascii=False))
+    if cat.vocabulary is not None:
         # The query vocabulary travels with the model: edit this file to change how one model reads queries.
-        (out / "vocabulary.json").write_text(json.dumps(rec.vocabulary.to_dict(), ensure_ascii=False, indent=1))
-    if getattr(rec, "query_synonyms", None):
+        (out / "vocabulary.json").write_text(json.dumps(cat.vocabulary.to_dict(), ensure_ascii=False, indent=1))
+    if model.query_synonyms:
         # A loaded folder's own synonyms (query_synonyms.json) are kept when it is saved again (a copy, Ray).
-        (out / "query_synonyms.json").write_text(json.dumps(rec.query_synonyms, ensure_ascii=False, indent=1))
-    known = rec.known
+        (out / "query_synonyms.json").write_text(json.dumps(model.query_synonyms, ensure_ascii=False, indent=1))
+    _save_known(model, out)
+    if export_encoder:
+        _export_encoder(model, out)
+    (out / "config.json").write_text(json.dumps(_meta(model), indent=2))
+    from lucidrec.understanding import FILES as UNDERSTANDING_FILES
+
+    if model.understanding is not None:
+        model.understanding.save(out)  # the language model's reading of this catalogue (lucidrec.understanding)
+    else:
+        for f in UNDERSTANDING_FILES:
+            (out / f).unlink(missing_ok=True)
+    from lucidrec.retrieval import INDEX_FILES
+
+    if model.index is not None:
+        model.index.save(out)  # the candidate index travels with the model (lucidrec.retrieval)
+    else:
+        for f in INDEX_FILES:  # an index left from an earlier model would not match these weights
+            (out / f).unlink(missing_ok=True)
+    check.write_manifest(out)  # last: a save cut short leaves the old manifest, which then fails to verify
+    return out
+
+
+def _save_known(model: TrainedModel, out: Path) -> None:
+    known = model.known
     np.savez(
         out / "interactions.npz",
         user=known.users.astype(str),
-        item=rec.item_ids[known.items].astype(str),
+        item=model.catalogue.item_ids[known.items].astype(str),
         rating=known.ratings,
         timestamp=known.times,
         event=known.events.astype(str),
     )
     # Users' interactions are personal data: readable by the folder's owner only (issue 16).
     os.chmod(out / "interactions.npz", 0o600)
-    if export_encoder:
-        if rec._st_encoder is not None:
-            rec._st_encoder.export_onnx(out / "encoder")
-        elif not (out / "encoder" / "model.onnx").exists():
-            src = getattr(rec, "source_dir", None)
-            if src is None or not (Path(src) / "encoder" / "model.onnx").exists():
-                raise ModelError(
-                    "no encoder to export: this model was loaded without one. "
-                    "Fix: save with export_encoder=False, or load the model from a folder that has encoder/."
-                )
-            import shutil
 
-            # A loaded model carries the ONNX export it was loaded from: copy it along.
-            shutil.copytree(Path(src) / "encoder", out / "encoder", dirs_exist_ok=True)
-    meta = {
+
+def _export_encoder(model: TrainedModel, out: Path) -> None:
+    """The text encoder's ONNX export: written by an encoder that can export itself (the one training
+    used), else copied from the folder the model was loaded from."""
+    enc = model.text_encoder
+    if enc is not None and hasattr(enc, "export_onnx"):
+        enc.export_onnx(out / "encoder")
+    elif not (out / "encoder" / "model.onnx").exists():
+        src = model.source_dir
+        if src is None or not (Path(src) / "encoder" / "model.onnx").exists():
+            raise ModelError(
+                "no encoder to export: this model was loaded without one. "
+                "Fix: save with export_encoder=False, or load the model from a folder that has encoder/."
+            )
+        import shutil
+
+        # A loaded model carries the ONNX export it was loaded from: copy it along.
+        shutil.copytree(Path(src) / "encoder", out / "encoder", dirs_exist_ok=True)
+
+
+def _meta(model: TrainedModel) -> dict:
+    """config.json's content."""
+    enc = model.text_encoder
+    return {
         "format_version": FORMAT_VERSION,
-        "config": rec.config.to_dict(),
-        "dataset": rec.dataset_name,
-        "ease_reg": rec.ease_reg,
-        "train_report": rec.train_report,
-        # A loaded model has no FeatureSpace object (serving never needs it): its saved description is kept,
-        # so loading and saving again does not lose it.
-        "feature_space": rec.feature_space.to_dict()
-        if getattr(rec, "feature_space", None) is not None
-        else getattr(rec, "feature_space_meta", None),
-        "encoder": rec._query_encoder.name if rec._query_encoder is not None else None,
-        "implicit_event": rec.implicit_event,
+        "config": model.config.to_dict(),
+        "dataset": model.catalogue.name,
+        "ease_reg": model.meta.ease_reg,
+        "train_report": model.meta.train_report,
+        "feature_space": model.meta.feature_space,
+        "encoder": getattr(enc, "name", None) if enc is not None else model.meta.encoder,
+        "implicit_event": model.catalogue.implicit_event,
     }
-    (out / "config.json").write_text(json.dumps(meta, indent=2))
-    from lucidrec.understanding import FILES as UNDERSTANDING_FILES
-
-    if getattr(rec, "understanding", None) is not None:
-        rec.understanding.save(out)  # the language model's reading of this catalogue (lucidrec.understanding)
-    else:
-        for f in UNDERSTANDING_FILES:
-            (out / f).unlink(missing_ok=True)
-    from lucidrec.retrieval import INDEX_FILES
-
-    if getattr(rec, "retriever", None) is not None:
-        rec.retriever.save(out)  # the candidate index travels with the model (lucidrec.retrieval)
-    else:
-        for f in INDEX_FILES:  # an index left from an earlier model would not match these weights
-            (out / f).unlink(missing_ok=True)
-    check.write_manifest(out)  # last: a save cut short leaves the old manifest, which then fails to verify
-    return out
 
 
 def save_item_item(B, out: Path) -> None:
@@ -192,83 +193,82 @@ def read_meta(d: Path) -> dict:
     return meta
 
 
-def load(cls, model_dir: str | Path, load_encoder: bool = True, encoder_threads: int | None = None) -> Recommender:
-    """Read a model folder into a new ``cls`` (a Recommender), ready to serve. A broken folder raises one
+def load(model_dir: str | Path, load_encoder: bool = True, encoder_threads: int | None = None) -> TrainedModel:
+    """Read a model folder into a :class:`TrainedModel`, ready to serve. A broken folder raises one
     ModelError naming the file and the fix (the checksums, verified alongside, then each file's shape and
     agreement with the others)."""
     d = Path(model_dir)
     meta = read_meta(d)
     verify = check.BackgroundVerify(d, {"model", "index"} | ({"encoder"} if load_encoder else set()))
     try:
-        rec = _read(cls, d, meta, load_encoder, encoder_threads)
+        model = _read(d, meta, load_encoder, encoder_threads)
     except Exception:
         verify.result()  # a checksum mismatch is the root cause of a file that failed to read: say that
         raise
     verify.result()
-    return rec
+    return model
 
 
-def _read(cls, d: Path, meta: dict, load_encoder: bool, encoder_threads: int | None) -> Recommender:
+def _read(d: Path, meta: dict, load_encoder: bool, encoder_threads: int | None) -> TrainedModel:
     from safetensors.numpy import load_file
 
     from lucidrec.models.config import HybridConfig
 
     config = HybridConfig(**meta["config"])
-    rec = cls(config)
-    rec.dataset_name = meta.get("dataset")
-    rec.ease_reg = meta.get("ease_reg")
-    rec.train_report = meta.get("train_report") or {}
-    rec.implicit_event = meta.get("implicit_event")
-    rec.feature_space_meta = meta.get("feature_space")
-    rec.source_dir = d
     with check.reading(d, "weights.safetensors") as p:
         weights = load_file(str(p))
     with check.reading(d, ITEM_ITEM_FILE):
         B = load_item_item(d)
     n_items = check.check_weights(d, weights, B, bool(config.item_item))
-    rec.scorer = HybridScorer(weights, B)
-    with check.reading(d, "items.json") as p:
-        items = json.loads(p.read_text(encoding="utf-8"))
-    check.check_items(d, items, n_items)
-    rec.item_ids = np.asarray(items["item"], dtype=object)
-    rec.item_index = {iid: i for i, iid in enumerate(rec.item_ids)}
-    rec.titles = np.asarray(items["title"], dtype=object)
-    rec.categories = [list(c or []) for c in items["categories"]]
-    rec.years = np.asarray([np.nan if y is None else y for y in items["year"]], dtype=np.float64)
-    rec.fields = items.get("fields") or None
-    rec.numeric = {
-        k: np.asarray([np.nan if x is None else x for x in v], dtype=np.float64)
-        for k, v in (items.get("numeric") or {}).items()
-    }
-    if (d / "vocabulary.json").exists():
-        from lucidrec.query_synonyms import read_vocabulary
-
-        with check.reading(d, "vocabulary.json") as p:
-            rec.vocabulary = read_vocabulary(p)
+    scorer = HybridScorer(weights, B)
+    catalogue = _read_catalogue(d, meta, n_items)
     with check.reading(d, "interactions.npz") as p, np.load(p) as z:
         a = check.check_interactions(d, z)
     a = _without_forgotten(d, a)
-    rec.known = KnownHistories.from_ids(
-        rec.item_ids,
+    known = KnownHistories.from_ids(
+        catalogue.item_ids,
         a["user"],
         a["item"],
         a["rating"].astype(np.float64),
         a["timestamp"].astype(np.float64),
         a["event"],
     )
-    check.check_known_items(d, rec.known, a["item"])
-    if (d / "query_synonyms.json").exists():
-        rec.query_synonyms = read_synonyms(d / "query_synonyms.json")
+    check.check_known_items(d, known, a["item"])
+    synonyms = read_synonyms(d / "query_synonyms.json") if (d / "query_synonyms.json").exists() else None
+    encoder = None
     if load_encoder and (d / "encoder" / "model.onnx").exists():
-        rec._query_encoder = _load_encoder(d, encoder_threads, rec.scorer.w["T"].shape[1])
+        encoder = _load_encoder(d, encoder_threads, scorer.w["T"].shape[1])
     from lucidrec.understanding import RequestUnderstanding
 
     with check.reading(d, "understanding.npz"):  # small arrays; the encoder's weights load on first request
-        rec.understanding = RequestUnderstanding.load(d, len(rec.item_ids))
-    rec.attach_text_reader()
-    rec.retriever = _load_index(d, rec.scorer)  # None when the folder has no index
-    rec._retriever_scorer = rec.scorer
-    return rec
+        understanding = RequestUnderstanding.load(d, n_items)
+    model = TrainedModel(
+        config=config,
+        catalogue=catalogue,
+        scorer=scorer,
+        known=known,
+        meta=ModelMeta(
+            meta.get("train_report") or {}, meta.get("ease_reg"), meta.get("feature_space"), meta.get("encoder")
+        ),
+        text_encoder=encoder,
+        understanding=understanding,
+        query_synonyms=synonyms,
+        source_dir=d,
+    )
+    return model.with_index(_load_index(d, scorer))  # None when the folder has no index
+
+
+def _read_catalogue(d: Path, meta: dict, n_items: int) -> Catalogue:
+    with check.reading(d, "items.json") as p:
+        items = json.loads(p.read_text(encoding="utf-8"))
+    check.check_items(d, items, n_items)
+    vocabulary = None
+    if (d / "vocabulary.json").exists():
+        from lucidrec.query_synonyms import read_vocabulary
+
+        with check.reading(d, "vocabulary.json") as p:
+            vocabulary = read_vocabulary(p)
+    return Catalogue.from_items(items, vocabulary, meta.get("implicit_event"), meta.get("dataset"))
 
 
 def _without_forgotten(d: Path, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -319,13 +319,11 @@ def _load_index(d: Path, scorer: HybridScorer):
     return r
 
 
-def check_folder(model_dir: str | Path, encoder_threads: int | None = 1) -> Recommender:
+def check_folder(model_dir: str | Path, encoder_threads: int | None = 1) -> TrainedModel:
     """Everything :func:`load` checks, encoder and index included (``lucidrec serve`` calls it before it
     starts the server, so that a broken folder ends in one clear error rather than a failed startup).
     Returns the loaded model, so a single-process server serves it instead of loading it again."""
-    from lucidrec.recommender import Recommender
-
-    return load(Recommender, model_dir, load_encoder=True, encoder_threads=encoder_threads)
+    return load(model_dir, load_encoder=True, encoder_threads=encoder_threads)
 
 
 def read_synonyms(path: Path) -> dict[str, dict[str, str]]:

@@ -1,17 +1,17 @@
 """The Recommender facade: fit, recommend (with reasons), save, load, build_index.
 
-The class holds a trained model's state (scorer weights, catalog, known histories, encoder, index) and
-hands each job to the module that does it:
+The facade holds a config, a trained-model artifact (:class:`lucidrec.artifact.TrainedModel`) and the request
+pipeline assembled over it (:class:`lucidrec.serving.Pipeline`), and hands each job to the module that does it:
 
 | job | module |
 |---|---|
-| training: encode, item-item block, towers, blend, query calibration (torch) | :mod:`lucidrec.training` |
-| the model folder: save, load, validation | :mod:`lucidrec.model_io` |
-| a request: history resolution, query state, ranking with constraints | :mod:`lucidrec.serving` |
-| explanations | :mod:`lucidrec.explain` |
+| training (torch): item-item block, towers, blend, query weight -> a TrainedModel | :mod:`lucidrec.training` |
+| the model folder: write and read a TrainedModel, validation | :mod:`lucidrec.model_io` |
+| a request: history, query parsing and encoding, retrieval, ranking, explanations | :mod:`lucidrec.serving` |
 | candidate index | :mod:`lucidrec.retrieval` |
 
-Training needs torch (``lucidrec[train]``); a saved model folder serves with numpy + onnxruntime only.
+Nothing below this module imports it. Training needs torch (``lucidrec[train]``); a saved model folder
+serves with numpy + onnxruntime only.
 """
 
 from __future__ import annotations
@@ -22,11 +22,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from lucidrec import model_io, serving
-from lucidrec.errors import ConfigError, ModelError, UnknownIdError
+from lucidrec import model_io
+from lucidrec.artifact import TrainedModel
+from lucidrec.components import CachedQueryEncoding
+from lucidrec.errors import ModelError
 from lucidrec.model_eval import SavedModelScorer, evaluate_saved_model
 from lucidrec.models.scoring import HybridScorer, UserState
-from lucidrec.serving import MAX_K, MAX_QUERY_CHARS
+from lucidrec.serving import MAX_K, MAX_QUERY_CHARS, Pipeline, Request, state_for
 from lucidrec.training import impute_cold_item_item
 from lucidrec.user_history import HistoryEntry, KnownHistories, parse_history
 
@@ -36,11 +38,7 @@ if TYPE_CHECKING:  # heavy imports stay out of the serving start-up path
     from lucidrec.data.dataset import Dataset
 
 FORMAT_VERSION = model_io.FORMAT_VERSION
-
-
-def _latin_only(text: str) -> bool:
-    """True when every letter of ``text`` is Latin (what the English item encoder was trained on)."""
-    return all(ord(ch) < 0x250 for ch in text if ch.isalpha())
+_NO_HISTORIES = KnownHistories([], [], [], [], [])
 
 
 class Recommender:
@@ -52,27 +50,61 @@ class Recommender:
         self.config = config or HybridConfig()
         self.encoder_name = encoder
         self.cache_dir = cache_dir
-        self.scorer: HybridScorer | None = None
-        self.known = KnownHistories([], [], [], [], [])
-        self.dataset_name: str | None = None
-        self.ease_reg: float | None = None
-        self.feature_space = None
-        self.query_synonyms: dict | None = None
-        # Implicit-feedback catalogues (no ratings): the event every interaction is, e.g. "purchased";
-        # None for rated data. Inline history items are read as this event, with the training's weight.
-        self.implicit_event: str | None = None
-        # The catalogue's query vocabulary: per categorical field its values (when there are several
-        # fields: brand, category levels), numeric fields (price, weight), and the vocabulary file's words.
-        self.fields: dict[str, list[list[str]]] | None = None
-        self.numeric: dict[str, np.ndarray] = {}
-        self.vocabulary = None
-        self.retriever = None
-        self._query_encoder = None
-        self._st_encoder = None
-        self._query_parser = None
-        # The language model's reading of this catalogue's requests (lucidrec.understanding), built at fit.
-        self.understanding = None
-        self.train_report: dict = {}
+        self._model: TrainedModel | None = None
+        self._pipeline: Pipeline | None = None
+        self._query_cache: int | None = None
+
+    @classmethod
+    def from_model(cls, model: TrainedModel) -> Recommender:
+        """A Recommender serving ``model``."""
+        rec = cls(model.config)
+        rec.model = model
+        return rec
+
+    # ================================================================== the pipeline, assembled once per model
+    @property
+    def model(self) -> TrainedModel | None:
+        """The trained model (None until fit or load)."""
+        return self._model
+
+    @model.setter
+    def model(self, model: TrainedModel | None) -> None:
+        self._model = model
+        # Assembled now, not on first request: the understanding reads with the pipeline's query encoder from
+        # the moment the model is set (a benchmark may then switch that reader off for a while).
+        self._pipeline = None if model is None else self._assemble(model)
+
+    def _assemble(self, model: TrainedModel) -> Pipeline:
+        pipeline = Pipeline.assemble(model)
+        if self._query_cache:
+            pipeline = pipeline.with_encoding(CachedQueryEncoding(pipeline.encoding, self._query_cache))
+        return pipeline
+
+    @property
+    def pipeline(self) -> Pipeline:
+        """The request pipeline over the current model."""
+        model = self._trained()
+        if self._pipeline is None or self._pipeline.model is not model:
+            self._pipeline = self._assemble(model)
+        return self._pipeline
+
+    def use_query_cache(self, size: int) -> None:
+        """Remember the last ``size`` embedded query texts (a service: the same query from many users costs
+        one encoder call; the request understanding's item-text reader goes through the same cache)."""
+        self._query_cache = size
+        if self._model is not None:
+            self._pipeline = self._assemble(self._model)
+
+    def _trained(self) -> TrainedModel:
+        if self.model is None:
+            raise ModelError("this Recommender is not trained. Fix: call fit(dataset) or Recommender.load(DIR).")
+        return self.model
+
+    def _check_ready(self):
+        self._trained()
+
+    def _replace(self, **changes) -> None:
+        self.model = self._trained().replace(**changes)
 
     # ================================================================== training (lucidrec.training)
     def fit(
@@ -91,7 +123,9 @@ class Recommender:
         understanding (:meth:`understand_catalog`); a model only scored for evaluation can skip it."""
         from lucidrec import training
 
-        training.fit(self, dataset, train, valid, progress, refit_item_item, log_dir)
+        self.model = training.fit(
+            self.config, dataset, train, valid, progress, refit_item_item, log_dir, self.encoder_name, self.cache_dir
+        )
         if understand:
             self.understand_catalog(dataset, progress=progress)
         return self
@@ -99,78 +133,156 @@ class Recommender:
     def understand_catalog(self, dataset: Dataset, progress: bool = False) -> None:
         """Build the request understanding (multilingual encoder, grounding of the catalogue's values,
         calibrated on the catalogue itself; :mod:`lucidrec.understanding`) for ``dataset``'s catalogue."""
-        from lucidrec.data.text import ItemTextBuilder, item_fields
-        from lucidrec.understanding import RequestUnderstanding
+        from lucidrec.training import understand
 
-        has_text = self.scorer is not None and self._query_encoder is not None
-        self.understanding = RequestUnderstanding.build(
-            item_fields(dataset),
-            ItemTextBuilder().build(dataset),
-            dataset.titles(),
-            progress=progress,
-            # The second reader: the model's own item-text encoder, over the item text vectors it was trained on.
-            text_encoder=self._query_encoder if has_text else None,
-            text_vecs=self.scorer.w["T"] if has_text else None,
-        )
-        if self.scorer is not None:
-            self.understanding.fit_query_map(self.scorer.w["T"])
-        self.attach_text_reader()
-        self._query_parser = None
-
-    def attach_text_reader(self) -> None:
-        """Let the request understanding read English (and Chinese glosses) with this model's item-text
-        encoder, through :meth:`encode_query` (so a service's query cache serves it too)."""
-        if self.understanding is not None and self._query_encoder is not None:
-            self.understanding.text_reader = self._read_request_text
-
-    def _read_request_text(self, text: str) -> np.ndarray:
-        return self.encode_query(text)  # looked up per call: a service replaces encode_query with a cached one
+        self.model = understand(self._trained(), dataset, progress)
 
     def set_catalog(self, dataset: Dataset) -> None:
-        """Take the item ids, titles, categories and years of ``dataset``'s catalog."""
-        from lucidrec.data.text import item_categories, item_fields, item_numeric, item_years
-        from lucidrec.query_synonyms import vocabulary_for
+        """Serve ``dataset``'s catalogue (ids, titles, categories, fields, numbers, vocabulary)."""
+        from lucidrec.catalog import Catalogue
 
-        self.item_ids = np.asarray(dataset.item_ids, dtype=object)
-        self.item_index = {iid: i for i, iid in enumerate(self.item_ids)}
-        self._query_parser = None
-        self.titles = np.asarray(dataset.titles(), dtype=object)
-        self.categories = [sorted(c) for c in item_categories(dataset)]
-        self.years = item_years(dataset)
-        self.implicit_event = None if getattr(dataset, "has_ratings", True) else dataset.default_event
-        self.fields = item_fields(dataset) if len(dataset.schema.categorical) >= 2 else None
-        self.numeric = item_numeric(dataset)
-        self.vocabulary = vocabulary_for(dataset.name, {v for cats in self.categories for v in cats})
+        self._replace(catalogue=Catalogue.from_dataset(dataset))
 
     def set_known(self, known: pd.DataFrame) -> None:
         """Replace the stored histories with an interactions frame's rows."""
-        self.known = KnownHistories.from_frame(self.item_ids, known)
+        self._replace(known=KnownHistories.from_frame(self.item_ids, known))
+
+    # ================================================================== what the model holds (read-only views)
+    @property
+    def scorer(self) -> HybridScorer | None:
+        return None if self.model is None else self.model.scorer
+
+    @scorer.setter
+    def scorer(self, scorer: HybridScorer) -> None:
+        self._replace(scorer=scorer)  # an index built for the old weights then refuses (build_index again)
+
+    @property
+    def catalogue(self):
+        return self._trained().catalogue
+
+    @property
+    def item_ids(self) -> np.ndarray:
+        return self.catalogue.item_ids
+
+    @property
+    def item_index(self) -> dict:
+        return self.catalogue.item_index
+
+    @property
+    def titles(self) -> np.ndarray:
+        return self.catalogue.titles
+
+    @property
+    def categories(self) -> list[list[str]]:
+        return self.catalogue.categories
+
+    @property
+    def years(self) -> np.ndarray:
+        return self.catalogue.years
+
+    @property
+    def fields(self):
+        return self.catalogue.fields
+
+    @property
+    def numeric(self) -> dict:
+        return self.catalogue.numeric
+
+    @property
+    def implicit_event(self) -> str | None:
+        return self.catalogue.implicit_event
+
+    @property
+    def dataset_name(self) -> str | None:
+        return self.catalogue.name
+
+    @property
+    def vocabulary(self):
+        return self.catalogue.vocabulary
+
+    @vocabulary.setter
+    def vocabulary(self, vocabulary) -> None:
+        self._replace(catalogue=self.catalogue.with_vocabulary(vocabulary))
+
+    @property
+    def query_synonyms(self) -> dict | None:
+        return None if self.model is None else self.model.query_synonyms
+
+    @query_synonyms.setter
+    def query_synonyms(self, synonyms: dict | None) -> None:
+        self._replace(query_synonyms=synonyms)
+
+    @property
+    def known(self) -> KnownHistories:
+        return _NO_HISTORIES if self.model is None else self.model.known
+
+    @property
+    def understanding(self):
+        return None if self.model is None else self.model.understanding
+
+    @property
+    def train_report(self) -> dict:
+        return {} if self.model is None else self.model.meta.train_report
+
+    @property
+    def ease_reg(self) -> float | None:
+        return None if self.model is None else self.model.meta.ease_reg
+
+    @property
+    def feature_space(self) -> dict | None:
+        """The item-feature space's description (:meth:`lucidrec.models.features.FeatureSpace.to_dict`)."""
+        return None if self.model is None else self.model.meta.feature_space
+
+    @property
+    def retriever(self):
+        return None if self.model is None else self.model.index
+
+    @property
+    def source_dir(self) -> Path | None:
+        return None if self.model is None else self.model.source_dir
+
+    @source_dir.setter
+    def source_dir(self, path) -> None:
+        self._replace(source_dir=path)
+
+    @property
+    def _query_encoder(self):
+        return None if self.model is None else self.model.text_encoder
+
+    @_query_encoder.setter
+    def _query_encoder(self, encoder) -> None:
+        self._replace(text_encoder=encoder)
+
+    @property
+    def _torch_net(self):
+        return None if self.model is None else self.model.net
+
+    @property
+    def query_parser(self):
+        """The parser for this catalog's vocabulary (built on first use; synonyms from the model folder's
+        ``query_synonyms.json`` are added to the built-in tables)."""
+        return self.pipeline.parsing.parser
+
+    @property
+    def _query_parser(self):
+        return self.pipeline.parsing._parser
+
+    @_query_parser.setter
+    def _query_parser(self, value) -> None:
+        if value is not None:
+            raise ModelError("the query parser is built from the model's catalogue; only None (rebuild) is accepted.")
+        self.model = self._model  # the pipeline assembled again, its parser built anew on first use
 
     # ================================================================== catalog and histories
     def known_user(self, user_id) -> bool:
         return user_id in self.known
 
     def item_idx(self, item_id) -> int:
-        try:
-            return self.item_index[str(item_id)]
-        except KeyError:
-            raise UnknownIdError(
-                f"item '{item_id}' is not in this model's catalog ({len(self.item_ids)} items). "
-                "Fix: use an item id from the training data."
-            ) from None
+        return self.catalogue.item_idx(item_id)
 
     def encode_query(self, text: str) -> np.ndarray:
-        """A request's text as the user tower reads it: Latin-script text through the item text encoder,
-        other scripts through the multilingual encoder mapped into the item-text space
-        (:mod:`lucidrec.understanding`). A model loaded without encoders serves histories only."""
-        if self._query_encoder is None:
-            raise ModelError("this model has no text encoder loaded. Fix: load it with Recommender.load(DIR).")
-        u = self.understanding
-        if u is not None and u.query_map is not None and not _latin_only(text):
-            # The item text encoder (English MiniLM) reads Latin-script text better than the map does (Scientific
-            # en precision 0.93 vs 0.83, benchmarks/results/understanding.md); other scripts only the map reads.
-            return u.query_vector(text)
-        return self._query_encoder.encode([text])[0]
+        """A request's text as the user tower reads it (:class:`lucidrec.components.QueryEncoding`)."""
+        return self.pipeline.encoding.encode(text)
 
     # Internal names kept for benchmarks and tests that read the stored histories directly.
     def _known_history(self, user_id: str) -> list[HistoryEntry]:
@@ -180,13 +292,14 @@ class Recommender:
         return self.known.user_ids()
 
     def _state_for(self, history: list[HistoryEntry], query_vec: np.ndarray | None) -> UserState:
-        return serving.state_for(self, history, query_vec)
+        return state_for(self._trained(), history, query_vec)
 
     # ================================================================== recommending (lucidrec.serving)
     def resolve_history(self, user=None, history=None) -> tuple[list[HistoryEntry], str]:
         """The history used for a request: the known user's stored history, plus any inline items."""
-        self._check_ready()
-        return serving.resolve_history(self, user, history)
+        from lucidrec.serving import resolve_history
+
+        return resolve_history(self._trained(), user, history)
 
     def recommend(
         self,
@@ -203,22 +316,8 @@ class Recommender:
     ) -> dict[str, Any]:
         """Top-``k`` items for a known ``user``, an inline ``history`` (ids or (id, rating)), a ``query``,
         or any mix. Returns ``{"items": [{"item_id", "title", "score", "rank", ...}], ...}``."""
-        self._check_ready()
-        if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= MAX_K:
-            raise ConfigError(f"k={k!r}: must be an integer from 1 to {MAX_K}.")
-        if lang not in ("en", "zh"):
-            raise ConfigError(f"lang='{lang}': supported languages are 'en' and 'zh'.")
-        entries, source, parsed, state = serving.request_state(self, user, history, query)
-        result = {
-            "user": None if user is None else str(user),
-            "query": None if parsed is None else parsed.raw,
-            "history_source": source,
-            "history_size": len(entries),
-        }
-        result.update(
-            self.rank(state, entries, parsed, k, exclude_seen, exclude, explain, lang, counterfactual, rewriter)
-        )
-        return result
+        request = Request(user, history, query, k, exclude_seen, exclude, explain, lang, counterfactual, rewriter)
+        return self.pipeline.recommend(request)
 
     def rank(
         self,
@@ -235,70 +334,37 @@ class Recommender:
         candidates: np.ndarray | None | str = "retrieve",
     ) -> dict[str, Any]:
         """The ranking half of :meth:`recommend` for a user state already built (see
-        :func:`lucidrec.serving.rank`)."""
-        return serving.rank(
-            self, state, entries, parsed, k, exclude_seen, exclude, explain, lang, counterfactual, rewriter, candidates
+        :meth:`lucidrec.serving.Pipeline.rank`)."""
+        return self.pipeline.rank(
+            state, entries, parsed, k, exclude_seen, exclude, explain, lang, counterfactual, rewriter, candidates
         )
 
     def score_items(self, user=None, history=None, query=None, items: Iterable | None = None) -> np.ndarray:
         """Raw scores (no exclusion, no constraint filtering) for the given item ids, or the whole catalog.
         A query contributes as in ``recommend``: its item references join the history and its residual
         text is embedded."""
-        self._check_ready()
-        _, _, _, state = serving.request_state(self, user, history, query)
-        idx = None if items is None else np.array([self.item_idx(i) for i in items])
-        return self.scorer.score(state, idx)
-
-    # ================================================================== queries (lucidrec.query)
-    @property
-    def query_parser(self):
-        """The parser for this catalog's vocabulary (built on first use; synonyms from the model folder's
-        ``query_synonyms.json`` are added to the built-in tables)."""
-        if self._query_parser is None:
-            from lucidrec.query import QueryParser
-
-            self._query_parser = QueryParser(
-                self.categories,
-                self.titles,
-                self.item_ids,
-                self.years,
-                popularity=self.known.popularity(len(self.item_ids)),
-                synonyms=self.query_synonyms,
-                fields=self.fields,
-                numeric=self.numeric,
-                vocabulary=self.vocabulary,
-                name=self.dataset_name,
-                understanding=self.understanding,
-            )
-        return self._query_parser
+        return self.pipeline.score_items(user, history, query, items)
 
     def parse_query(self, query: str):
         """Clean and parse a query into constraints + residual text (see :mod:`lucidrec.query`).
         A blank query (empty, only spaces or control characters) is no query: None."""
-        self._check_ready()
-        cleaned = serving.clean_query(query)
-        return self.query_parser.parse(cleaned) if cleaned else None
-
-    def _check_ready(self):
-        if self.scorer is None:
-            raise ModelError("this Recommender is not trained. Fix: call fit(dataset) or Recommender.load(DIR).")
+        return self.pipeline.parsing.parse(query)
 
     # ================================================================== evaluation (lucidrec.model_eval)
     def as_scorer(self, dataset: Dataset) -> SavedModelScorer:
         """A Scorer (evaluation interface) over ``dataset``'s item order, using the histories it is given."""
-        return SavedModelScorer(self, dataset)
+        return SavedModelScorer(self._trained(), dataset)
 
     # ================================================================== persistence (lucidrec.model_io)
     def save(self, out_dir: str | Path, export_encoder: bool = True) -> Path:
         """Write the model folder (see :mod:`lucidrec.model_io` for its layout)."""
-        self._check_ready()
-        return model_io.save(self, out_dir, export_encoder)
+        return model_io.save(self._trained(), out_dir, export_encoder)
 
     @classmethod
     def load(cls, model_dir: str | Path, load_encoder: bool = True, encoder_threads: int | None = None) -> Recommender:
         """Load a model folder. ``encoder_threads``: onnxruntime threads for the query encoder (see
         :class:`lucidrec.encoders.OnnxEncoder`)."""
-        return model_io.load(cls, model_dir, load_encoder, encoder_threads)
+        return cls.from_model(model_io.load(model_dir, load_encoder, encoder_threads))
 
     # ================================================================== candidate retrieval (lucidrec.retrieval)
     def build_index(self, kind: str = "auto", progress: bool = False, **options):
@@ -308,15 +374,14 @@ class Recommender:
         ``options`` are :class:`lucidrec.retrieval.IndexConfig` fields (nprobe, candidates, text_dim, ...)."""
         from lucidrec.retrieval import IndexConfig, Retriever
 
-        self._check_ready()
+        model = self._trained()
         config = IndexConfig.from_dict({**options, "kind": kind})
-        self.retriever = Retriever.build(self.scorer, config, progress=progress)
-        self._retriever_scorer = self.scorer
-        return self.retriever
+        self.model = model.with_index(Retriever.build(model.scorer, config, progress=progress))
+        return self.model.index
 
     def drop_index(self) -> None:
         """Forget the candidate index: every request scores the whole catalog exactly."""
-        self.retriever = None
+        self.model = self._trained().with_index(None)
 
     def candidate_items(self, state: UserState, n: int | None = None) -> np.ndarray | None:
         """Item indices worth scoring exactly for ``state``: at least ``n`` (pass k plus the number of items
@@ -326,15 +391,7 @@ class Recommender:
 
     def candidate_items_many(self, states: list[UserState], n: int | None = None) -> list[np.ndarray | None]:
         """:meth:`candidate_items` for many users in one index search (faster per user)."""
-        retriever = self.retriever
-        if retriever is None or retriever.exact:
-            return [None] * len(states)
-        if getattr(self, "_retriever_scorer", None) is not self.scorer:
-            raise ModelError(
-                "the candidate index was built for other model weights (the model was retrained). "
-                "Fix: call build_index() again, or drop_index()."
-            )
-        return retriever.candidates(self.scorer, states, n)
+        return self.pipeline.retrieval.candidates_many(states, n)
 
 
 __all__ = [

@@ -1,5 +1,6 @@
-"""Training a Recommender (needs torch, ``lucidrec[train]``): encode item text, fit the closed-form
-item-item block, train the towers, blend the two on validation, calibrate the query's weight.
+"""Training (needs torch, ``lucidrec[train]``): encode item text, fit the closed-form item-item block, train
+the towers, blend the two on validation, calibrate the query's weight; :func:`fit` returns the
+:class:`lucidrec.artifact.TrainedModel`.
 
 The steps of :func:`fit`, in order:
 1. frozen language-model embeddings of the item text (cached on disk) and the item features;
@@ -22,6 +23,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from lucidrec.artifact import ModelMeta, TrainedModel
+from lucidrec.catalog import Catalogue
+from lucidrec.history_inputs import user_state
 from lucidrec.models.scoring import DISLIKE_MARGIN, RATING_SLOPE, HybridScorer
 from lucidrec.user_history import KnownHistories
 
@@ -29,19 +33,22 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from lucidrec.data.dataset import Dataset
-    from lucidrec.recommender import Recommender
 
 
 def fit(
-    rec: Recommender,
+    config,
     dataset: Dataset,
     train: pd.DataFrame | None = None,
     valid: pd.DataFrame | None = None,
     progress: bool = True,
     refit_item_item: bool = True,
     log_dir: str | None = None,
-) -> None:
-    """Train ``rec`` in place (see the module docstring for the steps)."""
+    encoder_name: str | None = None,
+    cache_dir: str | None = None,
+) -> TrainedModel:
+    """Train a model with ``config`` (a :class:`lucidrec.models.config.HybridConfig`; see the module docstring
+    for the steps). ``encoder_name``: the item-text encoder (default: the packaged MiniLM); ``cache_dir``:
+    where item-text embeddings are cached."""
     import pandas as pd
 
     from lucidrec.data.text import ItemTextBuilder
@@ -54,22 +61,19 @@ def fit(
     _require_torch()
 
     t0 = time.perf_counter()
-    cfg = rec.config
+    cfg = config
     if train is None:
         train, valid = holdout(dataset.interactions, cfg.seed) if valid is None else (dataset.interactions, valid)
     elif valid is None:
         train, valid = holdout(train, cfg.seed)
     require_training_data(dataset, train, valid)
-    rec.dataset_name = dataset.name
-    rec.set_catalog(dataset)
+    catalogue = Catalogue.from_dataset(dataset)
 
     # 1. frozen language-model embeddings of the item text (cached on disk)
-    rec._st_encoder = SentenceTransformerEncoder(rec.encoder_name)
-    encoder = CachedEncoder(rec._st_encoder, rec.cache_dir)
-    T = encoder.encode(ItemTextBuilder().build(dataset), progress=progress)
-    rec._query_encoder = rec._st_encoder
-    rec.feature_space = FeatureSpace.fit(dataset)
-    G = rec.feature_space.transform(dataset)
+    text_encoder = SentenceTransformerEncoder(encoder_name)
+    T = CachedEncoder(text_encoder, cache_dir).encode(ItemTextBuilder().build(dataset), progress=progress)
+    feature_space = FeatureSpace.fit(dataset)
+    G = feature_space.transform(dataset)
 
     # 2. the closed-form item-item block, its regularisation chosen on validation
     split = Split(dataset, "custom", train, valid, valid.iloc[:0])
@@ -120,7 +124,7 @@ def fit(
                 B = mixed_block(B, transition[1], block_info["sequential"])
                 blend = {k: v for k, v in seq.items() if k != "sequential"}
         report["item_item"] = {**block_info, **blend}
-    rec.ease_reg = block_info.get("reg") if block_info else None
+    ease_reg = block_info.get("reg") if block_info else None
     weights = net.export()
     # 5. refit the block on everything the model was given
     if cfg.item_item and refit_item_item:
@@ -129,14 +133,40 @@ def fit(
     if margin is not None:
         extra[DISLIKE_MARGIN] = np.array([margin], np.float32)
         extra[RATING_SLOPE] = np.array([cfg.rating_slope], np.float32)
-    rec.scorer = HybridScorer({**weights, **extra}, B)
-    rec._torch_net = net
-    rec.known = KnownHistories.from_frame(rec.item_ids, pd.concat([train, valid], ignore_index=True))
+    model = TrainedModel(
+        config=cfg,
+        catalogue=catalogue,
+        scorer=HybridScorer({**weights, **extra}, B),
+        known=KnownHistories.from_frame(catalogue.item_ids, pd.concat([train, valid], ignore_index=True)),
+        text_encoder=text_encoder,
+        net=net,
+    )
     # 6. the query's weight
-    calibrate_query(rec, T)
+    calibrate_query(model, T)
     report["seconds"] = round(time.perf_counter() - t0, 1)
-    report["ease_reg"] = rec.ease_reg
-    rec.train_report = report
+    report["ease_reg"] = ease_reg
+    return model.replace(meta=ModelMeta(report, ease_reg, feature_space.to_dict(), text_encoder.name))
+
+
+def understand(model: TrainedModel, dataset: Dataset, progress: bool = False) -> TrainedModel:
+    """``model`` with the request understanding (multilingual encoder, grounding of the catalogue's values,
+    calibrated on the catalogue itself; :mod:`lucidrec.understanding`) built for ``dataset``'s catalogue."""
+    from lucidrec.data.text import ItemTextBuilder, item_fields
+    from lucidrec.understanding import RequestUnderstanding
+
+    has_text = model.text_encoder is not None
+    understanding = RequestUnderstanding.build(
+        item_fields(dataset),
+        ItemTextBuilder().build(dataset),
+        dataset.titles(),
+        progress=progress,
+        # The second reader: the model's own item-text encoder, over the item text vectors it was trained on
+        # (the request pipeline connects it: lucidrec.serving.Pipeline).
+        text_encoder=model.text_encoder if has_text else None,
+        text_vecs=model.scorer.w["T"] if has_text else None,
+    )
+    understanding.fit_query_map(model.scorer.w["T"])
+    return model.replace(understanding=understanding)
 
 
 def choose_item_item(cfg, split) -> dict:
@@ -532,29 +562,28 @@ def blend_on_validation(net, chunks, valid_rel, train_hist, n_items: int) -> dic
     return result
 
 
-def calibrate_query(rec: Recommender, T: np.ndarray) -> None:
+def calibrate_query(model: TrainedModel, T: np.ndarray) -> None:
     """Scale the query terms so a query moves scores about as much as a typical user's history does:
     the spread (p99 - p50) of history scores over the catalog, against that of query similarity."""
-    from lucidrec.serving import state_for
-
-    rng = np.random.default_rng(rec.config.seed)
-    users = rec.known.user_ids()
+    rng = np.random.default_rng(model.config.seed)
+    users = model.known.user_ids()
     if not users:
         return
     sample = rng.choice(users, size=min(100, len(users)), replace=False)
     spreads = []
     for uid in sample:
-        s = rec.scorer.score(state_for(rec, rec.known.history(uid), None))
+        history = model.known.history(uid)
+        s = model.scorer.score(user_state(model.scorer, history, None, model.catalogue.implicit_event))
         spreads.append(np.percentile(s, 99) - np.percentile(s, 50))
     probes = T[rng.choice(len(T), size=min(100, len(T)), replace=False)]
     sims = probes @ T.T
     sim_spread = float(np.median(np.percentile(sims, 99, axis=1) - np.percentile(sims, 50, axis=1)))
-    latent = probes @ rec.scorer.w["Wa"] @ rec.scorer.w["F"].T
+    latent = probes @ model.scorer.w["Wa"] @ model.scorer.w["F"].T
     lat_spread = float(np.median(np.percentile(latent, 99, axis=1) - np.percentile(latent, 50, axis=1)))
-    target = float(np.median(spreads)) * rec.config.query_strength
+    target = float(np.median(spreads)) * model.config.query_strength
     # Half of the query's pull comes from raw text similarity (readable), half from the learned tower.
-    rec.scorer.w["query_text"] = np.array([0.5 * target / max(sim_spread, 1e-6)], np.float32)
-    rec.scorer.w["query_latent"] = np.array([0.5 * target / max(lat_spread, 1e-6)], np.float32)
+    model.scorer.w["query_text"] = np.array([0.5 * target / max(sim_spread, 1e-6)], np.float32)
+    model.scorer.w["query_latent"] = np.array([0.5 * target / max(lat_spread, 1e-6)], np.float32)
 
 
 def seen_items(frame, n_items: int) -> np.ndarray:

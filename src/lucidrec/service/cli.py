@@ -110,10 +110,11 @@ def register(app: typer.Typer) -> None:
         if not (model / "config.json").exists():
             raise ConfigError(f"--model {model}: not a model folder (no config.json). Fix: lucidrec train --out DIR.")
         from lucidrec.model_io import check_folder
+        from lucidrec.recommender import Recommender
 
         # A broken folder: one clear error here, not uvicorn's "Application startup failed". One process
         # serves the model loaded by this check; several workers each load their own.
-        checked = check_folder(model, encoder_threads=SERVE_ENCODER_THREADS)
+        checked = Recommender.from_model(check_folder(model, encoder_threads=SERVE_ENCODER_THREADS))
         keys = load_keys(api_keys_file)
         for wanted, var, kind in ((demo_key, ENV_VAR, "write"), (demo_read_key, READ_ENV_VAR, "read")):
             if not wanted:

@@ -9,7 +9,6 @@ seed the store on its first start.
 
 from __future__ import annotations
 
-import functools
 import threading
 from pathlib import Path
 from typing import Any
@@ -68,8 +67,7 @@ class ModelHolder:
 
     @staticmethod
     def _prepare(rec):
-        # An instance attribute shadows the method: recommend() calls self.encode_query(...).
-        rec.encode_query = functools.lru_cache(maxsize=QUERY_CACHE_SIZE)(rec.encode_query)
+        rec.use_query_cache(QUERY_CACHE_SIZE)  # the pipeline's query encoder remembers recent texts
         if getattr(rec, "understanding", None) is not None and rec._query_encoder is not None:
             # The multilingual encoder (~1 s) and the Chinese glossary (~1 s) load on first use: pay that at
             # start-up, not on the first request that carries a query.
