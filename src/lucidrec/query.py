@@ -358,6 +358,7 @@ class QueryParser:
         single-valued (no item has two values: a brand, one level of a category path)."""
         self.field_of: dict[str, str] = {}
         self.single_valued: set[str] = set()
+        self._one_value_per_item: bool | None = None  # single-field catalogues: see _single_valued_field
         self.multi_field = bool(fields) and len(fields) >= 2
         if not self.multi_field:
             return
@@ -615,10 +616,13 @@ class QueryParser:
         kept = " ".join(kept.split())
         values, qualifier = self.understanding.ground(kept)
         named = set(pq.genres) | set(pq.exclude_genres)
-        # A field asked for by name keeps the user's value; a field only excluded from ("no romance") is
-        # still open to what the rest of the request reads as.
+        # A single-valued field asked for by name keeps the user's value (an item is in one category); a
+        # field whose items hold several values (genres) is open to what the rest of the request reads as
+        # ("a suspenseful mystery": Mystery by name, Thriller read from "suspenseful"), and so is a field
+        # only excluded from ("no romance").
         asked = set(pq.genres)
         named_fields = {self.field_of.get(g, "") for g in asked} if self.multi_field else ({""} if asked else set())
+        named_fields = {f for f in named_fields if self._single_valued_field(f)}
         soft = []
         for v in values:
             fld = v.field if self.multi_field else ""
@@ -636,6 +640,17 @@ class QueryParser:
             start = text.find(qualifier)  # the qualifier's words are read, not embedded (they name another thing)
             if start >= 0:
                 used[start : start + len(qualifier)] = True
+
+    def _single_valued_field(self, field: str) -> bool:
+        """Whether no item holds two values of ``field`` ("" is the one field of a single-field catalogue)."""
+        if self.multi_field:
+            return field in self.single_valued
+        if self._one_value_per_item is None:
+            held = np.zeros(len(self.titles), np.int32)
+            for mask in self._value_masks.values():
+                held += mask
+            self._one_value_per_item = bool((held <= 1).all())
+        return self._one_value_per_item
 
     def _like_values(self, pq: ParsedQuery) -> list[dict]:
         """"something like Star Wars": prefer items of the named item's kind, those sharing the most of its

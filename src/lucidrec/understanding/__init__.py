@@ -143,6 +143,13 @@ class RequestUnderstanding:
         if split is not None:
             head = self._ground_alternatives(split[0])
             if head and (not whole or head[0].strength >= max(w.strength for w in whole)):
+                multi = self.grounder.multi_valued
+                if all(h.field in multi for h in head):
+                    # "给孩子看的喜剧": where items hold several values, what qualifies the wanted thing
+                    # describes it too (a comedy *for children*), so the whole request's values join.
+                    extra = [w for w in whole if w.field in multi and all(w.value != h.value for h in head)]
+                    if extra:
+                        return head + extra, None
                 return head, split[1]
         return whole, None
 

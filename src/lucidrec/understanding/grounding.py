@@ -109,6 +109,14 @@ class CatalogGrounder:
         cent = np.asarray(self.member @ self.item_vecs) / np.maximum(counts, 1.0)[:, None]
         self.centroids = (cent / np.maximum(np.linalg.norm(cent, axis=1, keepdims=True), 1e-12)).astype(np.float32)
         self.index_of_value = {v: k for k, (_, v) in enumerate(self.pairs)}
+        # Fields where an item holds several values (genres): there a request may ask for several at once
+        # ("a funny animated film": Comedy and Animation), where one level of a category path offers
+        # alternatives of which an item is one.
+        per_field: dict[str, np.ndarray] = {}
+        for k, (f, _) in enumerate(self.pairs):
+            held = per_field.setdefault(f, np.zeros(self.member.shape[1], np.int32))
+            held[self.member[k].indices] += 1
+        self.multi_valued = {f for f, held in per_field.items() if (held > 1).any()}
         self.sub_values = _sub_values(self.member, counts)
         self._by_item = self.member.T.tocsr()  # item -> its values: the neighbour vote reads 30 rows
         # How close each value's name and centroid are to any request of this catalogue (the mean over the
@@ -224,6 +232,8 @@ class CatalogGrounder:
                 break
             chain.insert(0, d)
         close = np.flatnonzero(p >= max(tau, p[best] - SPECIFICITY_MARGIN))
+        if self.pairs[best][0] in self.multi_valued:  # every value the request reads as clearly joins
+            close = np.union1d(close, [k for k in np.flatnonzero(p >= tau) if self.pairs[k][0] in self.multi_valued])
         close = [int(v) for v in close[np.lexsort((-p[close], self.log_count[close]))] if v not in chain]
         steps = (chain + close)[:max_values]
         return [GroundedValue(self.pairs[v][0], self.pairs[v][1], float(p[v])) for v in steps]
