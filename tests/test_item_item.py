@@ -11,7 +11,7 @@ from conftest import make_tiny_frames
 import lucidrec.data
 from lucidrec.baselines import ease_weights
 from lucidrec.errors import ConfigError, ModelError
-from lucidrec.model_io import ITEM_ITEM_FILE, load_item_item, save_item_item
+from lucidrec.io.model_io import ITEM_ITEM_FILE, load_item_item, save_item_item
 from lucidrec.models import item_item as ii
 from lucidrec.models.scoring import WEIGHT_NAMES, HybridScorer
 from lucidrec.training import impute_cold_item_item

@@ -21,9 +21,9 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from lucidrec import model_check
 from lucidrec.cli import app
 from lucidrec.errors import ModelError
+from lucidrec.io import model_check
 from lucidrec.recommender import Recommender
 
 pytest.importorskip("fastapi")

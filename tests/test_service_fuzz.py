@@ -27,7 +27,7 @@ schemathesis = pytest.importorskip("schemathesis")
 from hypothesis import HealthCheck, Phase, settings  # noqa: E402
 from test_service import KEY, tiny_service_model  # noqa: E402
 
-from lucidrec import model_check  # noqa: E402
+from lucidrec.io import model_check  # noqa: E402
 from lucidrec.service.app import ServiceSettings  # noqa: E402
 
 MAX_EXAMPLES = 25  # per operation and kind of data, each sent twice (with and without a key)

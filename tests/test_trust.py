@@ -27,7 +27,8 @@ pytest.importorskip("fastapi")
 from test_service import KEY, make_client, own_model_dir, tiny_service_model  # noqa: E402
 from test_service_hardening import _free_port, _http, live_server  # noqa: E402
 
-from lucidrec import forgetting, model_check  # noqa: E402
+from lucidrec import forgetting
+from lucidrec.io import model_check  # noqa: E402
 from lucidrec.recommender import Recommender  # noqa: E402
 from lucidrec.service.app import ServiceSettings, create_app  # noqa: E402
 from lucidrec.service.store import FeedbackStore  # noqa: E402

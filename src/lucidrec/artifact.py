@@ -1,7 +1,7 @@
 """The trained-model artifact: everything training produced, as one immutable value.
 
-:func:`lucidrec.training.fit` returns a :class:`TrainedModel`; :mod:`lucidrec.model_io` writes exactly one
-to a model folder and reads one back; the request pipeline (:mod:`lucidrec.serving`), evaluation
+:func:`lucidrec.training.fit` returns a :class:`TrainedModel`; :mod:`lucidrec.io.model_io` writes exactly one
+to a model folder and reads one back; the request pipeline (:mod:`lucidrec.pipeline.serving`), evaluation
 (:mod:`lucidrec.model_eval`) and batch jobs consume it whole. A change (new histories, a candidate index,
 another vocabulary) is a new artifact made with :meth:`TrainedModel.replace`, never an edit in place.
 """

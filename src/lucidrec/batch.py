@@ -295,7 +295,7 @@ def _folder_for_workers(model: str | Path | Recommender, rec: Recommender, index
     import shutil
 
     from lucidrec.errors import ModelError
-    from lucidrec.model_check import write_manifest
+    from lucidrec.io.model_check import write_manifest
     from lucidrec.retrieval import INDEX_FILES
 
     if not isinstance(model, (str, Path)):
@@ -474,7 +474,7 @@ def run_batch(
 
 def _check_options(engine: str, k, chunk_size, index: str, out: Path) -> None:
     """The job's options, each refused with the option's name and the fix."""
-    from lucidrec.serving import MAX_K
+    from lucidrec.pipeline.serving import MAX_K
 
     if engine not in ENGINES:
         raise ConfigError(f"--engine '{engine}': must be 'local' or 'ray'.")

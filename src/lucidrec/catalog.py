@@ -107,7 +107,7 @@ class Catalogue:
         implicit_event: str | None = None,
         name: str | None = None,
     ) -> Catalogue:
-        """The catalogue :meth:`to_items` wrote (already checked by :func:`lucidrec.model_check.check_items`)."""
+        """The catalogue :meth:`to_items` wrote (already checked by :func:`lucidrec.io.model_check.check_items`)."""
         return cls(
             item_ids=np.asarray(items["item"], dtype=object),
             titles=np.asarray(items["title"], dtype=object),

@@ -22,7 +22,7 @@ def forget_users(users: list[str], model: Path | None, db: Path | None) -> list[
     from the feedback database (and its WAL) with a tombstone there too, and their rows removed from the
     folder's ``interactions.npz``. Returns one report per user."""
     from lucidrec import forgetting
-    from lucidrec.purge import purge_interactions
+    from lucidrec.io.purge import purge_interactions
 
     reports = [{"user": u, "db_rows": 0, "model_rows": 0, "model_folder_tombstone": False} for u in users]
     if model is not None:

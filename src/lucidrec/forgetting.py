@@ -1,7 +1,7 @@
 """Forgotten users: tombstones in a model folder, and the one rule every door follows.
 
 A user is forgotten at every door that reads a model folder because the *load* applies the folder's
-tombstones: :func:`lucidrec.model_io.load` drops every tombstoned user from the known histories, so
+tombstones: :func:`lucidrec.io.model_io.load` drops every tombstoned user from the known histories, so
 ``recommend``, ``batch``, ``serve`` (and the database it seeds) never see them again, whichever process
 wrote the tombstone. ``lucidrec train --out DIR`` leaves them out of the training data, and
 ``lucidrec forget`` also removes their rows from the folder's ``interactions.npz``.

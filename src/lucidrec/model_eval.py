@@ -54,7 +54,7 @@ class SavedModelScorer:
 def evaluate_saved_model(model_dir: str | Path, split):
     """Evaluate a saved model on ``split``'s test part: train+valid histories feed the user tower."""
     from lucidrec.evaluate import EvalResult, evaluate_scorer
-    from lucidrec.model_io import load
+    from lucidrec.io.model_io import load
 
     t0 = time.perf_counter()
     scorer = SavedModelScorer(load(model_dir, load_encoder=False), split.dataset)

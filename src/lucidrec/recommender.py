@@ -1,13 +1,13 @@
 """The Recommender facade: fit, recommend (with reasons), save, load, build_index.
 
 The facade holds a config, a trained-model artifact (:class:`lucidrec.artifact.TrainedModel`) and the request
-pipeline assembled over it (:class:`lucidrec.serving.Pipeline`), and hands each job to the module that does it:
+pipeline assembled over it (:class:`lucidrec.pipeline.serving.Pipeline`), and hands each job to the module that does it:
 
 | job | module |
 |---|---|
 | training (torch): item-item block, towers, blend, query weight -> a TrainedModel | :mod:`lucidrec.training` |
-| the model folder: write and read a TrainedModel, validation | :mod:`lucidrec.model_io` |
-| a request: history, query parsing and encoding, retrieval, ranking, explanations | :mod:`lucidrec.serving` |
+| the model folder: write and read a TrainedModel, validation | :mod:`lucidrec.io.model_io` |
+| a request: history, query parsing and encoding, retrieval, ranking, explanations | :mod:`lucidrec.pipeline.serving` |
 | candidate index | :mod:`lucidrec.retrieval` |
 
 Nothing below this module imports it. Training needs torch (``lucidrec[train]``); a saved model folder
@@ -22,13 +22,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from lucidrec import model_io
 from lucidrec.artifact import TrainedModel
-from lucidrec.components import CachedQueryEncoding
 from lucidrec.errors import ModelError
+from lucidrec.io import model_io
 from lucidrec.model_eval import SavedModelScorer, evaluate_saved_model
 from lucidrec.models.scoring import HybridScorer, UserState
-from lucidrec.serving import MAX_K, MAX_QUERY_CHARS, Pipeline, Request, state_for
+from lucidrec.pipeline.components import CachedQueryEncoding
+from lucidrec.pipeline.serving import MAX_K, MAX_QUERY_CHARS, Pipeline, Request, state_for
 from lucidrec.training import impute_cold_item_item
 from lucidrec.user_history import HistoryEntry, KnownHistories, parse_history
 
@@ -281,7 +281,7 @@ class Recommender:
         return self.catalogue.item_idx(item_id)
 
     def encode_query(self, text: str) -> np.ndarray:
-        """A request's text as the user tower reads it (:class:`lucidrec.components.QueryEncoding`)."""
+        """A request's text as the user tower reads it (:class:`lucidrec.pipeline.components.QueryEncoding`)."""
         return self.pipeline.encoding.encode(text)
 
     # Internal names kept for benchmarks and tests that read the stored histories directly.
@@ -294,10 +294,10 @@ class Recommender:
     def _state_for(self, history: list[HistoryEntry], query_vec: np.ndarray | None) -> UserState:
         return state_for(self._trained(), history, query_vec)
 
-    # ================================================================== recommending (lucidrec.serving)
+    # ================================================================== recommending (lucidrec.pipeline.serving)
     def resolve_history(self, user=None, history=None) -> tuple[list[HistoryEntry], str]:
         """The history used for a request: the known user's stored history, plus any inline items."""
-        from lucidrec.serving import resolve_history
+        from lucidrec.pipeline.serving import resolve_history
 
         return resolve_history(self._trained(), user, history)
 
@@ -334,7 +334,7 @@ class Recommender:
         candidates: np.ndarray | None | str = "retrieve",
     ) -> dict[str, Any]:
         """The ranking half of :meth:`recommend` for a user state already built (see
-        :meth:`lucidrec.serving.Pipeline.rank`)."""
+        :meth:`lucidrec.pipeline.serving.Pipeline.rank`)."""
         return self.pipeline.rank(
             state, entries, parsed, k, exclude_seen, exclude, explain, lang, counterfactual, rewriter, candidates
         )
@@ -355,9 +355,9 @@ class Recommender:
         """A Scorer (evaluation interface) over ``dataset``'s item order, using the histories it is given."""
         return SavedModelScorer(self._trained(), dataset)
 
-    # ================================================================== persistence (lucidrec.model_io)
+    # ================================================================== persistence (lucidrec.io.model_io)
     def save(self, out_dir: str | Path, export_encoder: bool = True) -> Path:
-        """Write the model folder (see :mod:`lucidrec.model_io` for its layout)."""
+        """Write the model folder (see :mod:`lucidrec.io.model_io` for its layout)."""
         return model_io.save(self._trained(), out_dir, export_encoder)
 
     @classmethod

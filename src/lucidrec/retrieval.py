@@ -434,7 +434,7 @@ class Retriever:
             self.vectors.save(out / "index_proj.npz")
             faiss.write_index(self.index, str(out / "index.faiss"))
         (out / "index.json").write_text(json.dumps(meta, indent=2))
-        from lucidrec.model_check import write_manifest
+        from lucidrec.io.model_check import write_manifest
 
         write_manifest(out, INDEX_FILES, create=False)  # the model folder's checksums now cover this index
         return out

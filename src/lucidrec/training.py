@@ -161,7 +161,7 @@ def understand(model: TrainedModel, dataset: Dataset, progress: bool = False) ->
         dataset.titles(),
         progress=progress,
         # The second reader: the model's own item-text encoder, over the item text vectors it was trained on
-        # (the request pipeline connects it: lucidrec.serving.Pipeline).
+        # (the request pipeline connects it: lucidrec.pipeline.serving.Pipeline).
         text_encoder=model.text_encoder if has_text else None,
         text_vecs=model.scorer.w["T"] if has_text else None,
     )

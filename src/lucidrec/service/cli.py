@@ -109,7 +109,7 @@ def register(app: typer.Typer) -> None:
             raise ConfigError(f"--queue {queue} is under --threads {threads}. Fix: a queue of at least {threads}.")
         if not (model / "config.json").exists():
             raise ConfigError(f"--model {model}: not a model folder (no config.json). Fix: lucidrec train --out DIR.")
-        from lucidrec.model_io import check_folder
+        from lucidrec.io.model_io import check_folder
         from lucidrec.recommender import Recommender
 
         # A broken folder: one clear error here, not uvicorn's "Application startup failed". One process

@@ -8,6 +8,6 @@ from its known histories, and seeding a fresh ``--db`` skips them.
 from __future__ import annotations
 
 from lucidrec.forgetting import FILE_NAME, append, digest, read
-from lucidrec.purge import purge_interactions
+from lucidrec.io.purge import purge_interactions
 
 __all__ = ["FILE_NAME", "append", "digest", "purge_interactions", "read"]

@@ -2,12 +2,12 @@
 
 The steps of one request, in the order they run (:meth:`Pipeline.recommend`):
 1. :func:`resolve_history` - the stored history of a known user, plus any inline items;
-2. :meth:`Pipeline.request_state` - parse the query (:class:`lucidrec.components.QueryParsing`), add the
-   items it names, embed its residual text (:class:`lucidrec.components.QueryEncoding`), and build the user
+2. :meth:`Pipeline.request_state` - parse the query (:class:`lucidrec.pipeline.components.QueryParsing`), add the
+   items it names, embed its residual text (:class:`lucidrec.pipeline.components.QueryEncoding`), and build the user
    tower's state (the model's scorer);
-3. :meth:`Pipeline.rank` - exclusions, candidate retrieval (:class:`lucidrec.components.CandidateRetrieval`),
+3. :meth:`Pipeline.rank` - exclusions, candidate retrieval (:class:`lucidrec.pipeline.components.CandidateRetrieval`),
    the query's constraints with relaxation, top-k, and (optionally) explanations
-   (:class:`lucidrec.components.Explaining`).
+   (:class:`lucidrec.pipeline.components.Explaining`).
 Everything reads a :class:`lucidrec.artifact.TrainedModel`; nothing here trains, saves, or knows the
 ``Recommender`` facade.
 """
@@ -22,7 +22,12 @@ from typing import Any
 import numpy as np
 
 from lucidrec.artifact import TrainedModel
-from lucidrec.components import (
+from lucidrec.errors import ConfigError, UnknownIdError
+from lucidrec.explain import constraint_label
+from lucidrec.history_inputs import QUERY_LIKE_EVENT, state_inputs, unrated_rating, user_state
+from lucidrec.metrics import top_k
+from lucidrec.models.scoring import NEGATIVE_EVENTS, UserState
+from lucidrec.pipeline.components import (
     MAX_QUERY_CHARS,
     CandidateRetrieval,
     Explaining,
@@ -30,11 +35,6 @@ from lucidrec.components import (
     QueryParsing,
     clean_query,
 )
-from lucidrec.errors import ConfigError, UnknownIdError
-from lucidrec.explain import constraint_label
-from lucidrec.history_inputs import QUERY_LIKE_EVENT, state_inputs, unrated_rating, user_state
-from lucidrec.metrics import top_k
-from lucidrec.models.scoring import NEGATIVE_EVENTS, UserState
 from lucidrec.query import relaxation_tiers
 from lucidrec.user_history import HistoryEntry, parse_history_events
 
@@ -167,7 +167,7 @@ class Pipeline:
         )
 
     def with_encoding(self, encoding) -> Pipeline:
-        """This pipeline with another query encoder (e.g. :class:`lucidrec.components.CachedQueryEncoding`)."""
+        """This pipeline with another query encoder (e.g. :class:`lucidrec.pipeline.components.CachedQueryEncoding`)."""
         return Pipeline(self.model, self.parsing, encoding, self.retrieval, self.explaining)
 
     # ------------------------------------------------------------------ a whole request

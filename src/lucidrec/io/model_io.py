@@ -5,7 +5,7 @@ Layout: ``config.json`` (format version, config, catalog metadata), ``weights.sa
 per-field values / numeric fields when the catalogue has them), ``interactions.npz`` (the known histories),
 ``vocabulary.json`` (the query vocabulary, :mod:`lucidrec.query_synonyms`), ``encoder/`` (ONNX text encoder +
 tokenizer), optionally ``query_synonyms.json`` and the candidate index files (:mod:`lucidrec.retrieval`), and
-``manifest.json`` (sha256 of each file, written last, verified at load; :mod:`lucidrec.model_check` also checks
+``manifest.json`` (sha256 of each file, written last, verified at load; :mod:`lucidrec.io.model_check` also checks
 that the files agree with each other).
 JSON and npz rather than parquet: reading them needs no pyarrow/pandas import, which was most of a fresh
 ``lucidrec recommend`` process's start-up time.
@@ -19,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-from lucidrec import model_check as check
 from lucidrec.artifact import ModelMeta, TrainedModel
 from lucidrec.catalog import Catalogue
 from lucidrec.errors import ModelError
+from lucidrec.io import model_check as check
 from lucidrec.models.item_item import is_sparse
 from lucidrec.models.scoring import HybridScorer
 from lucidrec.user_history import KnownHistories

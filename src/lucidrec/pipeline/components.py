@@ -8,7 +8,7 @@
 | :class:`CandidateRetrieval` | item indices worth scoring exactly (the ANN index), or None: the whole catalogue |
 | :class:`Explaining` | evidence, reasons, counterfactuals (:mod:`lucidrec.explain`), then an optional rewriter |
 
-The scorer is the model's own :class:`lucidrec.models.scoring.HybridScorer`. :class:`lucidrec.serving.Pipeline`
+The scorer is the model's own :class:`lucidrec.models.scoring.HybridScorer`. :class:`lucidrec.pipeline.serving.Pipeline`
 assembles them once per model.
 """
 

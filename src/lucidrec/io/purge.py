@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from lucidrec import model_check
 from lucidrec.forgetting import FILE_NAME, INTERACTIONS, forgotten_mask, read
+from lucidrec.io import model_check
 
 
 @contextlib.contextmanager
