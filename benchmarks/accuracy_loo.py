@@ -195,7 +195,14 @@ def ease_step(name: str, s, res: dict) -> None:
 
 
 def lucidrec_step(
-    name: str, s, res: dict, protocol: str, seeds, max_minutes: float | None, save_model: str | None = None
+    name: str,
+    s,
+    res: dict,
+    protocol: str,
+    seeds,
+    max_minutes: float | None,
+    save_model: str | None = None,
+    replace: bool = False,
 ) -> None:
     import torch
 
@@ -211,6 +218,10 @@ def lucidrec_step(
     part = res.setdefault(name, {}).setdefault(key, {"runs": []})
     mode = {"loo": "seq", "ratio": "set"}[protocol]
     fitted_here = 0  # fits in this process (the first one fits the closed-form blocks)
+    if replace:  # earlier runs of these seeds are kept aside (``replaced``), not shown in the table
+        old = [r for r in part["runs"] if r["seed"] in seeds]
+        part.setdefault("replaced", []).extend(old)
+        part["runs"] = [r for r in part["runs"] if r["seed"] not in seeds]
     for seed in seeds:
         if any(r["seed"] == seed for r in part["runs"]):
             continue
@@ -462,6 +473,7 @@ def main(argv=None) -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--report", action="store_true")
     ap.add_argument("--save-model", default=None, help="lucidrec step: save the last seed's model to this folder")
+    ap.add_argument("--replace", action="store_true", help="lucidrec step: re-run seeds already in the JSON")
     args = ap.parse_args(argv)
     import torch
 
@@ -478,7 +490,7 @@ def main(argv=None) -> None:
         elif args.step == "recency":
             recency_step(args.data, s, res)
         else:
-            lucidrec_step(args.data, s, res, args.protocol, args.seeds, args.max_minutes, args.save_model)
+            lucidrec_step(args.data, s, res, args.protocol, args.seeds, args.max_minutes, args.save_model, args.replace)
         res["_meta"] = {
             "machine": f"{platform.machine()}, {os.cpu_count()} cpus, shared",
             "python": platform.python_version(),
