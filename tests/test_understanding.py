@@ -434,3 +434,27 @@ def test_without_says_what_the_wanted_item_lacks_and_excludes_nothing_it_is(offi
     # A plain "no" before another kind still excludes it.
     notebooks = office_parser.parse("binders, no notebooks")
     assert "Notebooks" in notebooks.exclude_genres
+
+
+def test_a_capitals_only_brand_that_is_a_common_phrase_needs_a_brand_cue():
+    titles = [f"{w} 3D printer, model {i}" for i, w in enumerate(["Desktop", "Resin", "Mini", "Large"] * 3)]
+    titles += ["3D brand glue gun", "Acme PLA filament"]
+    brands = ["Acme", "Zenith"] * 6 + ["3D", "Acme"]
+    items = pd.DataFrame(
+        {
+            "item": [f"t{i}" for i in range(len(titles))],
+            "title": titles,
+            "brand": [[b] for b in brands],
+            "category_1": [["Printers"]] * 12 + [["Tools"], ["Supplies"]],
+        }
+    )
+    inter = pd.DataFrame(
+        [{"user": f"u{u}", "item": f"t{(u + j) % len(titles)}", "timestamp": j} for u in range(10) for j in range(3)]
+    )
+    schema = lucidrec.data.ItemSchema(title="title", text=[], categorical=["brand", "category_1"], numeric=[])
+    ds = lucidrec.data.from_dataframes(inter, items, schema=schema, name="generated-3d")
+    parser = QueryParser.from_dataset(ds, vocabulary=Vocabulary())
+    assert "3D" not in parser.parse("推荐一台3D打印机").genres  # the phrase "3D printer", not the brand
+    assert "3D" not in parser.parse("a 3D printer for my son").genres
+    assert "3D" in parser.parse("a glue gun from 3D").genres  # a brand cue names the brand
+    assert "Acme" in parser.parse("Acme filament").genres  # names with lowercase letters are unaffected

@@ -77,6 +77,12 @@ _RANGE_NEGATION = re.compile(
 #: A negated clause reading as a value sharing this share of the smaller one's items with what the rest of
 #: the request asks for describes the wanted thing (see QueryParser._same_kind_as_wanted).
 SAME_KIND_SHARE = 0.5
+#: A brand name written in capitals only is read as the phrase unless cued when other makers' titles hold it
+#: this many times as often as the brand has items (see QueryParser._common_word_names).
+PHRASE_NAME_RATIO = 3
+#: Words that mark a name as a brand where its capitals cannot ("from 3D", "3D brand", "3D牌").
+_BRAND_CUE_BEFORE = re.compile(r"(?:\bfrom|\bby|\bbrand|\bmade by|品牌)\s*$", re.I)
+_BRAND_CUE_AFTER = re.compile(r"\s*(?:brand\b|牌|品牌|的产品)", re.I)
 #: Negations that say what the wanted item lacks ("without a cord") rather than what to leave out.
 _PROPERTY_NEGATIONS = frozenset({"without", "不含", "没有", "无"})
 #: What ends a negation's clause.
@@ -300,6 +306,10 @@ class QueryParser:
                     self._synonym_phrases.add(p)
         # Values that are also ordinary words ("Duck", "Command") count only as typed in the catalogue.
         self._case_sensitive = {v for v in vocab if _fold(v) in {_fold(c) for c in vocabulary.case_sensitive}}
+        # Of those, names without a lowercase letter that name far more of other makers' items than their own
+        # ("3D"): capitals cannot tell the brand from the phrase ("3D printer"), only a brand cue can ("from
+        # 3D", "3D brand", "3D牌"). Filled by _common_word_names.
+        self._phrase_like_names: set[str] = set()
         self._case_sensitive |= self._common_word_names(fields)
         self.phrases = phrases
         latin = sorted((p for p in phrases if not _is_cjk(p)), key=len, reverse=True)
@@ -347,10 +357,15 @@ class QueryParser:
                     key = " ".join(_words(v))
                     if key in " ".join(tokens[i]):
                         own[v] += 1
-            for v in {v for values in fields[name] for v in values}:
+            made = Counter(v for values in fields[name] for v in values)
+            for v in made:
                 key = " ".join(_words(v))
-                if v != v.lower() and key and df.get(key, 0) - own[v] >= COMMON_NAME_ITEMS:
+                others = df.get(key, 0) - own[v]
+                if v != v.lower() and key and others >= COMMON_NAME_ITEMS:
                     out.add(v)
+                    if not any(ch.islower() for ch in v) and others >= PHRASE_NAME_RATIO * made[v]:
+                        # capitals cannot tell, and the phrase is far commoner than the brand ("3D")
+                        self._phrase_like_names.add(v)
         return out
 
     def _init_fields(self, fields: dict[str, list[list[str]]] | None) -> None:
@@ -1217,6 +1232,10 @@ class QueryParser:
                     typed = original[m.start() : m.end()]
                     if not typed.startswith(canon[:1]) or (canon.isupper() and not typed.isupper()):
                         continue  # "a duck" is not the brand Duck; "Duck tape" is
+                    if canon in self._phrase_like_names and not (
+                        _BRAND_CUE_BEFORE.search(original[: m.start()]) or _BRAND_CUE_AFTER.match(original[m.end() :])
+                    ):
+                        continue  # "3D打印机" is a 3D printer, not the brand 3D
                 hits.append((m.start(), m.end(), canon))
         # Latin and Chinese phrases are found apart; where they overlap ("3d" in "3d打印耗材") the longer wins.
         hits.sort(key=lambda h: (h[0], -(h[1] - h[0])))
