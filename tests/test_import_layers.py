@@ -43,7 +43,7 @@ LAYERS: list[tuple[str, list[str]]] = [
             "lucidrec.query",
         ],
     ),
-    ("explain", ["lucidrec.explain", "lucidrec.counterfactual"]),
+    ("explain", ["lucidrec.explain"]),
     ("pipeline", ["lucidrec.pipeline"]),
     (
         "training, io, evaluation",

@@ -8,7 +8,7 @@ a rating-aware model; in any model they are never cited as support (a model that
 still counts them, and the evidence says how much). Reasons are rendered from the evidence only, in
 English or Chinese, naming the top 1-3
 pieces; with ``counterfactual=True`` each item also carries a verified counterfactual
-(:mod:`lucidrec.counterfactual`) and its sentence, and its reason tells the same story: it names every
+(:mod:`lucidrec.explain.counterfactual`) and its sentence, and its reason tells the same story: it names every
 item the what-if removes (its decisive set, :func:`decisive_sets`), and an item rated below the user's
 mean that the what-if needs is named for what it is ("your 3-star rating of X, below your average,
 weighs most here: without it, ..."), never as support.
@@ -476,7 +476,7 @@ def explain_items(
     parsed = result.get("parsed_query")
     # The query evidence names the text that was embedded (the residual after constraints were parsed out).
     query = parsed["text"] if parsed is not None else None
-    from lucidrec.counterfactual import counterfactuals, render_counterfactual
+    from lucidrec.explain.counterfactual import counterfactuals, render_counterfactual
 
     top = np.asarray(top, dtype=np.int64)
     all_parts = model.scorer.decompose_many(state, top)
@@ -519,7 +519,7 @@ def decisive_sets(model, entries, query_vec, top, masked_scores, parts_of, ok, a
     :data:`DECISIVE_MAX`; a set it verifies (by re-scoring the full model) that is no larger replaces the
     what-if, so the story is told with liked items where the smallest sets allow it. Otherwise the what-if
     stands: the evidence lists its below-mean items as ``low_rated`` and the reason says what they are."""
-    from lucidrec.counterfactual import counterfactuals
+    from lucidrec.explain.counterfactual import counterfactuals
 
     position = {}
     for j, e in enumerate(entries):
