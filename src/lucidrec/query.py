@@ -39,11 +39,14 @@ import difflib
 import re
 import unicodedata
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from lucidrec.query_synonyms import Vocabulary, vocabulary_for
+
+if TYPE_CHECKING:
+    from lucidrec.catalog import Catalogue
 
 #: How clearly the model must read a negated clause as a value to exclude it ("不要战争片" -> not War).
 NEGATION_STRENGTH = 0.7
@@ -402,25 +405,50 @@ class QueryParser:
             self.numeric_spec[name] = spec
 
     @classmethod
+    def from_catalogue(
+        cls,
+        catalogue: Catalogue,
+        popularity=None,
+        synonyms: dict[str, dict[str, str]] | None = None,
+        understanding=None,
+    ) -> QueryParser:
+        """A parser over a :class:`lucidrec.catalog.Catalogue` (its vocabulary, fields and numbers);
+        ``popularity``: per item, to pick among items sharing a title; ``synonyms``: phrases added to the
+        vocabulary's tables; ``understanding``: a :class:`lucidrec.understanding.RequestUnderstanding`."""
+        return cls(
+            catalogue.categories,
+            catalogue.titles,
+            catalogue.item_ids,
+            catalogue.years,
+            popularity=popularity,
+            synonyms=synonyms,
+            fields=catalogue.fields,
+            numeric=catalogue.numeric,
+            vocabulary=catalogue.vocabulary,
+            name=catalogue.name,
+            understanding=understanding,
+        )
+
+    @classmethod
     def from_dataset(
         cls, dataset, synonyms: dict[str, dict[str, str]] | None = None, vocabulary: Vocabulary | None = None
     ) -> QueryParser:
-        """A parser over a :class:`lucidrec.data.Dataset`'s catalog (popularity = interaction counts)."""
-        from lucidrec.data.text import item_categories, item_fields, item_numeric, item_years
+        """A parser over a :class:`lucidrec.data.Dataset`'s catalog (popularity = interaction counts);
+        ``vocabulary`` replaces the catalogue's own."""
+        from dataclasses import replace
 
+        from lucidrec.catalog import Catalogue
+        from lucidrec.data.text import item_fields
+
+        catalogue = Catalogue.from_dataset(dataset)
+        if catalogue.fields is None:
+            # The catalogue names fields only when it has two or more; the parser still reads a single
+            # identity field (a brand) for its common-word names (see _common_word_names).
+            catalogue = replace(catalogue, fields=item_fields(dataset))
+        if vocabulary is not None:
+            catalogue = catalogue.with_vocabulary(vocabulary)
         popularity = np.bincount(dataset.interactions["iidx"].to_numpy(), minlength=dataset.n_items)
-        return cls(
-            [sorted(c) for c in item_categories(dataset)],
-            dataset.titles(),
-            dataset.item_ids,
-            item_years(dataset),
-            popularity=popularity,
-            synonyms=synonyms,
-            fields=item_fields(dataset),
-            numeric=item_numeric(dataset),
-            vocabulary=vocabulary,
-            name=dataset.name,
-        )
+        return cls.from_catalogue(catalogue, popularity=popularity, synonyms=synonyms)
 
     # ------------------------------------------------------------------ public
     def parse(self, query: str) -> ParsedQuery:

@@ -60,18 +60,11 @@ class QueryParsing:
         if self._parser is None:
             from lucidrec.query import QueryParser
 
-            m, cat = self.model, self.model.catalogue
-            self._parser = QueryParser(
-                cat.categories,
-                cat.titles,
-                cat.item_ids,
-                cat.years,
-                popularity=m.known.popularity(len(cat)),
+            m = self.model
+            self._parser = QueryParser.from_catalogue(
+                m.catalogue,
+                popularity=m.known.popularity(len(m.catalogue)),
                 synonyms=m.query_synonyms,
-                fields=cat.fields,
-                numeric=cat.numeric,
-                vocabulary=cat.vocabulary,
-                name=cat.name,
                 understanding=m.understanding,
             )
         return self._parser
