@@ -46,6 +46,8 @@ import numpy as np
 from lucidrec.query_synonyms import Vocabulary, vocabulary_for
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from lucidrec.catalog import Catalogue
 
 #: How clearly the model must read a negated clause as a value to exclude it ("不要战争片" -> not War).
@@ -112,6 +114,29 @@ _WORD_DECADES = {
     "eighties": 1980,
     "nineties": 1990,
 }
+#: A decade in English: "the 90s", "'90s", "1990s", "early 80s", "mid-1970s", "the nineties" (four groups:
+#: part of the decade, two digits, three digits, word; read by QueryParser._decade_span).
+_DECADE = (
+    r"(?:the\s+)?(?:(early|mid|mid-|late)\s*-?\s*)?(?:'?(\d{2})'?s|(\d{3})0'?s|"
+    r"(?:nineteen\s+)?(" + "|".join(_WORD_DECADES) + r"))"
+)
+#: Chinese decades: "90年代", "1990年代", "九十年代".
+_ZH_DECADE = r"(\d{2}|\d{4}|[一二三四五六七八九])\s*十?\s*年代"
+_BEFORE = r"\b(?:before|prior\s+to|earlier\s+than|older\s+than|pre-?|until|up\s+to)"
+_AFTER = r"\b(?:after|later\s+than|newer\s+than|post-?)"
+#: Two-sided year ranges written out: "between 1990 and 1995", "from 1990 to 1995", "1990-1995", "1990年到1995年".
+_BETWEEN_YEARS = [
+    (r"\bbetween\s+(?:the\s+years\s+)?(\d{4})\s+and\s+(\d{4})\b", lambda m: (int(m[1]), int(m[2]))),
+    (r"\bfrom\s+(\d{4})\s*(?:to|till|until|through|-)\s*(\d{4})\b", lambda m: (int(m[1]), int(m[2]))),
+    (r"\b(\d{4})\s*(?:-|to)\s*(\d{4})\b", lambda m: (int(m[1]), int(m[2]))),
+    (r"(\d{4})\s*年?\s*(?:到|至|-|~)\s*(\d{4})\s*年?", lambda m: (int(m[1]), int(m[2]))),
+]
+#: One year: "in 1995", "1995年", a bare 1800-2099 (tried last).
+_SINGLE_YEARS = [
+    (r"\b(?:in|from|of|released\s+in|made\s+in|year)\s+(\d{4})\b", lambda m: (int(m[1]), int(m[1]))),
+    (r"(\d{4})\s*年(?!代)", lambda m: (int(m[1]), int(m[1]))),
+    (r"(?<![\w.])(1[89]\d{2}|20\d{2})(?![\w.])", lambda m: (int(m[1]), int(m[1]))),
+]
 _ZH_DIGITS = {"一": 1, "二": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9, "零": 0}
 
 
@@ -937,89 +962,55 @@ class QueryParser:
         return 1900 + d if d >= 30 else 2000 + d
 
     def _parse_years(self, text: str, used: np.ndarray, pq: ParsedQuery):
+        """The request's years: every year phrase (:meth:`_year_patterns`, first match wins a span) is a
+        two-sided range or a one-sided bound (:meth:`_take_years`), then they combine into ``pq.year``
+        (:meth:`_combine_years`)."""
         ranges: list[tuple[int, int]] = []  # two-sided: a year, a decade, "between" (several = either of them)
         bounds: list[tuple[int, int]] = []  # one-sided: before / after / since / recent (all must hold)
-        lo_cat = self.year_min if self.year_min is not None else 0
-        hi_cat = self.year_max if self.year_max is not None else 9999
+        for pat, read, kind in self._year_patterns():
+            for m in re.finditer(pat, text):
+                span = read(m)
+                if span is not None:
+                    self._take_years(m, *span, kind, text, used, pq, ranges, bounds)
+        self._combine_years(ranges, bounds, pq)
 
-        def take(m, lo, hi, explicit: bool = False, open_ended: bool = False, relative: bool = False):
-            """Record one year phrase: ``explicit`` two-sided ("between"), ``open_ended`` ("before X"),
-            ``relative`` ("recent"); open-ended and relative ones are bounds that all must hold."""
-            if used[m.start() : m.end()].any():
-                return
-            used[m.start() : m.end()] = True
-            phrase = m.group(0).strip()
-            if explicit and lo > hi:  # "between 1995 and 1990"
-                pq.notes.append(f"the years in '{phrase}' were reversed; read as {hi}-{lo}")
-                lo, hi = hi, lo
-            neg = re.search(
-                r"(?:\b(?:not|no|except|excluding|without|nothing)\s+(?:from\s+|in\s+)?|不要|不是|除了)$",
-                text[: m.start()],
-            )
-            if neg and not open_ended:
-                # "not from the 90s": the complement, when it is one range of the catalog's years.
-                used[neg.start() : m.start()] = True
-                if self.year_max is not None and hi >= self.year_max:
-                    lo, hi = self.year_min, lo - 1
-                elif self.year_min is not None and lo <= self.year_min:
-                    lo, hi = hi + 1, self.year_max
-                else:
-                    pq.notes.append(f"excluding the years in the middle ('{phrase}') is not supported; ignored")
-                    return
-            if self.year_min is not None and (lo > hi or hi < self.year_min or lo > self.year_max):
-                pq.notes.append(
-                    f"no item matches '{phrase}' (this catalog covers {self.year_min}-{self.year_max}); "
-                    "that year bound was ignored"
-                )
-                return
-            (bounds if open_ended or relative else ranges).append((lo, hi))
-
-        decade = (
-            r"(?:the\s+)?(?:(early|mid|mid-|late)\s*-?\s*)?(?:'?(\d{2})'?s|(\d{3})0'?s|"
-            r"(?:nineteen\s+)?(" + "|".join(_WORD_DECADES) + r"))"
+    def _year_patterns(self) -> list[tuple[str, Callable, str]]:
+        """(pattern, reader, kind) for every year phrase, in the order they are tried: a reader turns a match
+        into (lo, hi) or None (not a year); kind is ``explicit`` (two-sided, "between"), ``open`` ("before
+        X": a bound), ``relative`` ("recent": a bound) or ``named`` (a year or decade)."""
+        return (
+            [(p, r, "explicit") for p, r in _BETWEEN_YEARS]
+            + [(p, r, "open") for p, r in self._bound_year_patterns()]
+            + [(_ZH_DECADE, self._zh_decade_span, "explicit")]
+            + [(r"(?<!\w)" + _DECADE + r"(?!\w)", self._decade_span, "named")]
+            + [(p, r, "relative") for p, r in self._relative_year_patterns()]
+            + [(p, r, "named") for p, r in _SINGLE_YEARS]
         )
 
-        def decade_of(m, g0: int):
-            part, two, three, word = m.group(g0), m.group(g0 + 1), m.group(g0 + 2), m.group(g0 + 3)
-            if word:
-                start = _WORD_DECADES[word]
-            elif three:
-                start = int(three) * 10
-            else:
-                start = self._decade(int(two))
-            lo, hi = start, start + 9
-            if part == "early":
-                hi = start + 3
-            elif part in ("mid", "mid-"):
-                lo, hi = start + 3, start + 6
-            elif part == "late":
-                lo = start + 6
-            return lo, hi
+    def _catalogue_years(self) -> tuple[int, int]:
+        """The catalogue's first and last years (0 and 9999 when no item has a year)."""
+        lo = self.year_min if self.year_min is not None else 0
+        hi = self.year_max if self.year_max is not None else 9999
+        return lo, hi
 
-        patterns = [
-            (r"\bbetween\s+(?:the\s+years\s+)?(\d{4})\s+and\s+(\d{4})\b", lambda m: (int(m[1]), int(m[2]))),
-            (r"\bfrom\s+(\d{4})\s*(?:to|till|until|through|-)\s*(\d{4})\b", lambda m: (int(m[1]), int(m[2]))),
-            (r"\b(\d{4})\s*(?:-|to)\s*(\d{4})\b", lambda m: (int(m[1]), int(m[2]))),
-            (r"(\d{4})\s*年?\s*(?:到|至|-|~)\s*(\d{4})\s*年?", lambda m: (int(m[1]), int(m[2]))),
-            (
-                r"\b(?:before|prior\s+to|earlier\s+than|older\s+than|pre-?|until|up\s+to)\s*" + decade + r"(?!\w)",
-                lambda m: (lo_cat, decade_of(m, 1)[0] - 1),
-            ),
-            (
-                r"\b(?:after|later\s+than|newer\s+than|post-?)\s*" + decade + r"(?!\w)",
-                lambda m: (decade_of(m, 1)[1] + 1, hi_cat),
-            ),
-            (
-                r"\b(?:before|prior\s+to|earlier\s+than|older\s+than|pre-?|until|up\s+to)\s*(\d{4})\b",
-                lambda m: (lo_cat, int(m[1]) - 1),
-            ),
-            (r"\b(?:after|later\s+than|newer\s+than|post-?)\s*(\d{4})\b", lambda m: (int(m[1]) + 1, hi_cat)),
+    def _bound_year_patterns(self) -> list[tuple[str, Callable]]:
+        """"before the 90s", "after 1995", "since 2000", "1990年以前": one-sided, up to the catalogue's end."""
+        lo_cat, hi_cat = self._catalogue_years()
+        return [
+            (_BEFORE + r"\s*" + _DECADE + r"(?!\w)", lambda m: (lo_cat, self._decade_span(m)[0] - 1)),
+            (_AFTER + r"\s*" + _DECADE + r"(?!\w)", lambda m: (self._decade_span(m)[1] + 1, hi_cat)),
+            (_BEFORE + r"\s*(\d{4})\b", lambda m: (lo_cat, int(m[1]) - 1)),
+            (_AFTER + r"\s*(\d{4})\b", lambda m: (int(m[1]) + 1, hi_cat)),
             (r"\bsince\s+(\d{4})\b", lambda m: (int(m[1]), hi_cat)),
             (r"(\d{4})\s*年?\s*(?:以前|之前|前)", lambda m: (lo_cat, int(m[1]) - 1)),
             (r"(\d{4})\s*年?\s*(?:以来)", lambda m: (int(m[1]), hi_cat)),
             (r"(\d{4})\s*年?\s*(?:以后|之后|后)", lambda m: (int(m[1]) + 1, hi_cat)),
-            (r"(\d{2}|\d{4}|[一二三四五六七八九])\s*十?\s*年代", None),
-            (r"(?<!\w)" + decade + r"(?!\w)", lambda m: decade_of(m, 1)),
+        ]
+
+    def _relative_year_patterns(self) -> list[tuple[str, Callable]]:
+        """"not too old", "recent", "old" (English and Chinese): years counted from the catalogue's newest."""
+        lo_cat, hi_cat = self._catalogue_years()
+        return [
             (
                 r"\b(?:(?:not|nothing|isn't|aren't)\s+(?:too|that|very|so|overly)\s+old|not\s+old|fairly\s+recent|newer)\b"
                 r"|不太老|不要太老|别太老",
@@ -1034,35 +1025,97 @@ class QueryParser:
                 r"|老电影|老片|经典老片|怀旧",
                 lambda m: (lo_cat, hi_cat - OLD_YEARS),
             ),
-            (r"\b(?:in|from|of|released\s+in|made\s+in|year)\s+(\d{4})\b", lambda m: (int(m[1]), int(m[1]))),
-            (r"(\d{4})\s*年(?!代)", lambda m: (int(m[1]), int(m[1]))),
-            (r"(?<![\w.])(1[89]\d{2}|20\d{2})(?![\w.])", lambda m: (int(m[1]), int(m[1]))),
         ]
-        explicit_patterns = {p for p, _ in patterns[:4]}  # the two-sided "between" forms
-        open_patterns = {p for p, _ in patterns[4:12]}  # "before/after/since X": already one-sided
-        relative_patterns = {p for p, _ in patterns[14:17]}  # "not too old", "recent", "old"
-        for pat, fn in patterns:
-            for m in re.finditer(pat, text):
-                if fn is None:  # Chinese decades: "90年代", "1990年代", "九十年代"
-                    v = _zh_number(m.group(1))
-                    if v is None:
-                        continue
-                    start = v if v >= 1000 else (self._decade(v) if v >= 10 else self._decade(v * 10))
-                    take(m, start, start + 9, explicit=True)
-                else:
-                    lo, hi = fn(m)
-                    take(
-                        m,
-                        lo,
-                        hi,
-                        explicit=pat in explicit_patterns,
-                        open_ended=pat in open_patterns,
-                        relative=pat in relative_patterns,
-                    )
+
+    def _decade_span(self, m: re.Match) -> tuple[int, int]:
+        """The years of the match's :data:`_DECADE` (its last four groups): "the 90s", "early 1980s",
+        "late nineties"."""
+        part, two, three, word = m.groups()[-4:]
+        if word:
+            start = _WORD_DECADES[word]
+        elif three:
+            start = int(three) * 10
+        else:
+            start = self._decade(int(two))
+        lo, hi = start, start + 9
+        if part == "early":
+            hi = start + 3
+        elif part in ("mid", "mid-"):
+            lo, hi = start + 3, start + 6
+        elif part == "late":
+            lo = start + 6
+        return lo, hi
+
+    def _zh_decade_span(self, m: re.Match) -> tuple[int, int] | None:
+        """Chinese decades: "90年代", "1990年代", "九十年代"; None when the number is not one."""
+        v = _zh_number(m.group(1))
+        if v is None:
+            return None
+        start = v if v >= 1000 else (self._decade(v) if v >= 10 else self._decade(v * 10))
+        return start, start + 9
+
+    def _take_years(
+        self,
+        m: re.Match,
+        lo: int,
+        hi: int,
+        kind: str,
+        text: str,
+        used: np.ndarray,
+        pq: ParsedQuery,
+        ranges: list[tuple[int, int]],
+        bounds: list[tuple[int, int]],
+    ) -> None:
+        """Record one year phrase (unless an earlier one took its span): an ``explicit`` range given
+        backwards is turned round, a negated one becomes its complement (:meth:`_negated_years`), one outside
+        the catalogue's years is ignored with a note; ``open`` and ``relative`` phrases are bounds that all
+        must hold, the others ranges."""
+        if used[m.start() : m.end()].any():
+            return
+        used[m.start() : m.end()] = True
+        phrase = m.group(0).strip()
+        if kind == "explicit" and lo > hi:  # "between 1995 and 1990"
+            pq.notes.append(f"the years in '{phrase}' were reversed; read as {hi}-{lo}")
+            lo, hi = hi, lo
+        if kind != "open":
+            span = self._negated_years(m, lo, hi, text, used, pq)
+            if span is None:
+                return
+            lo, hi = span
+        if self.year_min is not None and (lo > hi or hi < self.year_min or lo > self.year_max):
+            pq.notes.append(
+                f"no item matches '{phrase}' (this catalog covers {self.year_min}-{self.year_max}); "
+                "that year bound was ignored"
+            )
+            return
+        (bounds if kind in ("open", "relative") else ranges).append((lo, hi))
+
+    def _negated_years(
+        self, m: re.Match, lo: int, hi: int, text: str, used: np.ndarray, pq: ParsedQuery
+    ) -> tuple[int, int] | None:
+        """"not from the 90s": the complement of (lo, hi) when a negation precedes the phrase and the
+        complement is one range of the catalogue's years (None, with a note, when it is not); else (lo, hi)."""
+        neg = re.search(
+            r"(?:\b(?:not|no|except|excluding|without|nothing)\s+(?:from\s+|in\s+)?|不要|不是|除了)$",
+            text[: m.start()],
+        )
+        if not neg:
+            return lo, hi
+        used[neg.start() : m.start()] = True
+        phrase = m.group(0).strip()
+        if self.year_max is not None and hi >= self.year_max:
+            return self.year_min, lo - 1
+        if self.year_min is not None and lo <= self.year_min:
+            return hi + 1, self.year_max
+        pq.notes.append(f"excluding the years in the middle ('{phrase}') is not supported; ignored")
+        return None
+
+    @staticmethod
+    def _combine_years(ranges: list[tuple[int, int]], bounds: list[tuple[int, int]], pq: ParsedQuery) -> None:
+        """"from 1996 or 1997", "the 80s and 90s": the span of the named years; "before"/"after"/"recent"
+        bounds then all apply on top ("90s movies after 1995" = 1996-1999). Contradicting ones: a note."""
         if not ranges and not bounds:
             return
-        # "from 1996 or 1997", "the 80s and 90s": the span of the named years; "before"/"after"/"recent"
-        # bounds then all apply on top ("90s movies after 1995" = 1996-1999).
         lo = min([r[0] for r in ranges], default=-(10**9))
         hi = max([r[1] for r in ranges], default=10**9)
         for b_lo, b_hi in bounds:
