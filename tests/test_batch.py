@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 import lucidrec.data
 from lucidrec.batch import run_batch
-from lucidrec.cli import app
+from lucidrec.cli.application import app
 from lucidrec.errors import ConfigError, DataError
 from lucidrec.models.config import HybridConfig
 from lucidrec.recommender import Recommender

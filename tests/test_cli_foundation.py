@@ -9,7 +9,7 @@ from itertools import pairwise
 import pytest
 from typer.testing import CliRunner
 
-from lucidrec.cli import app
+from lucidrec.cli.application import app
 from lucidrec.splits import split
 
 runner = CliRunner()
@@ -121,21 +121,24 @@ def test_bad_param_syntax():
 @pytest.mark.parametrize(
     "module",
     [
-        "lucidrec.cli_eval",
-        "lucidrec.cli_recommend",
+        "lucidrec.cli.evaluate",
+        "lucidrec.cli.recommend",
         "lucidrec.service.cli",
-        "lucidrec.cli_finetune",
-        "lucidrec.cli_batch",
+        "lucidrec.cli.finetune",
+        "lucidrec.cli.batch",
+        "lucidrec.cli.report",
+        "lucidrec.cli.forget",
         "lucidrec.finetune",
         "lucidrec.batch",
     ],
 )
 def test_command_modules_do_not_import_the_app(module):
-    """No import circle: command modules take shared options from cli_common; only cli.py assembles the app."""
+    """No import circle: command modules take shared options from cli.common; only cli.application assembles
+    the app (the cli package's own module imports nothing)."""
     import subprocess
     import sys
 
-    code = f"import sys, {module}; print('lucidrec.cli' in sys.modules)"
+    code = f"import sys, {module}; print('lucidrec.cli.application' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "False"
 

@@ -14,7 +14,7 @@ import pytest
 from conftest import make_tiny_frames
 from typer.testing import CliRunner
 
-from lucidrec.cli import app
+from lucidrec.cli.application import app
 
 pytest.importorskip("torch")
 

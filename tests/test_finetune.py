@@ -268,7 +268,7 @@ def test_cache_key_tells_refinetuned_folder_apart(finetuned, tmp_path):
 def test_cli_reports_bad_option_without_traceback():
     from typer.testing import CliRunner
 
-    from lucidrec.cli import app
+    from lucidrec.cli.application import app
 
     res = CliRunner().invoke(app, ["finetune-encoder", "--batch-size", "1", "--out", "/tmp/never-written"])
     assert res.exit_code == 2

@@ -51,7 +51,7 @@ LAYERS: list[tuple[str, list[str]]] = [
     ),
     ("facade", ["lucidrec.recommender", "lucidrec.api"]),
     ("jobs", ["lucidrec.batch", "lucidrec.comparison", "lucidrec.report"]),
-    ("interfaces", ["lucidrec.cli", "lucidrec.cli_*", "lucidrec.service"]),
+    ("interfaces", ["lucidrec.cli", "lucidrec.service"]),
 ]
 
 

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from lucidrec.cli import app
+from lucidrec.cli.application import app
 from lucidrec.errors import ModelError
 from lucidrec.io import model_check
 from lucidrec.recommender import Recommender

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 import lucidrec.data
-from lucidrec.cli import app
+from lucidrec.cli.application import app
 from lucidrec.errors import ConfigError
 from lucidrec.query import QueryParser, relaxation_tiers
 

@@ -72,7 +72,7 @@ def report_and_benchmark(tmp_path_factory):
     """The same tiny CSV through the benchmark script and through the CLI command."""
     from typer.testing import CliRunner
 
-    from lucidrec.cli import app
+    from lucidrec.cli.application import app
 
     tmp = tmp_path_factory.mktemp("report")
     inter, _ = _bigger_frames()
@@ -203,7 +203,7 @@ def test_render_html_escapes_and_embeds_the_data():
 def test_report_cli_error_is_clean(tmp_path):
     from typer.testing import CliRunner
 
-    from lucidrec.cli import app
+    from lucidrec.cli.application import app
 
     res = CliRunner().invoke(
         app, ["report", "--data", str(tmp_path / "missing.csv"), "--out", str(tmp_path / "r.html")]

@@ -111,7 +111,7 @@ def test_unset_window_dropout_and_lr_follow_the_data_and_given_ones_are_kept():
 def test_the_cli_seed_reaches_sasrec():
     """`lucidrec evaluate --model sasrec --seed N` trains with seed N (it used to train seed 2026 whatever
     the seed), an explicit --param seed=... wins, and other baselines' parameters are left alone."""
-    from lucidrec.cli_eval import _seeded
+    from lucidrec.cli.evaluate import _seeded
 
     assert _seeded("sasrec", 2027, {}) == {"seed": 2027}
     assert _seeded("SASRec", 2027, {"lr": 0.002}) == {"seed": 2027, "lr": 0.002}

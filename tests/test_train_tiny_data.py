@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 import lucidrec.data
-from lucidrec.cli import app
+from lucidrec.cli.application import app
 from lucidrec.errors import DataError
 from lucidrec.training import holdout
 

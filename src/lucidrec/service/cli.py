@@ -16,7 +16,7 @@ LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 
 
 def register(app: typer.Typer) -> None:
-    from lucidrec.cli_common import _friendly
+    from lucidrec.cli.common import _friendly
 
     @app.command()
     @_friendly

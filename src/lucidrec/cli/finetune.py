@@ -11,7 +11,7 @@ from lucidrec.finetune import FinetuneConfig, finetune_encoder
 
 
 def register(app: typer.Typer) -> None:
-    from lucidrec.cli_common import DataOpt, ProtocolOpt, SeedOpt, _friendly, console
+    from lucidrec.cli.common import DataOpt, ProtocolOpt, SeedOpt, _friendly, console
 
     @app.command("finetune-encoder")
     @_friendly

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from lucidrec.cli_common import DataOpt, console, friendly, progress, safe
+from lucidrec.cli.common import DataOpt, console, friendly, progress, safe
 
 
 def register(app: typer.Typer) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from lucidrec.cli_common import (
+from lucidrec.cli.common import (
     DataOpt,
     ProtocolOpt,
     SeedOpt,
@@ -219,7 +219,7 @@ def register(app: typer.Typer) -> None:
     ):
         """The main job: baselines and the language-model recommender on ML-100K, then sample recommendations."""
         from lucidrec.api import run_baselines
-        from lucidrec.cli_recommend import print_recs
+        from lucidrec.cli.recommend import print_recs
         from lucidrec.data import load_dataset
         from lucidrec.models.config import HybridConfig
         from lucidrec.recommender import Recommender, evaluate_saved_model

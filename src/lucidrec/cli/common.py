@@ -1,8 +1,8 @@
 """What every CLI command module shares: the consoles, the common options, error handling, tables.
 
-Command modules (``cli_eval``, ``cli_recommend``, ``service.cli``, ``finetune``, ``batch``) import this
-module; :mod:`lucidrec.cli` imports them and assembles the app. Nothing here imports a command module,
-so there is no import circle.
+Command modules (:mod:`lucidrec.cli.evaluate`, ``recommend``, ``finetune``, ``batch``, ``report``, ``forget``,
+:mod:`lucidrec.service.cli`) import this module; :mod:`lucidrec.cli.application` imports them and assembles the
+app. Nothing here imports a command module, so there is no import circle.
 """
 
 from __future__ import annotations

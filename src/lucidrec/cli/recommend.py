@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from lucidrec.cli_common import friendly, out, safe
+from lucidrec.cli.common import friendly, out, safe
 from lucidrec.errors import ConfigError
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import typer
 
-from lucidrec.cli_common import console, friendly, safe
+from lucidrec.cli.common import console, friendly, safe
 from lucidrec.errors import ConfigError
 
 

@@ -12,7 +12,7 @@ from lucidrec.batch import run_batch
 
 def register(app: typer.Typer) -> None:
     """Add ``lucidrec batch`` and ``lucidrec index`` to the CLI."""
-    from lucidrec.cli_common import _friendly, console
+    from lucidrec.cli.common import _friendly, console
 
     @app.command("batch")
     @_friendly
