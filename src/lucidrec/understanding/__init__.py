@@ -32,7 +32,6 @@ TITLE_MIN_SIMILARITY = 0.5
 TITLE_MARGIN = 0.05
 #: Weight of a Chinese request's dictionary gloss next to the request as written (see ``read``).
 GLOSS_WEIGHT = 1.0
-QUERY_GLOSS = True
 
 
 class RequestUnderstanding:
@@ -89,7 +88,7 @@ class RequestUnderstanding:
         multilingual reading mapped into that space, averaged with the item-text encoder's reading of the
         Chinese gloss where there is one (both on the scale of an English request's vector)."""
         mapped = self._mapped(self.read(text))
-        gloss = (shared_glossary() or _NO_GLOSS).gloss(text) if QUERY_GLOSS and has_cjk(text) else None
+        gloss = _gloss(text)
         if gloss and self.text_reader is not None:
             return ((mapped + self._read_text(gloss)) / 2.0).astype(np.float32)
         return mapped
@@ -100,8 +99,7 @@ class RequestUnderstanding:
         encoder knows everyday Chinese, the dictionary knows a shop's jargon, and where both agree the
         reading only sharpens."""
         vec = self.encoder.encode_one(text)
-        glossary = shared_glossary() if GLOSS_WEIGHT > 0 else None
-        gloss = glossary.gloss(text) if glossary is not None else None
+        gloss = _gloss(text)
         if not gloss:
             return vec
         both = vec + GLOSS_WEIGHT * self.encoder.encode_one(gloss)
@@ -160,7 +158,7 @@ class RequestUnderstanding:
         item-text one knows the catalogue's own words ("cowboys" -> Western), and each calibration was fit
         on the catalogue, so the two probabilities are on one scale."""
         p = self.grounder.strengths(self.read(text))
-        english = text if not has_cjk(text) else (shared_glossary() or _NO_GLOSS).gloss(text)
+        english = text if not has_cjk(text) else _gloss(text)
         if self.text_grounder is not None and self.text_reader is not None and english:
             p = (p + self.text_grounder.strengths(self._read_text(english))) / 2.0
         return p
@@ -284,13 +282,13 @@ class _UnitEncoder:
         return _unit(self.encoder.encode(list(texts), progress=progress))
 
 
-class _NoGloss:
-    @staticmethod
-    def gloss(text: str) -> None:
+def _gloss(text: str) -> str | None:
+    """The English gloss of a Chinese request, or None (no Chinese, no dictionary, or glossing switched off
+    by GLOSS_WEIGHT = 0)."""
+    if GLOSS_WEIGHT <= 0 or not has_cjk(text):
         return None
-
-
-_NO_GLOSS = _NoGloss()
+    glossary = shared_glossary()
+    return glossary.gloss(text) if glossary is not None else None
 
 
 def _unit(M: np.ndarray) -> np.ndarray:
