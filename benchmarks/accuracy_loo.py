@@ -61,6 +61,9 @@ NOTES = [
     "cap on the towers; the closed-form blocks (seed-independent) are fit once per split and reused by later "
     "seeds, so the first seed's time is the full training time.",
     "- A cell without ± is one run: the LucidRec runs below list the seeds behind each cell.",
+    "- Each LucidRec run lists the code it ran: a change of the defaults reaches only the runs made after it "
+    "(c553fc9 added serving recency decays 0.6 and 0.7 to the sequential block's blend; runs on fe01c5b or "
+    "earlier tried 0.8 and 0.9 only).",
     "- EASE row: reg chosen on validation from the library's grid, fit on train+valid, histories weighted "
     "equally (the plain baseline).",
 ]
