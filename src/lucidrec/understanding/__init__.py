@@ -32,6 +32,8 @@ TITLE_MIN_SIMILARITY = 0.5
 TITLE_MARGIN = 0.05
 #: Weight of a Chinese request's dictionary gloss next to the request as written (see ``read``).
 GLOSS_WEIGHT = 1.0
+#: Weight of the item-text reader's reading of a Chinese request's gloss (see ``strengths``).
+GLOSS_READER_WEIGHT = 0.5
 
 
 class RequestUnderstanding:
@@ -160,7 +162,10 @@ class RequestUnderstanding:
         p = self.grounder.strengths(self.read(text))
         english = text if not has_cjk(text) else _gloss(text)
         if self.text_grounder is not None and self.text_reader is not None and english:
-            p = (p + self.text_grounder.strengths(self._read_text(english))) / 2.0
+            # A Chinese request reaches the item-text reader only as its word-by-word gloss, a weaker
+            # reading than the multilingual one (which reads the request and the gloss): it counts less.
+            w = 1.0 if english is text else GLOSS_READER_WEIGHT
+            p = (p + w * self.text_grounder.strengths(self._read_text(english))) / (1.0 + w)
         return p
 
     def _read_text(self, text: str) -> np.ndarray:
