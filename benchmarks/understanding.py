@@ -86,13 +86,14 @@ def multilingual_reader_only(rec):
     import lucidrec.understanding as und
 
     u = rec.understanding
-    reader, weight = u.text_reader, und.GLOSS_WEIGHT
+    reader, many, weight = u.text_reader, u.text_reader_many, und.GLOSS_WEIGHT
     u.text_reader, und.GLOSS_WEIGHT = None, 0.0
     u.clear_caches()
     try:
         yield
     finally:
         u.text_reader, und.GLOSS_WEIGHT = reader, weight
+        u.text_reader_many = many
         u.clear_caches()
 
 

@@ -458,3 +458,102 @@ def test_a_capitals_only_brand_that_is_a_common_phrase_needs_a_brand_cue():
     assert "3D" not in parser.parse("a 3D printer for my son").genres
     assert "3D" in parser.parse("a glue gun from 3D").genres  # a brand cue names the brand
     assert "Acme" in parser.parse("Acme filament").genres  # names with lowercase letters are unaffected
+
+
+def test_a_request_read_in_one_batch_reads_as_it_does_text_by_text(ml_parser):
+    """prefetch reads the whole request and its wanted part in one batch per encoder; the strengths must be
+    those of reading each text alone (the batch pads the shorter text, which must change nothing)."""
+    u = ml_parser.understanding
+    reader = u.text_reader
+    texts = ["a comedy for my kids, not too old", "a comedy", "让我开怀大笑的电影"]
+    u.clear_caches()
+    alone = [u.strengths(t).copy() for t in texts]
+    calls = []
+
+    def many(batch):
+        calls.append(list(batch))
+        return np.stack([reader(t) for t in batch])  # stand-in batch reader: what matters is who asks for what
+
+    u.text_reader_many = many
+    try:
+        u.clear_caches()
+        u.prefetch(texts)
+        batched = [u.strengths(t) for t in texts]
+    finally:
+        u.text_reader = reader  # also drops text_reader_many and the cached readings
+    assert len(calls) == 1 and len(calls[0]) == 3  # one batch: two English texts and the Chinese one's gloss
+    for a, b in zip(alone, batched):
+        assert np.allclose(a, b, atol=1e-6)
+    # A reading is cached per text, and setting another reader forgets it.
+    assert u.strengths(texts[0]) is u.strengths(texts[0])
+
+
+def test_the_multilingual_encoder_reads_a_batch_as_it_reads_each_text():
+    from lucidrec.understanding.encoder import MultilingualEncoder
+
+    enc = MultilingualEncoder()
+    texts = ["filament for my 3d printer", "filament", "测量温度的仪表"]
+    one = np.stack([enc.encode([t])[0] for t in texts])
+    enc.encode_many(texts)
+    assert np.allclose(np.stack([enc.encode_one(t) for t in texts]), one, atol=1e-5)
+
+
+def test_a_sub_value_that_stands_out_among_its_siblings_leads_the_ladder():
+    from scipy import sparse
+
+    from lucidrec.understanding.grounding import CatalogGrounder
+
+    # One broad value (items 0-8) with three kinds (3 items each): a broad parent's children share its strength.
+    pairs = [
+        ("category_2", "Test & Measure"),
+        ("category_3", "Multimeters"),
+        ("category_3", "Calipers"),
+        ("category_3", "Scales"),
+    ]
+    rows = [list(range(9)), [0, 1, 2], [3, 4, 5], [6, 7, 8]]
+    member = sparse.csr_matrix(
+        (np.ones(18, np.float32), np.concatenate(rows), np.cumsum([0] + [len(r) for r in rows])), shape=(4, 9)
+    )
+    rng = np.random.default_rng(0)
+    g = CatalogGrounder(pairs, member, rng.normal(size=(9, 8)), rng.normal(size=(4, 8)), np.zeros(8))
+    # Multimeters reads twice as strongly as any other kind: it leads, the parent follows.
+    assert [v.value for v in g.ladder(np.array([0.94, 0.30, 0.16, 0.10]))] == ["Multimeters", "Test & Measure"]
+    # Two kinds read alike: the request names the broad value only.
+    assert [v.value for v in g.ladder(np.array([0.77, 0.16, 0.16, 0.08]))] == ["Test & Measure"]
+    # Too weak to lead even when alone.
+    assert [v.value for v in g.ladder(np.array([0.94, 0.20, 0.05, 0.05]))] == ["Test & Measure"]
+
+
+def test_a_word_naming_a_category_the_maker_has_nothing_in_reads_as_the_category_of_that_word_it_has():
+    titles = [f"Gorilla duct tape, {c}" for c in ("black", "silver", "clear")]
+    titles += [f"Acme duct tape, {c}" for c in ("white", "red", "blue")]
+    titles += [f"Acme caution barricade tape, {c}" for c in ("yellow", "red", "black")]
+    titles += [f"Gorilla super glue, {s}" for s in ("gel", "liquid", "brush")]
+    paths = [("Tapes, Adhesives & Sealants", "Adhesive Tapes", "Duct Tape")] * 6
+    paths += [("Safety", "Safety Signs", "Tape")] * 3 + [("Tapes, Adhesives & Sealants", "Adhesives", "Glue")] * 3
+    items = pd.DataFrame(
+        {
+            "item": [f"g{i}" for i in range(len(titles))],
+            "title": titles,
+            "brand": [["Gorilla" if t.startswith("Gorilla") else "Acme"] for t in titles],
+            "category_1": [[p[0]] for p in paths],
+            "category_2": [[p[1]] for p in paths],
+            "category_3": [[p[2]] for p in paths],
+        }
+    )
+    inter = pd.DataFrame(
+        [{"user": f"u{u}", "item": f"g{(u + j) % len(titles)}", "timestamp": j} for u in range(10) for j in range(3)]
+    )
+    schema = lucidrec.data.ItemSchema(
+        title="title", text=[], categorical=["brand", "category_1", "category_2", "category_3"], numeric=[]
+    )
+    ds = lucidrec.data.from_dataframes(inter, items, schema=schema, name="generated-tapes")
+    parser = QueryParser.from_dataset(ds, vocabulary=Vocabulary())
+    pq = parser.parse("Gorilla tape")
+    assert "Gorilla" in pq.genres and "Tape" not in pq.genres
+    # Adhesive Tapes and Duct Tape hold the same Gorilla items: the broader is asked for; not the top level,
+    # whose items are as often glue as tape.
+    assert "Adhesive Tapes" in pq.genres and "Tapes, Adhesives & Sealants" not in pq.genres
+    assert any("read as Adhesive Tapes" in n for n in pq.notes)
+    # A maker that has items in the named category keeps it as named.
+    assert {"Acme", "Tape"} <= set(parser.parse("Acme tape").genres)

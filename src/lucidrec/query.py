@@ -82,6 +82,9 @@ _RANGE_NEGATION = re.compile(
 #: A negated clause reading as a value sharing this share of the smaller one's items with what the rest of
 #: the request asks for describes the wanted thing (see QueryParser._same_kind_as_wanted).
 SAME_KIND_SHARE = 0.5
+#: A value stands for a word of the request (see QueryParser._meet_named_maker) when at least this share of
+#: its items' titles say the word.
+MAKER_WORD_SHARE = 0.5
 #: A brand name written in capitals only is read as the phrase unless cued when other makers' titles hold it
 #: this many times as often as the brand has items (see QueryParser._common_word_names).
 PHRASE_NAME_RATIO = 3
@@ -491,6 +494,7 @@ class QueryParser:
         before_values = used.copy()
         self._parse_genres(text, used, pq, query)
         self._check_named_values(query, text, before_values, used, pq)
+        self._meet_named_maker(text, pq)
         self._ground(query, text, used, pq)
         pq.text = self._residual(query, text, used)
         parsed_parts = len(pq.genres) + len(pq.exclude_genres) + (pq.year is not None) + len(pq.like) + len(pq.ranges)
@@ -670,6 +674,60 @@ class QueryParser:
                 used[s:e] = False  # its words go back to the text the model reads and embeds
             words = ", ".join(f"'{text[s:e]}'" for s, e, _ in pq.spans[g])
             pq.notes.append(f"{words} also names the category {g}, which no {best} item is in; {best} was kept")
+
+    def _meet_named_maker(self, text: str, pq: ParsedQuery):
+        """A word naming a value that no item of the asked-for maker is in stands for the value that carries
+        the same word, is about it (most of its items' titles say the word) and holds most of the maker's
+        items that say it, the purest such value first (not "Tapes, Adhesives & Sealants", which holds the
+        maker's glues too): in "Gorilla tape", "tape"
+        names a category called Tape in which Gorilla makes nothing, while its duct tapes are Adhesive Tapes.
+        Asking for both as named would find nothing and relax the user's own words; the maker is explicit
+        and stays. Ties go to the broader value (Adhesive Tapes over Duct Tape, which holds the same Gorilla
+        items). Word-list phrases are overrides and stay as they are; so do "or" requests and values no maker
+        item is in under any name."""
+        from lucidrec.understanding.grounding import IDENTITY_FIELDS
+
+        if pq.genre_mode == "any" or not self.multi_field:
+            return
+        makers = [g for g in pq.genres if self.field_of.get(g, "").lower() in IDENTITY_FIELDS]
+        if not makers:
+            return
+        made = np.logical_or.reduce([self._value_masks[b] for b in makers])
+        for g in list(pq.genres):
+            spans = pq.spans.get(g, [])
+            if g in makers or not spans or any(via for _, _, via in spans) or (self._value_masks[g] & made).any():
+                continue
+            words = {_stem(w) for w in _words(g)}
+            if not words:
+                continue
+            saying = set.intersection(*(self._token_index.get(w, set()) for w in words))
+            best = None
+            for v in self.vocabulary:
+                if v == g or v in pq.genres or self.field_of.get(v, "").lower() in IDENTITY_FIELDS:
+                    continue
+                if not words <= {_stem(w) for w in _words(v)}:
+                    continue
+                items = np.flatnonzero(self._value_masks[v])
+                says = saying.intersection(items.tolist())
+                if len(says) < MAKER_WORD_SHARE * len(items):
+                    continue
+                # The maker's items that say the word, then how purely the value is about it, then breadth.
+                key = (int(made[list(says)].sum()), len(says) / len(items), len(items))
+                if key[0] and (best is None or key > best[0]):
+                    best = (key, v)
+            if best is None:
+                continue
+            v = best[1]
+            pq.genres[pq.genres.index(g)] = v
+            pq.fields.pop(g, None)
+            if self.field_of.get(v):
+                pq.fields[v] = self.field_of[v]
+            pq.spans[v] = pq.spans.pop(g)
+            named = ", ".join(f"'{text[s:e]}'" for s, e, _ in spans)
+            pq.notes.append(
+                f"{named} names the category {g}, which no {' / '.join(makers)} item is in; read as {v}, which "
+                "carries the same word"
+            )
 
     def _ground(self, original: str, text: str, used: np.ndarray, pq: ParsedQuery):
         """Soft values for what the grammar left: the request's free text, grounded in the catalogue by the

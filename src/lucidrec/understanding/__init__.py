@@ -53,14 +53,29 @@ class RequestUnderstanding:
         # It reads English requests, and Chinese ones through their gloss; its vectors come from
         # ``text_reader``, which the model sets (the item-text encoder is the model's, not ours).
         self.text_grounder = text_grounder
-        self.text_reader: Callable[[str], np.ndarray] | None = None
+        self._text_reader: Callable[[str], np.ndarray] | None = None
+        # The same reader over several texts at once (optional; one batch costs little more than one text).
+        self.text_reader_many: Callable[[list[str]], np.ndarray] | None = None
         self._text_cache: OrderedDict[str, np.ndarray] = OrderedDict()  # the reader's vectors, per text
+        # Per-value strengths per text: the parser asks about one text several times (ground, support).
+        self._strength_cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._lock = threading.Lock()  # a service reads requests from several threads
         self.title_vecs = np.asarray(title_vecs, np.float32)
         self.encoder = encoder
         # Multilingual request vector -> the item-text space the model was trained in (see fit_query_map).
         self.query_map = None if query_map is None else np.asarray(query_map, np.float32)
         self.query_scale = float(query_scale)
+
+    @property
+    def text_reader(self) -> Callable[[str], np.ndarray] | None:
+        return self._text_reader
+
+    @text_reader.setter
+    def text_reader(self, reader: Callable[[str], np.ndarray] | None) -> None:
+        # Another reader reads requests otherwise: what was read and grounded with the old one is forgotten.
+        self._text_reader = reader
+        self.text_reader_many = None
+        self.clear_caches(encoder=False)
 
     def fit_query_map(self, item_text_vecs: np.ndarray, ridge: float = 1e-2) -> None:
         """Learn the linear map from the multilingual encoder's space to the space of the model's item text
@@ -138,8 +153,9 @@ class RequestUnderstanding:
         Alternatives ("scary or funny") are grounded apart and united."""
         if self.grounder is None or not text.strip():
             return [], None
-        whole = self._ground_alternatives(text)
         split = wanted_and_qualifier(text)
+        self.prefetch([text] + ([split[0]] if split is not None else []))
+        whole = self._ground_alternatives(text)
         if split is not None:
             head = self._ground_alternatives(split[0])
             if head and (not whole or head[0].strength >= max(w.strength for w in whole)):
@@ -159,6 +175,18 @@ class RequestUnderstanding:
         differently: the multilingual one knows Chinese and everyday phrasing ("a comfortable seat"), the
         item-text one knows the catalogue's own words ("cowboys" -> Western), and each calibration was fit
         on the catalogue, so the two probabilities are on one scale."""
+        with self._lock:
+            hit = self._strength_cache.get(text)
+        if hit is None:
+            hit = self._strengths(text)
+            hit.setflags(write=False)
+            with self._lock:
+                self._strength_cache[text] = hit
+                if len(self._strength_cache) > CACHE_SIZE:
+                    self._strength_cache.popitem(last=False)
+        return hit
+
+    def _strengths(self, text: str) -> np.ndarray:
         p = self.grounder.strengths(self.read(text))
         english = text if not has_cjk(text) else _gloss(text)
         if self.text_grounder is not None and self.text_reader is not None and english:
@@ -167,6 +195,26 @@ class RequestUnderstanding:
             w = 1.0 if english is text else GLOSS_READER_WEIGHT
             p = (p + w * self.text_grounder.strengths(self._read_text(english))) / (1.0 + w)
         return p
+
+    def prefetch(self, texts: list[str]) -> None:
+        """Read ``texts`` (and a Chinese text's gloss) with both encoders, each in one batch, into the caches
+        that :meth:`read` and :meth:`_read_text` look in. Understanding one request reads its whole text and
+        its wanted part, and batching them is what keeps a request near one encoder call's time."""
+        texts = [t for t in dict.fromkeys(texts) if t and t.strip()]
+        glosses = {t: _gloss(t) for t in texts}
+        self.encoder.encode_many(texts + [g for g in glosses.values() if g])
+        if self.text_reader is None or self.text_grounder is None:
+            return
+        english = [t if not has_cjk(t) else glosses[t] for t in texts]
+        with self._lock:
+            todo = list(dict.fromkeys(e for e in english if e and e not in self._text_cache))
+        if len(todo) > 1 and self.text_reader_many is not None:
+            vecs = _unit(np.asarray(self.text_reader_many(todo), np.float32))
+            with self._lock:
+                for t, v in zip(todo, vecs):
+                    self._text_cache[t] = v
+                while len(self._text_cache) > CACHE_SIZE:
+                    self._text_cache.popitem(last=False)
 
     def _read_text(self, text: str) -> np.ndarray:
         """The item-text encoder's unit vector for ``text``, cached like the multilingual encoder's (one
@@ -181,11 +229,14 @@ class RequestUnderstanding:
                     self._text_cache.popitem(last=False)
         return hit
 
-    def clear_caches(self) -> None:
-        """Forget every cached request vector (benchmarks time requests read cold)."""
+    def clear_caches(self, encoder: bool = True) -> None:
+        """Forget every cached request vector and reading (benchmarks time requests read cold); with
+        ``encoder=False`` the multilingual encoder's vectors (which no setting changes) are kept."""
         with self._lock:
             self._text_cache.clear()
-        self.encoder._cache.clear()
+            self._strength_cache.clear()
+        if encoder:
+            self.encoder._cache.clear()
 
     def ground_clause(self, text: str) -> list[GroundedValue]:
         """The ladder of values one clause reads as (no wanted/qualifier split, no alternatives)."""
@@ -200,8 +251,9 @@ class RequestUnderstanding:
         a safety-sign category) against what the whole request says."""
         if self.grounder is None or not text.strip():
             return {}
-        p = self.strengths(text)
         split = wanted_and_qualifier(text)
+        self.prefetch([text] + ([split[0]] if split is not None else []))
+        p = self.strengths(text)
         if split is not None:
             head = self.strengths(split[0])
             if head.max() >= p.max():

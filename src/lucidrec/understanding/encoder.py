@@ -63,6 +63,21 @@ class MultilingualEncoder:
         norms = np.linalg.norm(out, axis=1, keepdims=True)
         return out / np.maximum(norms, 1e-12)
 
+    def encode_many(self, texts: list[str]) -> None:
+        """Read the texts not cached yet in one batch and cache them: a request is read as a whole and as its
+        wanted part (and a Chinese one as its gloss too), and one batch of four costs little more than one
+        text (the encoder's fixed cost per call dominates short texts)."""
+        with self._lock:
+            todo = list(dict.fromkeys(t for t in texts if t and t.strip() and t not in self._cache))
+        if not todo:
+            return
+        vecs = self.encode(todo)
+        with self._lock:
+            for t, v in zip(todo, vecs):
+                self._cache[t] = v
+            while len(self._cache) > CACHE_SIZE:
+                self._cache.popitem(last=False)
+
     def encode_one(self, text: str) -> np.ndarray:
         """One request's vector, cached (requests repeat)."""
         with self._lock:
