@@ -66,7 +66,7 @@ def lucidrec_rows(rec, users, k_items):
         n: {"disliked": [], "low": [], "unnamed": [], "top3": [], "pn": [], "ps": [], "below_share": []}
         for n in ("lucidrec", "naive")
     }
-    cf = {"covered": [], "size": [], "verified": [], "sum_error": []}
+    cf = {"covered": [], "size": [], "verified": [], "sum_error": [], "ig_error": [], "ig_seconds": []}
     # One story, per position of the item in the top-10 (0-based): (position, what-if named in en, in zh,
     # the what-if needs a below-mean item), and (position, PN of the items the reason names).
     story, named_pn = [], []
@@ -89,6 +89,16 @@ def lucidrec_rows(rec, users, k_items):
         for j, e in enumerate(entries):
             position.setdefault(e.item, j)
         state = rec._state_for(entries, None)
+        tf = rec.scorer.tf
+        if tf is not None and len(state.tf_pos):
+            # The transformer term's integrated gradients: their quadrature error on each explained item's
+            # score (c * (h - h(0) - sum_j a_j) . e_i), what the completeness promise is about.
+            t_ig = time.perf_counter()
+            a = tf.attribute(state.hist[state.tf_pos])[0]
+            cf["ig_seconds"].append(time.perf_counter() - t_ig)
+            shown = [rec.item_idx(it["item_id"]) for it in res["items"][:k_items]]
+            r = state.tf_h - tf.baseline() - a.sum(0)
+            cf["ig_error"].append(float(np.abs(tf.weight * (tf.item[shown] @ r)).max()))
         for pos, item in enumerate(res["items"][:k_items]):
             i = rec.item_idx(item["item_id"])
             # the evidence of every explained item sums to its score (the invariant, checked here too)
@@ -566,12 +576,20 @@ def main_products(args):
     counterfactuals and the one-story figures; written to explanations_<tag or data>.*"""
     from product_queries import DEFAULT_DATA, get_model
 
-    if args.data != "scientific":
-        raise SystemExit(f"--data {args.data}: expected ml-100k or scientific.")
-    if not DEFAULT_DATA.exists():
-        raise SystemExit(f"{DEFAULT_DATA}: not found (the shared datasets are not mounted).")
-    model_dir = args.model if args.model != Path("models/ml100k") else Path("models/scientific")
-    rec, _ = get_model(str(DEFAULT_DATA), model_dir)
+    if args.data not in ("scientific", "ml-100k-loo"):
+        raise SystemExit(f"--data {args.data}: expected ml-100k, ml-100k-loo or scientific.")
+    films = args.data == "ml-100k-loo"
+    if films:  # a model folder benchmarks/accuracy_loo.py saved (--save-model): train+valid histories known
+        from lucidrec.recommender import Recommender
+
+        if not (args.model / "config.json").exists():
+            raise SystemExit(f"{args.model}: no model; train one: accuracy_loo.py --step lucidrec --save-model DIR")
+        rec = Recommender.load(args.model, load_encoder=False)
+    else:
+        if not DEFAULT_DATA.exists():
+            raise SystemExit(f"{DEFAULT_DATA}: not found (the shared datasets are not mounted).")
+        model_dir = args.model if args.model != Path("models/ml100k") else Path("models/scientific")
+        rec, _ = get_model(str(DEFAULT_DATA), model_dir)
     rng = np.random.default_rng(2026)
     pool = [u for u in rec._known_users_with_history() if len(rec._known_history(u)) >= 6]
     users = rng.choice(pool, size=min(args.users, len(pool)), replace=False)
@@ -585,10 +603,13 @@ def main_products(args):
             "median_set_size": float(np.median(cf["size"])) if cf["size"] else None,
             "verified_share": float(np.mean(cf["verified"])) if cf["verified"] else None,
             "evidence_sum_max_abs_error": float(max(cf["sum_error"], default=0.0)),
+            "transformer_ig_completeness_max_abs_error": max(cf["ig_error"]) if cf["ig_error"] else None,
+            "transformer_ig_seconds_median": float(np.median(cf["ig_seconds"])) if cf["ig_seconds"] else None,
         },
         "one_story": story_summary(cf),
         "meta": {
-            "data": "amazon18-scientific (loo: train + valid histories)",
+            "data": ("ml-100k" if films else "amazon18-scientific") + " (loo: train + valid histories)",
+            "transformer_term": rec.scorer.tf is not None,
             "users": int(len(users)),
             "items_per_user": args.items,
             "cited": CITED,
@@ -603,22 +624,38 @@ def main_products(args):
     f = fmt
 
     c = summary["counterfactual"]
+    where = "ML-100K" if films else "Amazon Scientific"
     lines = [
-        "# Decisive explanations on Amazon Scientific (loo protocol, train+valid histories)",
+        f"# Decisive explanations on {where} (loo protocol, train+valid histories)",
         "",
         *([args.note, ""] if args.note else []),
-        f"{len(users)} random users with >= 6 purchases, top-{args.items} of each top-{K}, the top-{CITED} cited "
-        "history items. Purchases carry no ratings: nothing is below a user's mean.",
+        f"{len(users)} random users with >= 6 {'ratings' if films else 'purchases'}, top-{args.items} of each "
+        f"top-{K}, the top-{CITED} cited history items. "
+        + (
+            "Cited items rated below the user's mean: the 'below mean' column."
+            if films
+            else "Purchases carry no ratings: nothing is below a user's mean."
+        ),
         "",
-        "| explainer | top-3 share (median) | PN | PS |",
-        "|---|---|---|---|",
+        "| explainer | top-3 share (median) | PN | PS | below mean |",
+        "|---|---|---|---|---|",
     ]
     for name, label in (("lucidrec", "LucidRec evidence"), ("naive", "naive: most similar history items")):
         m = summary[name]
-        lines.append(f"| {label} | {f(m['top3_share_median'])} | {f(m['pn'])} | {f(m['ps'])} |")
+        below = f(m.get("disliked_cited_share"))
+        lines.append(f"| {label} | {f(m['top3_share_median'])} | {f(m['pn'])} | {f(m['ps'])} | {below} |")
+    ig = c.get("transformer_ig_completeness_max_abs_error")
     lines += [
         "",
         *counterfactual_rows(c),
+        *(
+            [
+                f"| transformer term: largest IG completeness error on an explained score | {ig:.1e} |",
+                f"| transformer term: IG time per request (median, s) | {c['transformer_ig_seconds_median']:.2f} |",
+            ]
+            if ig is not None
+            else []
+        ),
         *story_lines(summary["one_story"], args.items),
     ]
     (RESULTS / f"{stem}.md").write_text("\n".join(lines) + "\n")

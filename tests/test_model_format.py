@@ -63,5 +63,9 @@ def test_an_old_folder_saved_again_is_the_same_model(old_folder, tmp_path):
     assert vocab_new == vocab_old
     old_meta = json.loads((old_folder / "config.json").read_text())
     new_meta = json.loads((tmp_path / "again" / "config.json").read_text())
+    # Config fields added after the folder was written (issue 28's transformer term) are saved at their
+    # defaults, which give the model the folder holds (no term); nothing else changes.
+    for key, default in {"transformer": None, "transformer_minutes": 5.0}.items():
+        assert key not in old_meta["config"] and new_meta["config"].pop(key) == default
     assert new_meta == old_meta
     assert _items(again.recommend(user="u1", k=5, explain=True)) == _items(rec.recommend(user="u1", k=5, explain=True))

@@ -27,6 +27,7 @@ from lucidrec.artifact import ModelMeta, TrainedModel
 from lucidrec.catalog import Catalogue
 from lucidrec.history_inputs import user_state
 from lucidrec.models.scoring import DISLIKE_MARGIN, RATING_SLOPE, HybridScorer
+from lucidrec.models.transformer import PREFIX as PREFIX_TF
 from lucidrec.user_history import KnownHistories
 
 if TYPE_CHECKING:
@@ -124,6 +125,11 @@ def fit(
                 B = mixed_block(B, transition[1], block_info["sequential"])
                 blend = {k: v for k, v in seq.items() if k != "sequential"}
         report["item_item"] = {**block_info, **blend}
+    # 4b. the transformer term, its weight chosen on validation
+    tf_weights: dict = {}
+    if _tries_transformer(cfg, dataset.n_items):
+        tf_weights, report["transformer"] = transformer_term(cfg, dataset, train, valid, net, chunks, seqs.items,
+                                                             valid_rel, train_hist)  # fmt: skip
     ease_reg = block_info.get("reg") if block_info else None
     weights = net.export()
     # 5. refit the block on everything the model was given
@@ -136,7 +142,7 @@ def fit(
     model = TrainedModel(
         config=cfg,
         catalogue=catalogue,
-        scorer=HybridScorer({**weights, **extra}, B),
+        scorer=HybridScorer({**weights, **extra, **tf_weights}, B),
         known=KnownHistories.from_frame(catalogue.item_ids, pd.concat([train, valid], ignore_index=True)),
         text_encoder=text_encoder,
         net=net,
@@ -167,6 +173,69 @@ def understand(model: TrainedModel, dataset: Dataset, progress: bool = False) ->
     )
     understanding.fit_query_map(model.scorer.w["T"])
     return model.replace(understanding=understanding)
+
+
+def _tries_transformer(cfg, n_items: int) -> bool:
+    """The transformer term is tried on next-item data (mode "seq", ``cfg.transformer`` None) or when forced
+    (True), on catalogues up to the dense block's size (its validation scores every item)."""
+    from lucidrec.models.item_item import DENSE_MAX_ITEMS
+
+    wanted = cfg.transformer if cfg.transformer is not None else cfg.mode == "seq"
+    return bool(wanted) and not cfg.rating_aware and n_items <= DENSE_MAX_ITEMS
+
+
+#: Weights of the transformer term tried on validation, in units of (spread of the rest of the score) /
+#: (spread of the term); 0 = no term.
+TRANSFORMER_GRID = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0, 8.0, 64.0)
+
+
+def transformer_term(cfg, dataset, train, valid, net, chunks, train_seqs, valid_rel, train_hist) -> tuple[dict, dict]:
+    """Train the transformer term (:func:`lucidrec.models.transformer.train_term`, early stopping on
+    ``valid``) and choose its weight ``c`` in ``score = rest + c * h . e_i`` on validation NDCG@10, the rest
+    being the blended model as it stands (towers, item-item block, cross term). Returns (its weights for the
+    scorer, {} when validation keeps c = 0; a report)."""
+    import torch
+
+    from lucidrec.metrics import RankingAccumulator
+    from lucidrec.models.transformer import SequenceTransformer, export_weights, train_term
+
+    t0 = time.perf_counter()
+    sas = train_term(dataset, train, valid, cfg.seed, cfg.transformer_minutes)
+    weights = export_weights(sas.net, sas.max_len, sas.n_heads, 1.0)
+    tf = SequenceTransformer(weights)
+    with torch.no_grad():
+        rest = [net(*batch).numpy().astype(np.float64) for _, batch in chunks]
+    term = [tf.hidden([train_seqs[u] for u in us]) @ tf.item.T for us, _ in chunks]
+    spread_r = float(np.median([np.std(r, axis=1).mean() for r in rest])) or 1.0
+    spread_t = float(np.median([np.std(t, axis=1).mean() for t in term])) or 1.0
+    tried = []
+    for c in TRANSFORMER_GRID:
+        acc = RankingAccumulator(dataset.n_items, ks=(10,), auc=False)
+        for k, (us, _) in enumerate(chunks):
+            acc.add(rest[k] + c * spread_r / spread_t * term[k], valid_rel[us], train_hist[us])
+        tried.append({"c": c, "ndcg@10": acc.result()["ndcg@10"]})
+    best = max(tried, key=lambda g: g["ndcg@10"])
+    weight = best["c"] * spread_r / spread_t
+    report = {
+        "kept": weight > 0,
+        "weight": weight,
+        "relative_weight": best["c"],
+        "valid_ndcg@10": best["ndcg@10"],
+        "without_valid_ndcg@10": tried[0]["ndcg@10"],
+        "alone_valid_ndcg@10": sas.report["best_valid_ndcg@10"],
+        "valid_grid": tried,
+        "max_len": sas.max_len,
+        "dim": sas.dim,
+        "dropout": sas.dropout,
+        "lr": sas.lr,
+        "best_epoch": sas.report["best_epoch"],
+        "epochs": len(sas.report["epochs"]),
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
+    if weight <= 0:
+        return {}, report
+    weights[f"{PREFIX_TF}weight"] = np.array([weight], np.float32)
+    return weights, report
 
 
 def choose_item_item(cfg, split) -> dict:

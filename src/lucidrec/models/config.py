@@ -62,6 +62,11 @@ class HybridConfig:
     # 10k items), not rating-aware. The mixed block has signed entries (the transition part is a ridge
     # regression), so a history item may push an item down - its evidence says so, and still sums exactly.
     sequential: bool | None = None
+    # The transformer term (lucidrec.models.transformer): a SASRec-style causal transformer over the recent
+    # items, its weight chosen on validation NDCG@10 (0: no term). None: tried on next-item data (mode "seq")
+    # on catalogues up to 10k items, never on "set" (ratio) or "mixed"; True / False force it.
+    transformer: bool | None = None
+    transformer_minutes: float = 5.0  # wall-clock cap of the transformer's training
 
     def to_dict(self) -> dict:
         return asdict(self)

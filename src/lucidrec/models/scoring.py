@@ -19,6 +19,7 @@ import numpy as np
 from lucidrec.models.features import position_buckets, rating_bins
 from lucidrec.models.item_item import as_block, history_scores, is_sparse
 from lucidrec.models.item_item import entries as item_item_entries
+from lucidrec.models.transformer import SequenceTransformer
 
 #: Names of the arrays a trained model carries (saved as safetensors).
 WEIGHT_NAMES = (
@@ -109,6 +110,11 @@ class UserState:
     pT: np.ndarray  # text user vector
     query: np.ndarray | None  # query embedding (unit norm, times the residual text's weight) or None
     liked: np.ndarray | None = None  # per history item: supports (True) or disliked (False, weight 0)
+    # The transformer term (lucidrec.models.transformer), in models that have one: the history positions
+    # its window reads (oldest -> newest) and its output h there; its attribution is computed on demand.
+    tf_pos: np.ndarray | None = None
+    tf_h: np.ndarray | None = None
+    tf_attr: np.ndarray | None = None
 
 
 class SubsetScorer:
@@ -144,10 +150,13 @@ class SubsetScorer:
         def sub(a, keep):
             return None if a is None else np.asarray(a)[keep]
 
+        windows = []
         for k, keep in enumerate(keeps):
-            WE[k, keep], WL[k, keep], WT[k, keep], _ = sc.history_weights(
+            WE[k, keep], WL[k, keep], WT[k, keep], liked = sc.history_weights(
                 self.hist[keep], sub(self.ratings, keep), sub(self.boost, keep), sub(self.negative, keep)
             )
+            if sc.tf is not None:  # the transformer re-reads the shortened history
+                windows.append(self.hist[keep][sc.transformer_positions(liked, sub(self.boost, keep))])
         if self.Bh is None:
             pE = np.zeros((m, sc.n_items), np.float32)
         elif is_sparse(self.Bh):  # the sparse block's history rows: (Bh' WE')' keeps the product dense-free
@@ -159,7 +168,10 @@ class SubsetScorer:
         if self.q_lat is not None:
             pL = pL + self.q_lat
             pT = pT + self.q_txt
-        return pE + pL @ w["F"].T + sc.text_scores(pT) + w["bias"], pL.astype(np.float32)
+        out = pE + pL @ w["F"].T + sc.text_scores(pT) + w["bias"]
+        if sc.tf is not None:
+            out = out + (sc.tf.weight * (sc.tf.hidden(windows) @ sc.tf.item.T)).astype(np.float32)
+        return out, pL.astype(np.float32)
 
     def scores_around(self, keeps: np.ndarray, items: np.ndarray) -> np.ndarray:
         """Scores of each subset, exact for ``items[k]`` and for every item that could score above it;
@@ -205,6 +217,24 @@ class HybridScorer:
         self.rating_slope = _s(self.w[RATING_SLOPE]) if RATING_SLOPE in self.w else 0.0
         if self.n_items >= TEXT_FLOAT16_FROM and self.w["T"].dtype != np.float16:
             self.w["T"] = self.w["T"].astype(np.float16)
+        #: The transformer term (None in models without one, e.g. every model trained before it).
+        self.tf = SequenceTransformer.from_weights(self.w)
+
+    @staticmethod
+    def transformer_positions(liked: np.ndarray, boost: np.ndarray | None) -> np.ndarray:
+        """History positions the transformer reads: every supporting item (not disliked, not a negative
+        event: those weigh 0 in every block), oldest -> newest; the network keeps its window's last items."""
+        keep = np.asarray(liked, bool).copy()
+        if boost is not None:
+            keep &= np.asarray(boost) > 0
+        return np.flatnonzero(keep)
+
+    def transformer_attribution(self, state: UserState) -> np.ndarray:
+        """Integrated gradients of the transformer's output over the state's window items, (window, d),
+        computed once per state."""
+        if state.tf_attr is None:
+            state.tf_attr = self.tf.attribute(state.hist[state.tf_pos])[0]
+        return state.tf_attr
 
     def text_scores(self, pT: np.ndarray, items: np.ndarray | None = None) -> np.ndarray:
         """``T[items] @ pT`` in float32 for one text vector (d,) or several (m, d) -> (m, items); over the
@@ -245,7 +275,11 @@ class HybridScorer:
         if query is not None:
             pL = pL + _s(w["query_latent"]) * (query @ w["Wa"])
             pT = pT + _s(w["query_text"]) * query
-        return UserState(hist, wE, wL, wT, pE, pL.astype(np.float32), pT.astype(np.float32), query, liked)
+        tf_pos = tf_h = None
+        if self.tf is not None:
+            tf_pos = self.transformer_positions(liked, boost)[-self.tf.max_len :]
+            tf_h = self.tf.hidden([hist[tf_pos]])[0]
+        return UserState(hist, wE, wL, wT, pE, pL.astype(np.float32), pT.astype(np.float32), query, liked, tf_pos, tf_h)
 
     def history_weights(self, hist, ratings=None, boost=None, negative=None):
         """(wE, wL, wT, liked): each history item's weight in the item-item, latent and text blocks."""
@@ -304,13 +338,16 @@ class HybridScorer:
     def score(self, state: UserState, items: np.ndarray | None = None) -> np.ndarray:
         w = self.w
         sel = slice(None) if items is None else items
-        return (
+        out = (
             state.pE[sel]
             + w["F"][sel] @ state.pL
             + self.text_scores(state.pT, items)
             + w["bias"][sel]
             + self.cross(state.pL, None if items is None else items)
         )
+        if self.tf is not None and state.tf_h is not None:
+            out = out + (self.tf.weight * (self.tf.item[sel] @ state.tf_h)).astype(np.float32)
+        return out
 
     def decompose(self, state: UserState, item: int) -> dict:
         """Exact parts of one item's score: per history item, query, the item's own term, residual."""
@@ -372,6 +409,15 @@ class HybridScorer:
             query = np.zeros(len(items))
         total = self.score(state, items).astype(np.float64)
         own = w["bias"][items] + cls0
+        if self.tf is not None and state.tf_h is not None:
+            # The transformer term: integrated gradients give each window item its part, h(0) (the all-zero
+            # input) is a prior every user shares and joins the item's own term; the quadrature error
+            # (below 1e-6) is the residual's.
+            E = self.tf.item[items]
+            if len(state.tf_pos):
+                per_hist = per_hist.astype(np.float64)
+                per_hist[state.tf_pos] += self.tf.weight * (self.transformer_attribution(state) @ E.T)
+            own = own + self.tf.weight * (E @ self.tf.baseline())
         residual = total - per_hist.sum(axis=0) - query - own
         return [
             {

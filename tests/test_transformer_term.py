@@ -1,0 +1,169 @@
+"""The transformer term (issue 28): numpy serving equals the torch net, integrated gradients are complete,
+the evidence still sums to the score, what-ifs are verified by re-scoring, and the term saves and loads."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from lucidrec.models.scoring import HybridScorer, SubsetScorer  # noqa: E402
+from lucidrec.models.transformer import SequenceTransformer, export_weights, has_term  # noqa: E402
+from lucidrec.sasrec import _build_net  # noqa: E402
+
+
+def random_term(n_items: int, dim: int = 16, max_len: int = 12, weight: float = 0.7, seed: int = 0) -> dict:
+    """The arrays of an untrained SASRec net with livelier weights (larger item vectors, LayerNorms moved
+    off the identity), so the attention and the norms are far from linear."""
+    torch.manual_seed(seed)
+    net = _build_net(torch, n_items, max_len, dim, 2, 2, 0.0).eval()
+    with torch.no_grad():
+        net.item.weight.mul_(10.0)
+        net.pos.weight.mul_(10.0)
+        for name, p in net.named_parameters():
+            if "norm" in name:
+                p.add_(0.2 * torch.randn_like(p))
+    return export_weights(net, max_len, 2, weight), net
+
+
+def test_numpy_forward_is_the_torch_net():
+    w, net = random_term(30)
+    tf = SequenceTransformer(w)
+    rng = np.random.default_rng(1)
+    seqs = [rng.integers(0, 30, size=n) for n in (1, 4, 12, 20)]
+    h = tf.hidden(seqs)
+    for s, got in zip(seqs, h):
+        with torch.no_grad():
+            want = net(torch.as_tensor(s[-12:][None] + 1))[0, -1].numpy()
+        np.testing.assert_allclose(got, want, atol=1e-5)
+    # no history: the all-zero input's output, the prior every user shares
+    np.testing.assert_allclose(tf.hidden([np.zeros(0, np.int64)])[0], tf.baseline())
+
+
+def test_integrated_gradients_are_complete():
+    w, _ = random_term(30)
+    tf = SequenceTransformer(w)
+    rng = np.random.default_rng(2)
+    for n in (1, 5, 12, 17):
+        seq = rng.integers(0, 30, size=n)
+        a, h = tf.attribute(seq)
+        assert a.shape == (min(n, 12), tf.dim)
+        err = np.abs(h - tf.baseline() - a.sum(0)).max()
+        assert err <= 1e-4 * max(1.0, np.abs(h - tf.baseline()).max()), (n, err)
+        # per item, through the item vectors: what the evidence uses
+        assert np.abs((h - tf.baseline() - a.sum(0)) @ tf.item.T).max() <= 1e-4
+
+
+def _scorer(n: int = 25) -> HybridScorer:
+    from lucidrec.models.features import N_POSITION_BUCKETS as NP
+    from lucidrec.models.features import N_RATING_BINS as NR
+    from lucidrec.models.scoring import WEIGHT_NAMES
+
+    rng = np.random.default_rng(4)
+    d, td, h = 6, 8, 5
+    shapes = {
+        "F": (n, d), "H": (n, d), "bias": (n,), "T": (n, td), "Wa": (td, d), "rho_E": (NR,), "pi_E": (NP,),
+        "rho_L": (NR,), "pi_L": (NP,), "alpha": (1,), "W1": (3 * d, h), "b1": (h,), "w2": (h,), "b2": (1,),
+        "query_latent": (1,), "query_text": (1,),
+    }  # fmt: skip
+    assert set(shapes) == set(WEIGHT_NAMES)
+    w = {k: rng.standard_normal(s).astype(np.float32) for k, s in shapes.items()}
+    w["pi_E"] = np.abs(w["pi_E"]) + 0.1
+    B = rng.standard_normal((n, n)).astype(np.float32) * 0.1
+    np.fill_diagonal(B, 0.0)
+    return HybridScorer({**w, **random_term(n)[0]}, B)
+
+
+def test_evidence_sums_to_the_score_with_the_term():
+    sc = _scorer()
+    assert sc.tf is not None
+    rng = np.random.default_rng(5)
+    for n in (0, 3, 15):
+        hist = rng.choice(25, size=n, replace=False)
+        state = sc.user_state(hist, rng.integers(1, 6, size=n).astype(float))
+        items = np.arange(25)
+        total = sc.score(state, items).astype(np.float64)
+        for i, parts in zip(items, sc.decompose_many(state, items)):
+            summed = parts["history"].sum() + parts["query"] + parts["bias"] + parts["interaction"]
+            assert abs(summed - total[i]) <= 1e-5 * max(1.0, abs(total[i]))
+            # the unnamed remainder is only float and quadrature error
+            assert abs(parts["interaction"]) <= 1e-4
+        # a history item outside the window gets nothing from the term, those inside do
+        if n > sc.tf.max_len:
+            assert len(state.tf_pos) == sc.tf.max_len and state.tf_pos[0] == n - sc.tf.max_len
+
+
+def test_what_if_rescoring_reruns_the_transformer():
+    sc = _scorer()
+    rng = np.random.default_rng(6)
+    hist = rng.choice(25, size=14, replace=False)
+    ratings = rng.integers(1, 6, size=14).astype(float)
+    subsets = SubsetScorer(sc, hist, ratings)
+    keeps = np.ones((4, 14), bool)
+    keeps[0, 13] = False  # the most recent item
+    keeps[1, :3] = False  # items outside the window: the window slides back
+    keeps[2, [2, 7, 11]] = False
+    items = np.array([0, 5, 9, 20])
+    got = subsets.scores_around(keeps, items)
+    for k, keep in enumerate(keeps):
+        want = sc.score(sc.user_state(hist[keep], ratings[keep]))
+        assert abs(got[k, items[k]] - want[items[k]]) <= 1e-4
+        top = np.argsort(-want)[:5]  # everything ranked above the target is exact too
+        above = top[want[top] > want[items[k]]]
+        np.testing.assert_allclose(got[k, above], want[above], atol=1e-4)
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    from conftest import make_tiny_frames
+
+    import lucidrec.data
+    from lucidrec.models.config import HybridConfig
+    from lucidrec.recommender import Recommender
+
+    interactions, items = make_tiny_frames()
+    ds = lucidrec.data.from_dataframes(interactions, items, name="tiny")
+    cache = str(tmp_path_factory.mktemp("cache"))
+    cfg = HybridConfig(epochs=2, dim=8, mode="seq", transformer=True, transformer_minutes=0.1)
+    return Recommender(cfg, cache_dir=cache).fit(ds, progress=False)
+
+
+def test_fit_trains_the_term_and_reports_its_validation(tiny_model):
+    rep = tiny_model.train_report["transformer"]
+    assert {"kept", "weight", "valid_ndcg@10", "without_valid_ndcg@10", "valid_grid"} <= set(rep)
+    assert rep["valid_ndcg@10"] >= rep["without_valid_ndcg@10"]  # c = 0 is on the grid
+    assert has_term(tiny_model.scorer.w) == rep["kept"]
+
+
+def test_a_model_with_the_term_explains_exactly_and_saves_and_loads(tiny_model, tmp_path):
+    from conftest import rank_among
+
+    from lucidrec.history_inputs import user_state
+    from lucidrec.recommender import Recommender
+
+    rec = tiny_model
+    n = rec.scorer.n_items
+    rec.scorer = HybridScorer({**{k: v for k, v in rec.scorer.w.items() if not k.startswith("seq_tf.")},
+                               **random_term(n, weight=0.5)[0]}, rec.scorer.B)  # fmt: skip
+    out = rec.recommend(user="u5", k=5, explain=True, counterfactual=True)
+    checked = 0
+    for it in out["items"]:
+        total = sum(e.get("contribution", 0.0) for e in it["evidence"])
+        assert abs(total - it["score"]) <= 1e-4 * max(1.0, abs(it["score"]))
+        cf = it.get("counterfactual")
+        if cf is not None:  # verified: re-score the history without the removed items (the transformer re-runs)
+            entries = rec._known_history("u5")
+            kept = [e for e in entries if str(rec.item_ids[e.item]) not in cf["removed"]]
+            scores = rec.scorer.score(user_state(rec.scorer, kept, None, rec.catalogue.implicit_event))
+            allowed = np.ones(n, bool)
+            allowed[[e.item for e in entries]] = False
+            assert rank_among(scores, allowed, rec.catalogue.item_idx(it["item_id"])) == cf["new_rank"] > 5
+            checked += 1
+    assert checked
+    back = Recommender.load(rec.save(tmp_path / "m", export_encoder=False), load_encoder=False)
+    assert has_term(back.scorer.w)
+    again = back.recommend(user="u5", k=5, explain=True, counterfactual=True)
+    assert [(i["item_id"], round(i["score"], 5)) for i in again["items"]] == [
+        (i["item_id"], round(i["score"], 5)) for i in out["items"]
+    ]
