@@ -522,6 +522,11 @@ def test_a_sub_value_that_stands_out_among_its_siblings_leads_the_ladder():
     assert [v.value for v in g.ladder(np.array([0.77, 0.16, 0.16, 0.08]))] == ["Test & Measure"]
     # Too weak to lead even when alone.
     assert [v.value for v in g.ladder(np.array([0.94, 0.20, 0.05, 0.05]))] == ["Test & Measure"]
+    # Below the threshold, a value leads only when it stands out among the values off its own path.
+    g2 = CatalogGrounder(pairs[1:], member[1:], rng.normal(size=(9, 8)), rng.normal(size=(3, 8)), np.zeros(8))
+    assert [v.value for v in g2.ladder(np.array([0.45, 0.20, 0.10]))] == ["Multimeters"]
+    assert g2.ladder(np.array([0.45, 0.40, 0.10])) == []
+    assert g2.ladder(np.array([0.20, 0.05, 0.05])) == []
 
 
 def test_a_word_naming_a_category_the_maker_has_nothing_in_reads_as_the_category_of_that_word_it_has():

@@ -38,9 +38,10 @@ DEFAULT_THRESHOLD = 0.5
 DESCEND_SHARE = 0.4
 #: ... and at least this strength of its own (a reading as weak as 0.2 is not worth leading with).
 DESCEND_FLOOR = 0.3
-#: ... or, with at least DESCEND_MIN of its own, when it reads DESCEND_LEAD times as strongly as any sibling.
-DESCEND_MIN = 0.25
-DESCEND_LEAD = 1.5
+#: ... or, with at least LEAD_MIN of its own, when it reads LEAD_RATIO times as strongly as any sibling. The
+#: same test lets a value below the threshold lead when it stands out among all values off its path.
+LEAD_MIN = 0.25
+LEAD_RATIO = 1.5
 #: A value whose items lie (this share of them) inside another's is its sub-value ("Shredders" in
 #: "Office Electronics"): found from the catalogue's membership, so any hierarchy works, named or not.
 SUBSET_SHARE = 0.9
@@ -228,7 +229,7 @@ class CatalogGrounder:
         """The ladder of :meth:`ground` for per-value strengths ``p`` (one reader's, or several averaged)."""
         best = int(np.argmax(p))
         tau = self.threshold if threshold is None else threshold
-        if p[best] < tau:
+        if p[best] < tau and not self._stands_out(p, best):
             return []
         chain = [best]
         while True:
@@ -242,16 +243,30 @@ class CatalogGrounder:
             # among its siblings (a broad parent's children split its strength: "multimeter" reads Electrical
             # Testing 0.30, twice any other kind of Test, Measure & Inspect).
             clear = p[d] >= max(DESCEND_SHARE * p[chain[0]], DESCEND_FLOOR)
-            stands_out = p[d] >= DESCEND_MIN and p[d] >= DESCEND_LEAD * runner
+            stands_out = p[d] >= LEAD_MIN and p[d] >= LEAD_RATIO * runner
             if not (clear or stands_out):
                 break
             chain.insert(0, d)
         close = np.flatnonzero(p >= max(tau, p[best] - SPECIFICITY_MARGIN))
         if self.pairs[best][0] in self.multi_valued:  # every value the request reads as clearly joins
-            close = np.union1d(close, [k for k in np.flatnonzero(p >= tau) if self.pairs[k][0] in self.multi_valued])
+            joins = [k for k in np.flatnonzero(p >= tau) if self.pairs[k][0] in self.multi_valued]
+            close = np.union1d(close, np.asarray(joins, np.int64))
         close = [int(v) for v in close[np.lexsort((-p[close], self.log_count[close]))] if v not in chain]
         steps = (chain + close)[:max_values]
         return [GroundedValue(self.pairs[v][0], self.pairs[v][1], float(p[v])) for v in steps]
+
+    def _stands_out(self, p: np.ndarray, best: int) -> bool:
+        """A value below the threshold still leads when it reads LEAD_RATIO times as strongly as every value
+        off its own path (its broader and narrower values read alike by nature): "swords, dragons and magic
+        kingdoms" reads Fantasy 0.50 and nothing else above 0.33; its reading is weak, but it is one reading."""
+        if p[best] < LEAD_MIN:
+            return False
+        related = np.zeros(len(p), bool)
+        related[best] = True
+        related[self.sub_values[best]] = True
+        related[[a for a, subs in enumerate(self.sub_values) if best in subs]] = True
+        rivals = p[~related]
+        return not len(rivals) or p[best] >= LEAD_RATIO * float(rivals.max())
 
     # ------------------------------------------------------------------ persistence
     def to_arrays(self) -> dict[str, np.ndarray]:
