@@ -125,7 +125,7 @@ def tiny_model(tmp_path_factory):
     interactions, items = make_tiny_frames()
     ds = lucidrec.data.from_dataframes(interactions, items, name="tiny")
     cache = str(tmp_path_factory.mktemp("cache"))
-    cfg = HybridConfig(epochs=2, dim=8, mode="seq", transformer=True, transformer_minutes=0.1)
+    cfg = HybridConfig(epochs=2, dim=8, mode="seq", transformer=True, transformer_minutes=0.02)
     return Recommender(cfg, cache_dir=cache).fit(ds, progress=False)
 
 
