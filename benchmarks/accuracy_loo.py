@@ -59,7 +59,10 @@ NOTES = [
     "- The grid's choice uses validation only; test scores of settings that were not chosen are not kept.",
     "- LucidRec: `HybridConfig(mode='seq')` defaults (what `lucidrec train --protocol loo` trains), 4-minute "
     "cap on the towers; the closed-form blocks (seed-independent) are fit once per split and reused by later "
-    "seeds, so the first seed's time is the full training time.",
+    "seeds, so the first seed's time is the full training time. From 90bc392 on, the defaults also train the "
+    "transformer term (a SASRec net with the tuned recipe inside `fit`, 5-minute cap, its weight c in "
+    "`score + c * h(H) . e_i` chosen on validation NDCG@10 from 0 (no term) up; `lucidrec.models.transformer`); "
+    "each run below says what validation chose.",
     "- A cell without ± is one run: the LucidRec runs below list the seeds behind each cell.",
     "- Each LucidRec run lists the code it ran: a change of the defaults reaches only the runs made after it "
     "(c553fc9 added serving recency decays 0.6 and 0.7 to the sequential block's blend; runs on fe01c5b or "
@@ -249,6 +252,7 @@ def lucidrec_step(
             "valid_ndcg@10": float((rep.get("item_item") or {}).get("valid_ndcg@10", rep["best_valid_ndcg@10"])),
             "item_item": rep.get("item_item"),
             "sequential": rep.get("sequential"),
+            "transformer": rep.get("transformer"),
             "test": m,
         }
         part["runs"].append(run)
@@ -454,7 +458,9 @@ def report(res: dict) -> str:
                     f"{r['test']['recall@10']:.4f}; valid (blend) {r['valid_ndcg@10']:.4f}; {r['epochs_run']} "
                     f"epochs, {r['seconds']:.0f} s{' (time cap)' if r.get('capped') else ''}"
                     f"{' (closed-form blocks reused from the first seed)' if r.get('blocks_reused') else ''}"
-                    f", {r.get('threads', 1)} thread(s)" + (f", code {r['commit']}" if r.get("commit") else "")
+                    f", {r.get('threads', 1)} thread(s)"
+                    + (f", code {r['commit']}" if r.get("commit") else "")
+                    + _transformer_note(r.get("transformer"))
                 )
     md += _recency_report(res, names)
     md += ["", "## Notes", "", *NOTES]
@@ -464,6 +470,19 @@ def report(res: dict) -> str:
     text = "\n".join(md) + "\n"
     (RESULTS / "accuracy_side_by_side_loo.md").write_text(text)
     return text
+
+
+def _transformer_note(tf: dict | None) -> str:
+    """What validation chose for the transformer term in one run (issue 28)."""
+    if not tf:
+        return ""
+    if not tf["kept"]:
+        return f"; transformer term off (validation: {tf['without_valid_ndcg@10']:.4f} without it)"
+    return (
+        f"; transformer term weight {tf['relative_weight']:g} x spread (valid {tf['without_valid_ndcg@10']:.4f} -> "
+        f"{tf['valid_ndcg@10']:.4f}; the term alone {tf['alone_valid_ndcg@10']:.4f}; {tf['epochs']} epochs, "
+        f"{tf['seconds']:.0f} s of the run)"
+    )
 
 
 def main(argv=None) -> None:
