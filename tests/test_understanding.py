@@ -310,6 +310,9 @@ def test_the_shipped_dictionary_knows_a_shops_jargon_and_names_no_catalogue_valu
     # A headword with several readings keeps its most used one (东西: "thing", not "east and west").
     assert g.gloss("东西") == "thing stuff"
     assert "新" not in g.gloss("旧")  # cross-references ("opposite: new 新") are no meaning
+    # A character standing alone keeps its first sense only (a single character is the most ambiguous word).
+    assert g.gloss("夹") == "to press from either side" and g.senses["夹"] != g.gloss("夹")
+    assert g.gloss("活页夹").endswith("to press from either side")
 
 
 def test_a_chinese_request_reads_as_the_request_and_its_gloss_together(shop):

@@ -23,7 +23,7 @@ from importlib import resources
 
 #: The dictionary's longest headwords worth trying (longer ones are idioms and names a request rarely holds).
 MAX_WORD = 8
-#: Senses kept per word (see _first_meaning).
+#: Senses kept per word (see _first_senses).
 SENSES = 2
 #: Senses that explain grammar or point elsewhere carry no meaning worth encoding.
 _SKIP_SENSE = re.compile(
@@ -83,6 +83,10 @@ class Glossary:
                 continue
             for n in range(min(MAX_WORD, len(text) - i), 0, -1):
                 sense = self.senses.get(text[i : i + n])
+                if sense is not None and n == 1 and isinstance(self.senses, _EntrySenses):
+                    # A character standing alone is the most ambiguous word there is (表: "exterior surface",
+                    # "meter", "watch", ...): its commonest sense only.
+                    sense = self.senses.first(text[i])
                 if sense is not None:
                     out.append(sense)
                     found = True
@@ -100,16 +104,24 @@ class _EntrySenses(Mapping):
     def __init__(self, entries: dict[str, str]):
         self.entries = entries
         self.meanings: dict[str, str] = {}
+        self.first_sense: dict[str, str] = {}
 
     def __getitem__(self, word: str) -> str:
         meaning = self.meanings.get(word)
         if meaning is None:
             rest = self.entries[word]
             senses = [s for s in rest[rest.find("/") :].split("/") if s and not _SKIP_SENSE.match(s)]
-            meaning = self.meanings[word] = _first_meaning(senses)
+            kept = _first_senses(senses)
+            meaning = self.meanings[word] = " ".join(kept)
+            self.first_sense[word] = kept[0] if kept else ""
         if not meaning:
             raise KeyError(word)  # only notes and cross-references: nothing to read
         return meaning
+
+    def first(self, word: str) -> str:
+        """The word's first sense alone (its meaning is its first SENSES senses)."""
+        self[word]
+        return self.first_sense[word]
 
     def __iter__(self):
         return iter(self.entries)
@@ -118,7 +130,7 @@ class _EntrySenses(Mapping):
         return len(self.entries)
 
 
-def _first_meaning(senses: list[str]) -> str:
+def _first_senses(senses: list[str]) -> list[str]:
     """The first :data:`SENSES` senses, without parenthesised notes and alternatives ("of; ~'s (possessive)"
     -> "of"): the first is the commonest, the second often the everyday word for a technical first one
     (示波器: "oscillograph", then "oscilloscope")."""
@@ -131,7 +143,7 @@ def _first_meaning(senses: list[str]) -> str:
             out.append(plain)
         if len(out) == SENSES:
             break
-    return " ".join(out)
+    return out
 
 
 _shared: Glossary | None = None
