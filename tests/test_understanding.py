@@ -482,6 +482,9 @@ def test_a_request_read_in_one_batch_reads_as_it_does_text_by_text(ml_parser):
         u.clear_caches()
         u.prefetch(texts)
         batched = [u.strengths(t) for t in texts]
+        # What was read in the batch is there for the user tower's reading of the embedded text (no second read).
+        assert np.allclose(u.text_reading("a comedy"), reader("a comedy"), atol=1e-6)
+        assert u.text_reading("never read") is None
     finally:
         u.text_reader = reader  # also drops text_reader_many and the cached readings
     assert len(calls) == 1 and len(calls[0]) == 3  # one batch: two English texts and the Chinese one's gloss

@@ -33,6 +33,7 @@ from lucidrec.pipeline.components import (
     Explaining,
     QueryEncoding,
     QueryParsing,
+    _latin_only,
     clean_query,
 )
 from lucidrec.query import relaxation_tiers
@@ -203,7 +204,15 @@ class Pipeline:
         """The embedded residual text, scaled by the share of the request it stands for."""
         if parsed is None or not parsed.text:
             return None
-        return (self.encoding.encode(parsed.text) * np.float32(parsed.text_weight)).astype(np.float32)
+        vec = None
+        u = self.model.understanding
+        if u is not None and u.text_reader_many is not None and _latin_only(parsed.text):
+            # Understanding the request already read this text with the item-text encoder, in its batch
+            # (the same encoder and text as below: the same vector), so it is not read twice.
+            vec = u.text_reading(parsed.text)
+        if vec is None:
+            vec = self.encoding.encode(parsed.text)
+        return (vec * np.float32(parsed.text_weight)).astype(np.float32)
 
     # ------------------------------------------------------------------ ranking a built state
     def rank(
@@ -350,8 +359,6 @@ __all__ = [
 def _batch_reader(read_one, text_encoder):
     """``texts -> rows`` giving each text exactly what ``read_one`` gives it, the Latin-script ones (which
     ``read_one`` sends to the item-text encoder) in one batch."""
-    from lucidrec.pipeline.components import _latin_only
-
     def read_many(texts: list[str]) -> np.ndarray:
         latin = [t for t in texts if _latin_only(t)]
         got = dict(zip(latin, text_encoder.encode(latin))) if latin else {}

@@ -216,6 +216,12 @@ class RequestUnderstanding:
                 while len(self._text_cache) > CACHE_SIZE:
                     self._text_cache.popitem(last=False)
 
+    def text_reading(self, text: str) -> np.ndarray | None:
+        """The item-text reader's vector for ``text`` when understanding a request already read it, else None
+        (the caller reads it then: a request's embedded text is often its wanted part, read here first)."""
+        with self._lock:
+            return self._text_cache.get(text)
+
     def _read_text(self, text: str) -> np.ndarray:
         """The item-text encoder's unit vector for ``text``, cached like the multilingual encoder's (one
         request is read several times: whole, wanted part, alternatives)."""
