@@ -568,3 +568,10 @@ def test_a_word_naming_a_category_the_maker_has_nothing_in_reads_as_the_category
     assert any("read as Adhesive Tapes" in n for n in pq.notes)
     # A maker that has items in the named category keeps it as named.
     assert {"Acme", "Tape"} <= set(parser.parse("Acme tape").genres)
+
+
+def test_punctuation_left_by_a_part_not_applied_does_not_change_the_reading(shop):
+    _, _, parser = shop
+    for base, extra in [("3D打印耗材", "，评分四星以上"), ("gloves for the clinic", ", rated 4 stars or more")]:
+        alone, with_part = parser.parse(base), parser.parse(base + extra)
+        assert with_part.not_applied and with_part.soft == alone.soft

@@ -92,6 +92,8 @@ PHRASE_NAME_RATIO = 3
 _BRAND_CUE_BEFORE = re.compile(r"(?:\bfrom|\bby|\bbrand|\bmade by|品牌)\s*$", re.I)
 _BRAND_CUE_AFTER = re.compile(r"\s*(?:brand\b|牌|品牌|的产品)", re.I)
 #: Negations that say what the wanted item lacks ("without a cord") rather than what to leave out.
+#: Stripped from both ends of the text the language model grounds (see QueryParser._ground).
+_EDGE_PUNCTUATION = " \t,.;:!?、，。；：！？…-–—/|"
 _PROPERTY_NEGATIONS = frozenset({"without", "不含", "没有", "无"})
 #: What ends a negation's clause.
 _CLAUSE_END = re.compile(
@@ -739,7 +741,9 @@ class QueryParser:
                 pq.soft = self._like_values(pq)
             return
         kept = "".join(" " if u else ch for ch, u in zip(text, used))
-        kept = " ".join(kept.split())
+        # Punctuation left at either end by a removed part ("销毁旧文件的机器，[评分四星以上]") means nothing,
+        # but the encoder reads it: a trailing comma moved this request from Shredders to Document Scanners.
+        kept = " ".join(kept.split()).strip(_EDGE_PUNCTUATION)
         values, qualifier = self.understanding.ground(kept)
         named = set(pq.genres) | set(pq.exclude_genres)
         # A single-valued field asked for by name keeps the user's value (an item is in one category); a
