@@ -59,7 +59,7 @@ NOTES = [
     "- The grid's choice uses validation only; test scores of settings that were not chosen are not kept.",
     "- LucidRec: `HybridConfig(mode='seq')` defaults (what `lucidrec train --protocol loo` trains), 4-minute "
     "cap on the towers; the closed-form blocks (seed-independent) are fit once per split and reused by later "
-    "seeds, so the first seed's time is the full training time. From 90bc392 on, the defaults also train the "
+    "seeds, so the first seed's time is the full training time. From f8c8232 on, the defaults also train the "
     "transformer term (a SASRec net with the tuned recipe inside `fit`, 5-minute cap, its weight c in "
     "`score + c * h(H) . e_i` chosen on validation NDCG@10 from 0 (no term) up; `lucidrec.models.transformer`); "
     "each run below says what validation chose.",
@@ -224,6 +224,7 @@ def lucidrec_step(
     part = res.setdefault(name, {}).setdefault(key, {"runs": []})
     mode = {"loo": "seq", "ratio": "set"}[protocol]
     fitted_here = 0  # fits in this process (the first one fits the closed-form blocks)
+    commit = _commit()  # the code this process imported: HEAD now, not when a later seed ends
     if replace:  # earlier runs of these seeds are kept aside (``replaced``), not shown in the table
         old = [r for r in part["runs"] if r["seed"] in seeds]
         part.setdefault("replaced", []).extend(old)
@@ -241,7 +242,7 @@ def lucidrec_step(
         rep = rec.train_report
         run = {
             "seed": seed,
-            "commit": _commit(),
+            "commit": commit,
             "seconds": round(secs, 1),
             "blocks_reused": fitted_here > 0,
             "threads": torch.get_num_threads(),
