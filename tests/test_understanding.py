@@ -575,3 +575,32 @@ def test_punctuation_left_by_a_part_not_applied_does_not_change_the_reading(shop
     for base, extra in [("3D打印耗材", "，评分四星以上"), ("gloves for the clinic", ", rated 4 stars or more")]:
         alone, with_part = parser.parse(base), parser.parse(base + extra)
         assert with_part.not_applied and with_part.soft == alone.soft
+
+
+def test_levels_of_a_path_holding_the_same_items_are_one_path_not_rivals():
+    from scipy import sparse
+
+    from lucidrec.understanding.grounding import CatalogGrounder
+
+    # "Tools" and "Workholding" hold the same 6 items (a category with one child); "Vises" 4 of them;
+    # "Glue" is another thing.
+    pairs = [("c1", "Tools"), ("c2", "Workholding"), ("c3", "Vises"), ("c2", "Glue")]
+    rows = [list(range(6)), list(range(6)), [0, 1, 2, 3], [6, 7, 8]]
+    member = sparse.csr_matrix(
+        (np.ones(19, np.float32), np.concatenate(rows), np.cumsum([0] + [len(r) for r in rows])), shape=(4, 9)
+    )
+    rng = np.random.default_rng(1)
+    g = CatalogGrounder(pairs, member, rng.normal(size=(9, 8)), rng.normal(size=(4, 8)), np.zeros(8))
+    # Below the threshold, Workholding leads: Tools reads alike but is the same items; Glue is far weaker.
+    got = [v.value for v in g.ladder(np.array([0.37, 0.42, 0.41, 0.13]))]
+    assert got[:2] == ["Vises", "Workholding"]
+    assert g.ladder(np.array([0.37, 0.42, 0.41, 0.35])) == []  # a real rival close by: no reading
+
+
+def test_an_or_that_is_not_between_values_reads_the_request_as_one_clause(ml_parser):
+    u = ml_parser.understanding
+    text = "a film so frightening I won't sleep tonight, or whatever"
+    first, second = alternatives(text)
+    assert u.ground_clause(first) and not u.ground_clause(second)  # one side says nothing
+    got = u._ground_alternatives(text)
+    assert got and [g.value for g in got] == [g.value for g in u.ground_clause(text)]  # one clause, not dropped

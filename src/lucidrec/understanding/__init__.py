@@ -273,7 +273,9 @@ class RequestUnderstanding:
         for part in parts:
             got = self.ground_clause(part)
             if len(parts) > 1 and not got:
-                return []  # "scary or something": one side says nothing, so the "or" is not between values
+                # "scary or something", "... while I saw or file it": one side says nothing, so the "or" is
+                # not between values; the request is read as one clause.
+                return self.ground_clause(text)
             out.extend(g for g in got if all(g.value != o.value for o in out))
         return out
 

@@ -261,10 +261,13 @@ class CatalogGrounder:
         kingdoms" reads Fantasy 0.50 and nothing else above 0.33; its reading is weak, but it is one reading."""
         if p[best] < LEAD_MIN:
             return False
-        related = np.zeros(len(p), bool)
+        # On its path: values nested in it or it in them (SUBSET_SHARE of the smaller's items), including
+        # the levels of a path that hold the very same items ("Workholding" under "Industrial Power & Hand
+        # Tools" in a catalogue where the one holds all the other's 35 items).
+        shared = np.asarray((self.member @ self.member[best].T).todense()).ravel()
+        counts = np.exp(self.log_count)
+        related = shared >= SUBSET_SHARE * np.minimum(counts, counts[best]) - 1e-9
         related[best] = True
-        related[self.sub_values[best]] = True
-        related[[a for a, subs in enumerate(self.sub_values) if best in subs]] = True
         rivals = p[~related]
         return not len(rivals) or p[best] >= LEAD_RATIO * float(rivals.max())
 
