@@ -64,6 +64,9 @@ NOTES = [
     "`score + c * h(H) . e_i` chosen on validation NDCG@10 from 0 (no term) up; `lucidrec.models.transformer`); "
     "each run below says what validation chose.",
     "- A cell without ± is one run: the LucidRec runs below list the seeds behind each cell.",
+    "- The transformer term (issue 28): ML-100K's three seeds were re-run with it; on Scientific and Office only "
+    "seed 2026 was (to show the term does not make them worse), so their cells mix that run with seeds 2027-2028 "
+    "from before the term (each run below says which code it ran and what validation chose).",
     "- Each LucidRec run lists the code it ran: a change of the defaults reaches only the runs made after it "
     "(c553fc9 added serving recency decays 0.6 and 0.7 to the sequential block's blend; runs on fe01c5b or "
     "earlier tried 0.8 and 0.9 only).",
