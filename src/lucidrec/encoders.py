@@ -150,10 +150,11 @@ class OnnxEncoder:
     """The exported encoder on onnxruntime + tokenizers (no torch)."""
 
     def __init__(self, folder: str | Path, threads: int | None = None):
-        """``threads``: onnxruntime threads, without spin-waiting; None: one. A request is a few dozen tokens:
-        on an idle 2-core machine two spinning threads read one in 2.0 ms and one thread in 2.5 ms, but with
-        one other busy process on the machine the spinning pair took 13.8 ms and one thread 4.7 ms (and two
-        threads without spinning 6.7 ms): one thread is the default that holds up on a shared machine."""
+        """``threads``: onnxruntime threads, never spin-waiting; None: up to 2. Measured on the Scientific dev
+        requests (p50 per request): on an idle 2-core machine two spinning threads read one in 3.2 ms, two
+        without spinning 4.9, one 5.9; with one other busy process on the machine the spinning pair took
+        13.8 ms on a short request, two without spinning 6.7, one 4.7. Spinning wins only on an idle
+        machine and loses 3x on a shared one; a server running many requests at once wants 1."""
         folder = Path(folder)
         if not (folder / "model.onnx").exists() or not (folder / "tokenizer.json").exists():
             raise ModelError(
@@ -170,7 +171,7 @@ class OnnxEncoder:
         self.tokenizer.enable_truncation(self.max_tokens)
         self.tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
         opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads or 1
+        opts.intra_op_num_threads = threads or max(1, min(2, os.cpu_count() or 1))
         opts.inter_op_num_threads = 1
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         opts.log_severity_level = 3
