@@ -59,10 +59,13 @@ NOTES = [
     "- The grid's choice uses validation only; test scores of settings that were not chosen are not kept.",
     "- LucidRec: `HybridConfig(mode='seq')` defaults (what `lucidrec train --protocol loo` trains), 4-minute "
     "cap on the towers; the closed-form blocks (seed-independent) are fit once per split and reused by later "
-    "seeds, so the first seed's time is the full training time. From f8c8232 on, the defaults also train the "
+    "seeds, so the first seed's time is the full training time. From f8c8232 on, the runs also train the "
     "transformer term (a SASRec net with the tuned recipe inside `fit`, 5-minute cap, its weight c in "
     "`score + c * h(H) . e_i` chosen on validation NDCG@10 from 0 (no term) up; `lucidrec.models.transformer`); "
-    "each run below says what validation chose.",
+    "each run below says what validation chose. The term was the loo default from f8c8232 to 36bb6d2 and is "
+    "opt-in since (`lucidrec train --transformer`): explaining with it takes seconds per request and spreads "
+    "the evidence thinner (explanations_loo_ml100k*.md), so `lucidrec train --protocol loo` without the flag "
+    "trains the model of the runs before f8c8232.",
     "- A cell without ± is one run: the LucidRec runs below list the seeds behind each cell.",
     "- The transformer term (issue 28): ML-100K's three seeds were re-run with it; on Scientific and Office only "
     "seed 2026 was (to show the term does not make them worse), so their cells mix that run with seeds 2027-2028 "
@@ -235,7 +238,8 @@ def lucidrec_step(
     for seed in seeds:
         if any(r["seed"] == seed for r in part["runs"]):
             continue
-        cfg = HybridConfig(seed=seed, mode=mode)  # the CLI's `lucidrec train` defaults
+        # The CLI's `lucidrec train --transformer` (the term is opt-in: training._tries_transformer)
+        cfg = HybridConfig(seed=seed, mode=mode, transformer=True)
         if max_minutes is not None:
             cfg.max_minutes = max_minutes
         t0 = time.perf_counter()

@@ -167,3 +167,13 @@ def test_a_model_with_the_term_explains_exactly_and_saves_and_loads(tiny_model, 
     assert [(i["item_id"], round(i["score"], 5)) for i in again["items"]] == [
         (i["item_id"], round(i["score"], 5)) for i in out["items"]
     ]
+
+
+def test_the_term_is_opt_in():
+    """Explaining with the term costs seconds per request, so `lucidrec train` adds it only when asked."""
+    from lucidrec.models.config import HybridConfig
+    from lucidrec.training import _tries_transformer
+
+    assert not _tries_transformer(HybridConfig(mode="seq"), 100)
+    assert _tries_transformer(HybridConfig(mode="seq", transformer=True), 100)
+    assert not _tries_transformer(HybridConfig(mode="seq", transformer=True, rating_aware=True), 100)
