@@ -359,6 +359,7 @@ __all__ = [
 def _batch_reader(read_one, text_encoder):
     """``texts -> rows`` giving each text exactly what ``read_one`` gives it, the Latin-script ones (which
     ``read_one`` sends to the item-text encoder) in one batch."""
+
     def read_many(texts: list[str]) -> np.ndarray:
         latin = [t for t in texts if _latin_only(t)]
         got = dict(zip(latin, text_encoder.encode(latin))) if latin else {}
