@@ -105,6 +105,12 @@ class QueryEncoding:
             return u.query_vector(text)
         return self.text_encoder.encode([text])[0]
 
+    def encode_many(self, texts: list[str]) -> np.ndarray:
+        """Rows of :meth:`encode` for ``texts``, the Latin-script ones in one batch of the item text encoder."""
+        latin = [t for t in texts if _latin_only(t)]
+        got = dict(zip(latin, self.text_encoder.encode(latin))) if latin and self.text_encoder is not None else {}
+        return np.stack([got[t] if t in got else np.asarray(self.encode(t)) for t in texts])
+
 
 class CachedQueryEncoding:
     """A :class:`QueryEncoding` that remembers the last ``size`` texts: the same query from many users
@@ -114,6 +120,7 @@ class CachedQueryEncoding:
         self.inner = inner
         self.size = size
         self.encode = functools.lru_cache(maxsize=size)(inner.encode)
+        self.encode_many = inner.encode_many  # a batch is a request's own parts: nothing to share
 
     @property
     def available(self) -> bool:

@@ -156,7 +156,7 @@ class Pipeline:
             # The request understanding's second reader is the model's item-text encoder: through this
             # pipeline's query encoder, so a cached one serves the understanding too.
             u.text_reader = encoding.encode
-            u.text_reader_many = _batch_reader(encoding.encode, model.text_encoder)
+            u.text_reader_many = encoding.encode_many
 
     @classmethod
     def assemble(cls, model: TrainedModel) -> Pipeline:
@@ -354,15 +354,3 @@ __all__ = [
     "top_by_tiers",
     "unrated_rating",
 ]
-
-
-def _batch_reader(read_one, text_encoder):
-    """``texts -> rows`` giving each text exactly what ``read_one`` gives it, the Latin-script ones (which
-    ``read_one`` sends to the item-text encoder) in one batch."""
-
-    def read_many(texts: list[str]) -> np.ndarray:
-        latin = [t for t in texts if _latin_only(t)]
-        got = dict(zip(latin, text_encoder.encode(latin))) if latin else {}
-        return np.stack([got[t] if t in got else np.asarray(read_one(t)) for t in texts])
-
-    return read_many

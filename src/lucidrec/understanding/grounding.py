@@ -109,6 +109,7 @@ class CatalogGrounder:
         self.coef = np.asarray(coef, np.float64)
         self.threshold = float(threshold)
         counts = np.asarray(self.member.sum(axis=1)).ravel()
+        self.counts = counts
         self.log_count = np.log(np.maximum(counts, 1.0))
         cent = np.asarray(self.member @ self.item_vecs) / np.maximum(counts, 1.0)[:, None]
         self.centroids = (cent / np.maximum(np.linalg.norm(cent, axis=1, keepdims=True), 1e-12)).astype(np.float32)
@@ -265,8 +266,7 @@ class CatalogGrounder:
         # the levels of a path that hold the very same items ("Workholding" under "Industrial Power & Hand
         # Tools" in a catalogue where the one holds all the other's 35 items).
         shared = np.asarray((self.member @ self.member[best].T).todense()).ravel()
-        counts = np.exp(self.log_count)
-        related = shared >= SUBSET_SHARE * np.minimum(counts, counts[best]) - 1e-9
+        related = shared >= SUBSET_SHARE * np.minimum(self.counts, self.counts[best]) - 1e-9
         related[best] = True
         rivals = p[~related]
         return not len(rivals) or p[best] >= LEAD_RATIO * float(rivals.max())
