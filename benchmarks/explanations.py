@@ -88,7 +88,7 @@ def lucidrec_rows(rec, users, k_items):
             t_ig = time.perf_counter()
             a = tf.attribute(st.hist[st.tf_pos])[0] if len(st.tf_pos) else np.zeros((0, tf.dim))
             cf["ig_seconds"].append(time.perf_counter() - t_ig)
-            r = st.tf_h - tf.baseline() - a.sum(0)
+            r = st.tf_h - tf.baseline(len(st.tf_pos)) - a.sum(0)
             cf["ig_error"].append(float(np.abs(tf.weight * (tf.item @ r)).max()))
         res = rec.recommend(user=uid, k=K, explain=True, counterfactual=True)
         for item in rec.recommend(user=uid, k=K, explain=True)["items"][:k_items]:

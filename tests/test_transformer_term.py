@@ -9,7 +9,13 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from lucidrec.models.scoring import HybridScorer, SubsetScorer  # noqa: E402
-from lucidrec.models.transformer import SequenceTransformer, export_weights, has_term  # noqa: E402
+from lucidrec.models.transformer import (  # noqa: E402
+    IG_MAX_NODES,
+    IG_TOL,
+    SequenceTransformer,
+    export_weights,
+    has_term,
+)
 from lucidrec.sasrec import _build_net  # noqa: E402
 
 
@@ -38,7 +44,7 @@ def test_numpy_forward_is_the_torch_net():
             want = net(torch.as_tensor(s[-12:][None] + 1))[0, -1].numpy()
         np.testing.assert_allclose(got, want, atol=1e-5)
     # no history: the all-zero input's output, the prior every user shares
-    np.testing.assert_allclose(tf.hidden([np.zeros(0, np.int64)])[0], tf.baseline())
+    np.testing.assert_allclose(tf.hidden([np.zeros(0, np.int64)])[0], tf.baseline(0))
 
 
 def test_integrated_gradients_are_complete():
@@ -49,10 +55,50 @@ def test_integrated_gradients_are_complete():
         seq = rng.integers(0, 30, size=n)
         a, h = tf.attribute(seq)
         assert a.shape == (min(n, 12), tf.dim)
-        err = np.abs(h - tf.baseline() - a.sum(0)).max()
-        assert err <= 1e-4 * max(1.0, np.abs(h - tf.baseline()).max()), (n, err)
-        # per item, through the item vectors: what the evidence uses
-        assert np.abs((h - tf.baseline() - a.sum(0)) @ tf.item.T).max() <= 1e-4
+        r = h - tf.baseline(min(n, 12)) - a.sum(0)
+        assert tf.ig_nodes < IG_MAX_NODES  # the rule met its tolerance, it did not stop at the cap
+        # per item, through the item vectors: what the evidence uses, within the rule's tolerance
+        assert tf.weight * np.abs(r @ tf.item.T).max() <= IG_TOL, (n, r)
+        # the same window's second explanation reads the cache
+        assert tf.attribute(seq)[0] is a
+
+
+def test_the_baseline_is_the_positions_alone():
+    """The integrated gradients start from the window's position embeddings with every item embedding
+    zeroed: the torch net's output with its item embeddings zeroed, one vector per window length."""
+    w, net = random_term(30)
+    tf = SequenceTransformer(w)
+    with torch.no_grad():
+        net.item.weight.zero_()
+    outs = []
+    for n in (1, 5, 12):
+        with torch.no_grad():
+            want = net(torch.ones((1, n), dtype=torch.long))[0, -1].numpy()
+        np.testing.assert_allclose(tf.baseline(n), want, atol=1e-5)
+        outs.append(tf.baseline(n))
+    assert np.abs(outs[0] - outs[1]).max() > 1e-3 and np.abs(outs[1] - outs[2]).max() > 1e-3
+    np.testing.assert_allclose(tf.baseline(40), tf.baseline(12))  # the window is at most max_len items
+    # no history at all: the empty input's output, as hidden() gives it
+    np.testing.assert_allclose(tf.hidden([np.zeros(0, np.int64)])[0], tf.baseline(0))
+
+
+def test_forward_derivatives_match_finite_differences():
+    """The sparse (position, item) tangents give each item's directional derivative of h at the last position."""
+    w, _ = random_term(30)
+    tf = SequenceTransformer(w)
+    seq = np.random.default_rng(3).integers(0, 30, size=9)
+    P, V = tf.pos[:9], tf.item[seq] * np.sqrt(tf.dim)
+    x = np.stack([P + 0.2 * V, P + 0.9 * V])
+    got = tf._jvp_last(x, V)
+    assert got.shape == (2, 9, tf.dim)
+    eps = 1e-6
+    for b in range(2):
+        for j in range(9):
+            up, down = x[b : b + 1].copy(), x[b : b + 1].copy()
+            up[0, j] += eps * V[j]
+            down[0, j] -= eps * V[j]
+            fd = (tf._forward(up, last=True)[0, -1] - tf._forward(down, last=True)[0, -1]) / (2 * eps)
+            np.testing.assert_allclose(got[b, j], fd, atol=1e-6 * max(1.0, np.abs(fd).max()))
 
 
 def _scorer(n: int = 25) -> HybridScorer:

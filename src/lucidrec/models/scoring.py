@@ -410,14 +410,14 @@ class HybridScorer:
         total = self.score(state, items).astype(np.float64)
         own = w["bias"][items] + cls0
         if self.tf is not None and state.tf_h is not None:
-            # The transformer term: integrated gradients give each window item its part, h(0) (the all-zero
-            # input) is a prior every user shares and joins the item's own term; the quadrature error
-            # (below 1e-6) is the residual's.
+            # The transformer term: integrated gradients give each window item its part; the baseline's
+            # output (the window's position embeddings alone: a prior shared by every window of this length)
+            # joins the item's own term; the quadrature error (below 1e-5 on any score) is the residual's.
             E = self.tf.item[items]
             if len(state.tf_pos):
                 per_hist = per_hist.astype(np.float64)
                 per_hist[state.tf_pos] += self.tf.weight * (self.transformer_attribution(state) @ E.T)
-            own = own + self.tf.weight * (E @ self.tf.baseline())
+            own = own + self.tf.weight * (E @ self.tf.baseline(len(state.tf_pos)))
         residual = total - per_hist.sum(axis=0) - query - own
         return [
             {
