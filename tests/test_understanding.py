@@ -604,3 +604,11 @@ def test_an_or_that_is_not_between_values_reads_the_request_as_one_clause(ml_par
     assert u.ground_clause(first) and not u.ground_clause(second)  # one side says nothing
     got = u._ground_alternatives(text)
     assert got and [g.value for g in got] == [g.value for g in u.ground_clause(text)]  # one clause, not dropped
+
+
+@pytest.mark.parametrize("query", ["what should I watch", "any movie you think I'd like", "随便推荐一下", "surprise me"])
+def test_a_request_made_only_of_asking_words_reads_as_no_value(ml_parser, query):
+    # Before these asking words were stop words the encoders read them as the catalogue's commonest genres
+    # ("any movie you think I'd like": Comedy 0.87), and "understood as" said so.
+    pq = ml_parser.parse(query)
+    assert pq.genres == [] and pq.soft == []
