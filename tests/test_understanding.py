@@ -606,7 +606,9 @@ def test_an_or_that_is_not_between_values_reads_the_request_as_one_clause(ml_par
     assert got and [g.value for g in got] == [g.value for g in u.ground_clause(text)]  # one clause, not dropped
 
 
-@pytest.mark.parametrize("query", ["what should I watch", "any movie you think I'd like", "随便推荐一下", "surprise me"])
+@pytest.mark.parametrize(
+    "query", ["what should I watch", "any movie you think I'd like", "随便推荐一下", "surprise me"]
+)
 def test_a_request_made_only_of_asking_words_reads_as_no_value(ml_parser, query):
     # Before these asking words were stop words the encoders read them as the catalogue's commonest genres
     # ("any movie you think I'd like": Comedy 0.87), and "understood as" said so.
