@@ -66,7 +66,7 @@ def lucidrec_rows(rec, users, k_items):
         n: {"disliked": [], "low": [], "unnamed": [], "top3": [], "pn": [], "ps": [], "below_share": []}
         for n in ("lucidrec", "naive")
     }
-    cf = {"covered": [], "size": [], "verified": [], "sum_error": [], "ig_error": [], "ig_seconds": []}
+    cf = {"covered": [], "size": [], "verified": [], "sum_error": [], "ig_error": [], "ig_seconds": [], "ig_nodes": []}
     # One story, per position of the item in the top-10 (0-based): (position, what-if named in en, in zh,
     # the what-if needs a below-mean item), and (position, PN of the items the reason names).
     story, named_pn = [], []
@@ -88,6 +88,7 @@ def lucidrec_rows(rec, users, k_items):
             t_ig = time.perf_counter()
             a = tf.attribute(st.hist[st.tf_pos])[0] if len(st.tf_pos) else np.zeros((0, tf.dim))
             cf["ig_seconds"].append(time.perf_counter() - t_ig)
+            cf["ig_nodes"].append(tf.ig_nodes if len(st.tf_pos) else 0)
             r = st.tf_h - tf.baseline(len(st.tf_pos)) - a.sum(0)
             cf["ig_error"].append(float(np.abs(tf.weight * (tf.item @ r)).max()))
         res = rec.recommend(user=uid, k=K, explain=True, counterfactual=True)
@@ -443,6 +444,19 @@ def main(argv=None):
     ap.add_argument(
         "--without-transformer", action="store_true", help="ml-100k-loo: the model less its transformer term"
     )
+    ap.add_argument(
+        "--transformer-scale",
+        type=float,
+        default=None,
+        help="ml-100k-loo: the model with its transformer term's weight c multiplied by this (what a smaller c "
+        "chosen on validation would explain)",
+    )
+    ap.add_argument(
+        "--ig-baseline",
+        choices=("positions", "zero"),
+        default=None,
+        help="ml-100k-loo: the transformer term's integrated-gradients baseline (default: the library's)",
+    )
     ap.add_argument("--note", default="", help="a line added under the title of the .md (e.g. which code ran)")
     args = ap.parse_args(argv)
     if args.data != "ml-100k":
@@ -593,11 +607,20 @@ def main_products(args):
             from lucidrec.models.transformer import PREFIX
 
             rec.scorer = HybridScorer({k: v for k, v in rec.scorer.w.items() if not k.startswith(PREFIX)}, rec.scorer.B)
+        elif args.transformer_scale is not None:
+            from lucidrec.models.scoring import HybridScorer
+            from lucidrec.models.transformer import PREFIX
+
+            w = dict(rec.scorer.w)
+            w[f"{PREFIX}weight"] = w[f"{PREFIX}weight"] * np.float32(args.transformer_scale)
+            rec.scorer = HybridScorer(w, rec.scorer.B)
     else:
         if not DEFAULT_DATA.exists():
             raise SystemExit(f"{DEFAULT_DATA}: not found (the shared datasets are not mounted).")
         model_dir = args.model if args.model != Path("models/ml100k") else Path("models/scientific")
         rec, _ = get_model(str(DEFAULT_DATA), model_dir)
+    if args.ig_baseline and rec.scorer.tf is not None:
+        rec.scorer.tf.ig_baseline = args.ig_baseline
     rng = np.random.default_rng(2026)
     pool = [u for u in rec._known_users_with_history() if len(rec._known_history(u)) >= 6]
     users = rng.choice(pool, size=min(args.users, len(pool)), replace=False)
@@ -618,6 +641,9 @@ def main_products(args):
         "meta": {
             "data": ("ml-100k" if films else "amazon18-scientific") + " (loo: train + valid histories)",
             "transformer_term": rec.scorer.tf is not None,
+            "transformer_weight": rec.scorer.tf.weight if rec.scorer.tf is not None else None,
+            "transformer_ig_baseline": rec.scorer.tf.ig_baseline if rec.scorer.tf is not None else None,
+            "transformer_ig_nodes_median": float(np.median(cf["ig_nodes"])) if cf["ig_nodes"] else None,
             "users": int(len(users)),
             "items_per_user": args.items,
             "cited": CITED,
@@ -653,6 +679,7 @@ def main_products(args):
         below = f(m.get("disliked_cited_share"))
         lines.append(f"| {label} | {f(m['top3_share_median'])} | {f(m['pn'])} | {f(m['ps'])} | {below} |")
     ig = c.get("transformer_ig_completeness_max_abs_error")
+    meta = summary["meta"]
     lines += [
         "",
         *counterfactual_rows(c),
@@ -660,6 +687,9 @@ def main_products(args):
             [
                 f"| transformer term: largest IG completeness error on a score (any item) | {ig:.1e} |",
                 f"| transformer term: IG time per request (median, s) | {c['transformer_ig_seconds_median']:.2f} |",
+                f"| transformer term: IG nodes per request (median) | {meta['transformer_ig_nodes_median']:g} |",
+                f"| transformer term: IG baseline; weight c | {meta['transformer_ig_baseline']}; "
+                f"{meta['transformer_weight']:.4g} |",
             ]
             if ig is not None
             else []

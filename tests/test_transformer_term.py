@@ -215,6 +215,16 @@ def test_a_model_with_the_term_explains_exactly_and_saves_and_loads(tiny_model, 
     ]
 
 
+def test_the_kept_weight_is_the_smallest_within_reach_of_the_best():
+    from lucidrec.training import pick_transformer_weight
+
+    grid = [{"c": 0.0, "ndcg@10": 0.1239}, {"c": 4.0, "ndcg@10": 0.1359}, {"c": 8.0, "ndcg@10": 0.1377},
+            {"c": 64.0, "ndcg@10": 0.1383}]  # fmt: skip
+    assert pick_transformer_weight(grid)["c"] == 8.0  # 0.1377 >= 0.99 * 0.1383; 0.1359 is not
+    assert pick_transformer_weight(grid, within=0.0)["c"] == 64.0
+    assert pick_transformer_weight(grid, within=0.2)["c"] == 0.0  # no term when that is as good
+
+
 def test_the_term_is_opt_in():
     """Explaining with the term costs seconds per request, so `lucidrec train` adds it only when asked."""
     from lucidrec.models.config import HybridConfig
