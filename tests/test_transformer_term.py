@@ -47,9 +47,10 @@ def test_numpy_forward_is_the_torch_net():
     np.testing.assert_allclose(tf.hidden([np.zeros(0, np.int64)])[0], tf.baseline(0))
 
 
-def test_integrated_gradients_are_complete():
+@pytest.mark.parametrize("baseline", ["zero", "positions"])
+def test_integrated_gradients_are_complete(baseline):
     w, _ = random_term(30)
-    tf = SequenceTransformer(w)
+    tf = SequenceTransformer(w, ig_baseline=baseline)
     rng = np.random.default_rng(2)
     for n in (1, 5, 12, 17):
         seq = rng.integers(0, 30, size=n)
@@ -67,7 +68,7 @@ def test_the_baseline_is_the_positions_alone():
     """The integrated gradients start from the window's position embeddings with every item embedding
     zeroed: the torch net's output with its item embeddings zeroed, one vector per window length."""
     w, net = random_term(30)
-    tf = SequenceTransformer(w)
+    tf = SequenceTransformer(w, ig_baseline="positions")
     with torch.no_grad():
         net.item.weight.zero_()
     outs = []
@@ -80,6 +81,16 @@ def test_the_baseline_is_the_positions_alone():
     np.testing.assert_allclose(tf.baseline(40), tf.baseline(12))  # the window is at most max_len items
     # no history at all: the empty input's output, as hidden() gives it
     np.testing.assert_allclose(tf.hidden([np.zeros(0, np.int64)])[0], tf.baseline(0))
+
+
+def test_the_zero_baseline_is_one_prior_for_every_window():
+    w, _ = random_term(30)
+    tf = SequenceTransformer(w)
+    assert tf.ig_baseline == "zero"  # the default
+    for n in (0, 1, 7, 12):
+        np.testing.assert_allclose(tf.baseline(n), tf.hidden([np.zeros(0, np.int64)])[0])
+    with pytest.raises(ValueError):
+        SequenceTransformer(w, ig_baseline="mean")
 
 
 def test_forward_derivatives_match_finite_differences():
@@ -121,9 +132,11 @@ def _scorer(n: int = 25) -> HybridScorer:
     return HybridScorer({**w, **random_term(n)[0]}, B)
 
 
-def test_evidence_sums_to_the_score_with_the_term():
+@pytest.mark.parametrize("baseline", ["zero", "positions"])
+def test_evidence_sums_to_the_score_with_the_term(baseline):
     sc = _scorer()
     assert sc.tf is not None
+    sc.tf.ig_baseline = baseline
     rng = np.random.default_rng(5)
     for n in (0, 3, 15):
         hist = rng.choice(25, size=n, replace=False)
