@@ -614,3 +614,34 @@ def test_a_request_made_only_of_asking_words_reads_as_no_value(ml_parser, query)
     # ("any movie you think I'd like": Comedy 0.87), and "understood as" said so.
     pq = ml_parser.parse(query)
     assert pq.genres == [] and pq.soft == []
+
+
+def test_a_value_is_narrowed_to_the_child_its_nearest_items_agree_on():
+    from scipy import sparse
+
+    from lucidrec.understanding.grounding import WITHIN_NEIGHBOURS, CatalogGrounder, GroundedValue
+
+    # "Vacuums" (24 items) holds "Wet-Dry" (0-11) and "Upright" (12-19); "Wet-Dry" holds "Shop" (0-5). Items
+    # 20-23 are vacuums of no kind; items 24-29 are another thing.
+    pairs = [("c1", "Vacuums"), ("c2", "Wet-Dry"), ("c2", "Upright"), ("c3", "Shop"), ("c1", "Glue")]
+    rows = [list(range(24)), list(range(12)), list(range(12, 20)), list(range(6)), list(range(24, 30))]
+    member = sparse.csr_matrix(
+        (np.ones(sum(map(len, rows)), np.float32), np.concatenate(rows), np.cumsum([0] + [len(r) for r in rows])),
+        shape=(5, 30),
+    )
+    rng = np.random.default_rng(2)
+    g = CatalogGrounder(pairs, member, rng.normal(size=(30, 8)), rng.normal(size=(5, 8)), np.zeros(8))
+    assert [sorted(c) for c in g.children] == [[1, 2], [3], [], [], []]  # one level down, not "Shop" under Vacuums
+    p = np.array([0.48, 0.10, 0.12, 0.05, 0.01])
+    steps = [GroundedValue("c1", "Vacuums", 0.48)]
+    # The request's nearest vacuums are the shop vacuums: it narrows to Shop, then Wet-Dry, Vacuums behind.
+    sims = np.zeros(30)
+    sims[:6], sims[24:] = 1.0, 2.0  # the glue is nearer still, but it is no vacuum
+    assert WITHIN_NEIGHBOURS >= 6
+    got = g.narrow(steps, sims, p)
+    assert [v.value for v in got] == ["Shop", "Wet-Dry", "Vacuums"]
+    assert got[0].strength == 0.05  # the value's own calibrated strength is what is shown
+    # Nearest vacuums split between kinds: no narrowing.
+    sims = np.zeros(30)
+    sims[[0, 1, 2, 12, 13, 14, 20, 21, 22, 23]] = 1.0
+    assert [v.value for v in g.narrow(steps, sims, p)] == ["Vacuums"]

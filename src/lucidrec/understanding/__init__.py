@@ -166,8 +166,8 @@ class RequestUnderstanding:
                     extra = [w for w in whole if w.field in multi and all(w.value != h.value for h in head)]
                     if extra:
                         return head + extra, None
-                return head, split[1]
-        return whole, None
+                return self._narrowed(head, split[0]), split[1]
+        return self._narrowed(whole, text), None
 
     def strengths(self, text: str) -> np.ndarray:
         """Per groundable value, the probability that ``text`` asks for it: the multilingual reader's
@@ -249,6 +249,21 @@ class RequestUnderstanding:
         if self.grounder is None or not text.strip():
             return []
         return self.grounder.ladder(self.strengths(text))
+
+    def _narrowed(self, steps: list[GroundedValue], text: str) -> list[GroundedValue]:
+        """``steps`` narrowed among the leading value's own items (:meth:`CatalogGrounder.narrow`)."""
+        if not steps or not len(self.grounder.children[self.grounder.index_of_value[steps[0].value]]):
+            return steps
+        return self.grounder.narrow(steps, self.item_similarity(text), self.strengths(text))
+
+    def item_similarity(self, text: str) -> np.ndarray:
+        """The request's similarity to each item's text, by both readers as :meth:`strengths` weighs them."""
+        s = self.grounder.item_vecs @ self.read(text)
+        english = text if not has_cjk(text) else _gloss(text)
+        if self.text_grounder is not None and self.text_reader is not None and english:
+            w = 1.0 if english is text else GLOSS_READER_WEIGHT
+            s = (s + w * (self.text_grounder.item_vecs @ self._read_text(english))) / (1.0 + w)
+        return s
 
     def support(self, text: str) -> dict[str, float]:
         """How strongly the request reads as each groundable value, relative to the value it reads as most
