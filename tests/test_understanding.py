@@ -641,6 +641,13 @@ def test_a_value_is_narrowed_to_the_child_its_nearest_items_agree_on():
     got = g.narrow(steps, sims, p)
     assert [v.value for v in got] == ["Shop", "Wet-Dry", "Vacuums"]
     assert got[0].strength == 0.05  # the value's own calibrated strength is what is shown
+    # ... with what chose it: 6 of the 10 nearest Wet-Dry items are Shop vacuums.
+    assert (got[0].within, got[0].holding, got[0].nearest) == ("Wet-Dry", 6, 10) and got[1].within == "Vacuums"
+    from lucidrec.explain import constraint_label
+
+    c = {"type": "soft", "value": "Shop", "strength": 0.05, "within": {"value": "Wet-Dry", "holding": 6, "nearest": 10}}
+    assert constraint_label(c, "en") == "Shop (read from your request, 0.05; 6 of the 10 nearest Wet-Dry)"
+    assert "最相近的10件Wet-Dry中有6件" in constraint_label(c, "zh")
     # Nearest vacuums split between kinds: no narrowing.
     sims = np.zeros(30)
     sims[[0, 1, 2, 12, 13, 14, 20, 21, 22, 23]] = 1.0

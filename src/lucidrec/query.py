@@ -761,6 +761,8 @@ class QueryParser:
             if any(not (self._value_masks[g] & ~self._value_masks[v.value]).any() for g in pq.genres):
                 continue  # implied by a value asked for by name (Additive Manufacturing, of the filament)
             soft.append({"field": v.field, "value": v.value, "strength": round(v.strength, 3)})
+            if v.within:
+                soft[-1]["within"] = {"value": v.within, "holding": v.holding, "nearest": v.nearest}
         if not soft and pq.like_idx and not named:
             soft = self._like_values(pq)
         soft = self._with_joint_step(soft)
@@ -833,6 +835,8 @@ class QueryParser:
             c = {"type": "soft", "field": v["field"], "value": v["value"], "strength": v["strength"]}
             if v.get("like"):
                 c["like"] = v["like"]
+            if v.get("within"):
+                c["within"] = dict(v["within"])
             need = int(v.get("min_shared", len(values)))
             if need < len(values):
                 c["min_shared"] = need

@@ -63,7 +63,7 @@ def _understood(pq: dict) -> str:
     soft = [v for v in pq.get("soft", []) if not v.get("like")]
     if soft:
         name = lambda v: " & ".join(v) if isinstance(v, list) else v  # noqa: E731 (several values read together)
-        bits.append("read as " + ", then ".join(f"{name(v['value'])} {v['strength']:.2f}" for v in soft))
+        bits.append("read as " + ", then ".join(f"{name(v['value'])} {v['strength']:.2f}{_within(v)}" for v in soft))
     if pq.get("qualifier"):
         bits.append(f'qualifier "{pq["qualifier"]}" (read, not matched)')
     if pq["text"]:
@@ -71,6 +71,12 @@ def _understood(pq: dict) -> str:
     for n in pq.get("not_applied", []):
         bits.append(f'"{n["text"]}" not applied (no {n["field"]} in this catalogue)')
     return "; ".join(bits) or "nothing usable (ranked without the query)"
+
+
+def _within(v: dict) -> str:
+    """The note of a value chosen among a broader value's items (" (7 of the 10 nearest Vacuums)"), else ""."""
+    w = v.get("within")
+    return f" ({w['holding']} of the {w['nearest']} nearest {w['value']})" if w else ""
 
 
 def _ev_short(e: dict) -> str:

@@ -64,9 +64,12 @@ def constraint_label(c: dict, lang: str = "en") -> str:
             return f"{'、'.join(shown_l)}{some}（与《{c['like']}》同类）"
         if isinstance(v, list):  # several values read together: items holding them all
             v, shown = " & ".join(v), "、".join(shown if isinstance(shown, list) else [shown])
+        w = c.get("within")
         if lang == "en":
-            return f"{v} (read from your request, {c['strength']:.2f})"
-        return f"{shown}（据您的描述理解，{c['strength']:.2f}）"
+            among = f"; {w['holding']} of the {w['nearest']} nearest {w['value']}" if w else ""
+            return f"{v} (read from your request, {c['strength']:.2f}{among})"
+        among = f"；最相近的{w['nearest']}件{w['value']}中有{w['holding']}件属于此类" if w else ""
+        return f"{shown}（据您的描述理解，{c['strength']:.2f}{among}）"
     return shown
 
 

@@ -61,6 +61,11 @@ class GroundedValue:
     field: str
     value: str
     strength: float  # calibrated probability that the request asks for this value
+    # Set when the value was chosen among a broader value's own items (CatalogGrounder.narrow): that value,
+    # and how many of the request's `nearest` items inside it hold this one ("7 of the 10 nearest Vacuums").
+    within: str = ""
+    holding: int = 0
+    nearest: int = 0
 
 
 def groundable_values(fields: dict[str, list[list[str]]]) -> tuple[list[tuple[str, str]], sparse.csr_matrix]:
@@ -271,7 +276,7 @@ class CatalogGrounder:
         if not steps:
             return steps
         head = self.index_of_value[steps[0].value]
-        added: list[int] = []
+        added: list[tuple[int, int, int, int]] = []  # (value, its parent, items holding it, of nearest)
         while len(self.children[head]):
             kids = self.children[head]
             items = self.member[head].indices
@@ -281,11 +286,14 @@ class CatalogGrounder:
             best = int(np.argmax(share))
             if share[best] < WITHIN_SHARE:
                 break
+            added.insert(0, (int(kids[best]), head, int(round(share[best] * k)), k))
             head = int(kids[best])
-            added.insert(0, head)
         if not added:
             return steps
-        front = [GroundedValue(self.pairs[v][0], self.pairs[v][1], float(p[v])) for v in added]
+        front = [
+            GroundedValue(self.pairs[v][0], self.pairs[v][1], float(p[v]), self.pairs[parent][1], n, k)
+            for v, parent, n, k in added
+        ]
         return (front + steps)[: max(max_values, len(front) + 1)]
 
     def _stands_out(self, p: np.ndarray, best: int) -> bool:

@@ -181,7 +181,11 @@ function renderParsed(pq) {
   // What the language model read the request as (soft: ranks, never excludes), with its strength.
   const soft = (Array.isArray(pq.soft) ? pq.soft : []).filter((v) => v && !v.like);
   const name = (v) => (Array.isArray(v) ? v.map(String).join(" & ") : String(v));
-  add(t("soft"), soft.map((v) => name(v.value) + " " + Number(v.strength).toFixed(2)), "ok");
+  // A value chosen among a broader value's own items says so ("7 of the 10 nearest Vacuums").
+  const within = (w) => !w ? "" : state.lang === "zh"
+    ? `（最相近的${Number(w.nearest)}件${String(w.value)}中有${Number(w.holding)}件）`
+    : ` (${Number(w.holding)} of the ${Number(w.nearest)} nearest ${String(w.value)})`;
+  add(t("soft"), soft.map((v) => name(v.value) + " " + Number(v.strength).toFixed(2) + within(v.within)), "ok");
   add(t("qualifier"), pq.qualifier);
   add(t("text"), pq.text);
   const na = Array.isArray(pq.not_applied) ? pq.not_applied : [];
