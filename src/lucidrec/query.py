@@ -760,6 +760,12 @@ class QueryParser:
                 continue
             if any(not (self._value_masks[g] & ~self._value_masks[v.value]).any() for g in pq.genres):
                 continue  # implied by a value asked for by name (Additive Manufacturing, of the filament)
+            named_masks = [self._value_masks[g] for g in pq.genres if g in self._value_masks]
+            if v.within and named_masks and not any((m & self._value_masks[v.value]).any() for m in named_masks):
+                # Narrowed among the items of a broader value (CatalogGrounder.narrow) to one that no item of a
+                # value the user named holds ("floor", left over from "something to vacuum the workshop floor",
+                # narrowed to Floor Mats, which no vacuum is): the user's own words rule it out.
+                continue
             soft.append({"field": v.field, "value": v.value, "strength": round(v.strength, 3)})
             if v.within:
                 soft[-1]["within"] = {"value": v.within, "holding": v.holding, "nearest": v.nearest}
