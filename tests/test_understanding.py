@@ -652,3 +652,14 @@ def test_a_value_is_narrowed_to_the_child_its_nearest_items_agree_on():
     sims = np.zeros(30)
     sims[[0, 1, 2, 12, 13, 14, 20, 21, 22, 23]] = 1.0
     assert [v.value for v in g.narrow(steps, sims, p)] == ["Vacuums"]
+
+
+def test_the_item_similarity_kept_from_reading_strengths_is_the_one_computed_afresh(ml_parser):
+    u = ml_parser.understanding
+    u.clear_caches()
+    text = "a film so frightening I won't sleep tonight"
+    u.strengths(text)
+    kept = u.item_similarity(text)
+    u.clear_caches()
+    fresh = u.item_similarity(text)  # nothing kept: computed from the two readers' vectors
+    assert np.allclose(kept, fresh, atol=1e-5)

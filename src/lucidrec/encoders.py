@@ -21,6 +21,8 @@ from lucidrec.errors import ConfigError, DependencyError, ModelError
 
 DEFAULT_ENCODER = "all-MiniLM-L6-v2"
 _MAX_TOKENS = 256
+#: Batches up to this many texts are tokenized in this thread (see OnnxEncoder._tokens).
+_SERIAL_TOKENIZE = 8
 
 
 class TextEncoder(Protocol):
@@ -180,16 +182,30 @@ class OnnxEncoder:
     def encode(self, texts: list[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
         out = []
         for start in range(0, len(texts), batch_size):
-            enc = self.tokenizer.encode_batch(list(texts[start : start + batch_size]))
-            ids = np.asarray([e.ids for e in enc], dtype=np.int64)
-            mask = np.asarray([e.attention_mask for e in enc], dtype=np.int64)
-            types = np.asarray([e.type_ids for e in enc], dtype=np.int64)
+            ids, mask, types = self._tokens(list(texts[start : start + batch_size]))
             hidden = self.session.run(None, {"input_ids": ids, "attention_mask": mask, "token_type_ids": types})[0]
             m = mask[..., None].astype(np.float32)
             pooled = (hidden * m).sum(1) / np.clip(m.sum(1), 1e-9, None)
             pooled /= np.clip(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12, None)
             out.append(pooled.astype(np.float32))
         return np.concatenate(out) if out else np.zeros((0, self.dim), np.float32)
+
+    def _tokens(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(ids, attention mask, type ids), padded with zeros ([PAD], masked) to the longest text. A request's
+        few texts are tokenized one by one: ``encode_batch`` hands them to a thread pool, which costs nothing on
+        an idle machine but waits for a free core on a busy one (4 ms a request measured beside two other
+        jobs, against 13 us for the text itself)."""
+        enc = (
+            self.tokenizer.encode_batch(texts)
+            if len(texts) > _SERIAL_TOKENIZE
+            else [self.tokenizer.encode(t) for t in texts]
+        )
+        n = max(len(e.ids) for e in enc)
+        out = np.zeros((3, len(enc), n), np.int64)
+        for k, e in enumerate(enc):
+            m = len(e.ids)
+            out[0, k, :m], out[1, k, :m], out[2, k, :m] = e.ids, e.attention_mask, e.type_ids
+        return out[0], out[1], out[2]
 
 
 class CachedEncoder:

@@ -59,6 +59,9 @@ class RequestUnderstanding:
         self._text_cache: OrderedDict[str, np.ndarray] = OrderedDict()  # the reader's vectors, per text
         # Per-value strengths per text: the parser asks about one text several times (ground, support).
         self._strength_cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        # ... and its similarity to each item (the narrowing reads it right after): a few texts only, as a row
+        # is as long as the catalogue.
+        self._similarity_cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._lock = threading.Lock()  # a service reads requests from several threads
         self.title_vecs = np.asarray(title_vecs, np.float32)
         self.encoder = encoder
@@ -187,13 +190,22 @@ class RequestUnderstanding:
         return hit
 
     def _strengths(self, text: str) -> np.ndarray:
-        p = self.grounder.strengths(self.read(text))
+        q = self.read(text)
+        sims = self.grounder.item_vecs @ q
+        p = self.grounder.strengths(q, sims)
         english = text if not has_cjk(text) else _gloss(text)
         if self.text_grounder is not None and self.text_reader is not None and english:
             # A Chinese request reaches the item-text reader only as its word-by-word gloss, a weaker
             # reading than the multilingual one (which reads the request and the gloss): it counts less.
             w = 1.0 if english is text else GLOSS_READER_WEIGHT
-            p = (p + w * self.text_grounder.strengths(self._read_text(english))) / (1.0 + w)
+            qt = self._read_text(english)
+            sims_t = self.text_grounder.item_vecs @ qt
+            p = (p + w * self.text_grounder.strengths(qt, sims_t)) / (1.0 + w)
+            sims = (sims + w * sims_t) / (1.0 + w)
+        with self._lock:
+            self._similarity_cache[text] = sims
+            while len(self._similarity_cache) > 8:
+                self._similarity_cache.popitem(last=False)
         return p
 
     def prefetch(self, texts: list[str]) -> None:
@@ -241,6 +253,7 @@ class RequestUnderstanding:
         with self._lock:
             self._text_cache.clear()
             self._strength_cache.clear()
+            self._similarity_cache.clear()
         if encoder:
             self.encoder._cache.clear()
 
@@ -257,8 +270,13 @@ class RequestUnderstanding:
         return self.grounder.narrow(steps, self.item_similarity(text), self.strengths(text))
 
     def item_similarity(self, text: str) -> np.ndarray:
-        """The request's similarity to each item's text, by both readers as :meth:`strengths` weighs them."""
-        s = self.grounder.item_vecs @ self.read(text)
+        """The request's similarity to each item's text, by both readers as :meth:`strengths` weighs them
+        (kept from reading its strengths, which compares the same vectors)."""
+        with self._lock:
+            hit = self._similarity_cache.get(text)
+        if hit is not None:
+            return hit
+        s = self.grounder.item_vecs @ self.read(text)  # not read just before (or pushed out by other requests)
         english = text if not has_cjk(text) else _gloss(text)
         if self.text_grounder is not None and self.text_reader is not None and english:
             w = 1.0 if english is text else GLOSS_READER_WEIGHT

@@ -193,13 +193,13 @@ class CatalogGrounder:
         return np.asarray(X), np.asarray(y)
 
     # ------------------------------------------------------------------ use
-    def features(self, q: np.ndarray, leave_out: int | None = None) -> np.ndarray:
+    def features(self, q: np.ndarray, leave_out: int | None = None, sims: np.ndarray | None = None) -> np.ndarray:
         """Per value: name, centroid and neighbour-vote similarity, each also relative to the best value.
         (The value's size is left out on purpose: among pseudo-requests a big value is often right just
         because many items hold it, a prior that real requests do not share: it made "Drama" win.)"""
         sn = self.name_vecs @ q
         sc = self.centroids @ q
-        sims = self.item_vecs @ q
+        sims = self.item_vecs @ q if sims is None else np.array(sims, np.float32)  # (own copy: see leave_out)
         if leave_out is not None:
             sims[leave_out] = -np.inf
         k = min(NEIGHBOURS, len(sims) - 1)
@@ -216,9 +216,10 @@ class CatalogGrounder:
             axis=1,
         )
 
-    def strengths(self, q: np.ndarray) -> np.ndarray:
-        """Calibrated probability, per value, that the request asks for it."""
-        F = self.features(q)
+    def strengths(self, q: np.ndarray, sims: np.ndarray | None = None) -> np.ndarray:
+        """Calibrated probability, per value, that the request asks for it (``sims``: ``item_vecs @ q`` when the
+        caller has it already)."""
+        F = self.features(q, sims=sims)
         z = F @ self.coef[:-1] + self.coef[-1] if len(self.coef) == N_FEATURES + 1 else F @ self.coef
         return 1.0 / (1.0 + np.exp(-z))
 
