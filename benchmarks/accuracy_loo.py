@@ -61,15 +61,19 @@ NOTES = [
     "cap on the towers; the closed-form blocks (seed-independent) are fit once per split and reused by later "
     "seeds, so the first seed's time is the full training time. From f8c8232 on, the runs also train the "
     "transformer term (a SASRec net with the tuned recipe inside `fit`, 5-minute cap, its weight c in "
-    "`score + c * h(H) . e_i` chosen on validation NDCG@10 from 0 (no term) up; `lucidrec.models.transformer`); "
+    "`score + c * h(H) . e_i` chosen on validation NDCG@10 from 0 (no term) up - from ca49e3e on the smallest c "
+    "within 1% of the best, before that the best; `lucidrec.models.transformer`); "
     "each run below says what validation chose. The term was the loo default from f8c8232 to 36bb6d2 and is "
-    "opt-in since (`lucidrec train --transformer`): explaining with it takes seconds per request and spreads "
-    "the evidence thinner (explanations_loo_ml100k*.md), so `lucidrec train --protocol loo` without the flag "
+    "opt-in since (`lucidrec train --transformer`): explaining with it took seconds per request (about 1 s "
+    "from 5fc402f on) and spreads the evidence thinner (explanations_loo_ml100k*.md: PN of the items reasons "
+    "name 0.922 vs 0.980 without it at ca49e3e), so `lucidrec train --protocol loo` without the flag "
     "trains the model of the runs before f8c8232.",
     "- A cell without ± is one run: the LucidRec runs below list the seeds behind each cell.",
-    "- The transformer term (issue 28): ML-100K's three seeds were re-run with it; on Scientific and Office only "
-    "seed 2026 was (to show the term does not make them worse), so their cells mix that run with seeds 2027-2028 "
-    "from before the term (each run below says which code it ran and what validation chose).",
+    "- The transformer term (issue 28): ML-100K's three seeds were re-run with it (last at ca49e3e, the "
+    "within-1% rule for c; the runs it replaced, with the best c: 0.1098 / 0.1030 / 0.1085 at 8 / 3 / 64 x "
+    "spread); on Scientific and Office only seed 2026 was (to show the term does not make them worse; the best "
+    "c, 1 and 8 x spread, where the within-1% rule would keep 0.5 and 3), so their cells mix that run with "
+    "seeds 2027-2028 from before the term (each run below says which code it ran and what validation chose).",
     "- Each LucidRec run lists the code it ran: a change of the defaults reaches only the runs made after it "
     "(c553fc9 added serving recency decays 0.6 and 0.7 to the sequential block's blend; runs on fe01c5b or "
     "earlier tried 0.8 and 0.9 only).",
@@ -486,9 +490,15 @@ def _transformer_note(tf: dict | None) -> str:
         return ""
     if not tf["kept"]:
         return f"; transformer term off (validation: {tf['without_valid_ndcg@10']:.4f} without it)"
+    best = tf.get("best_valid_ndcg@10")
+    rule = (
+        f", the smallest within {tf['within']:.0%} of the best {best:.4f}"
+        if best is not None and best > tf["valid_ndcg@10"]
+        else ""
+    )
     return (
         f"; transformer term weight {tf['relative_weight']:g} x spread (valid {tf['without_valid_ndcg@10']:.4f} -> "
-        f"{tf['valid_ndcg@10']:.4f}; the term alone {tf['alone_valid_ndcg@10']:.4f}; {tf['epochs']} epochs, "
+        f"{tf['valid_ndcg@10']:.4f}{rule}; the term alone {tf['alone_valid_ndcg@10']:.4f}; {tf['epochs']} epochs, "
         f"{tf['seconds']:.0f} s of the run)"
     )
 
