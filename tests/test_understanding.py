@@ -663,3 +663,18 @@ def test_the_item_similarity_kept_from_reading_strengths_is_the_one_computed_afr
     u.clear_caches()
     fresh = u.item_similarity(text)  # nothing kept: computed from the two readers' vectors
     assert np.allclose(kept, fresh, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "query, named",
+    [("gloves to handle hot beakers", "Beakers"), ("tape that marks the floor around 3D printers", "3D Printers")],
+)
+def test_a_value_named_in_what_the_wanted_thing_acts_on_is_not_asked_for(shop, query, named):
+    _, _, parser = shop
+    pq = parser.parse(query)
+    assert named not in pq.genres
+    assert any(f"names the category {named}, but it is what the wanted thing acts on" in n for n in pq.notes)
+    # Named by the verb itself, the value is the function asked for and keeps its usual check.
+    notes = parser.parse("something to tape the 3D printers' cables down").notes
+    assert any("3D Printers, but it is what the wanted thing acts on" in n for n in notes)
+    assert not any("Tape, but it is what the wanted thing acts on" in n for n in notes)

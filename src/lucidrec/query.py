@@ -95,6 +95,13 @@ _BRAND_CUE_AFTER = re.compile(r"\s*(?:brand\b|牌|品牌|的产品)", re.I)
 #: Stripped from both ends of the text the language model grounds (see QueryParser._ground).
 _EDGE_PUNCTUATION = " \t,.;:!?、，。；：！？…-–—/|"
 _PROPERTY_NEGATIONS = frozenset({"without", "不含", "没有", "无"})
+#: "a gadget that prints name labels", "tabbed sheets to split my three-ring notebook": a clause saying what the
+#: wanted thing does (a verb after "that"/"which"/"to"; not a copula, not "to the ..."). What the verb acts on is
+#: another thing than the one wanted, so a value named there is not asked for (QueryParser._check_named_values).
+_ACTION_CLAUSE = re.compile(
+    r"\s(?:that|which|to)\s+(?!(?:be|is|are|was|were|has|have|had|looks?|feels?|seems?|sounds?|the|a|an|my|your|our|"
+    r"their|his|her|its|this|that|these|those|me|us|him|them)\b)[a-z]+"
+)
 #: What ends a negation's clause.
 _CLAUSE_END = re.compile(
     r"[,.;!?，。；！？]|\b(?:but|though|however|instead|rather|yet|with)\b|"
@@ -606,6 +613,8 @@ class QueryParser:
         keep &= ~before
         kept = " ".join("".join(ch if k else " " for ch, k in zip(text, keep)).split())
         support = None
+        action = _ACTION_CLAUSE.search(text)
+        acted_from = action.end() if action and text[: action.start()].strip() else None
         for g in list(pq.genres):
             spans = pq.spans.get(g, [])
             if not spans or self.field_of.get(g, "").lower() in IDENTITY_FIELDS:
@@ -620,11 +629,14 @@ class QueryParser:
                 and bool(others)
                 and not any((self._value_masks[g] & m).any() for m in others)
             )
+            # Named only in what the wanted thing acts on ("labels" of "a gadget that prints name labels"), not
+            # by the verb itself ("something to vacuum the floor" asks for a vacuum).
+            acted_on = acted_from is not None and all(s0 >= acted_from for s0, _, _ in spans)
             if any(via for _, _, via in spans) and not in_qualifier:
                 continue  # a word list is the user's override: only the request's structure outranks it
-            if g not in u.grounder.index_of_value and not in_qualifier:
+            if g not in u.grounder.index_of_value and not (in_qualifier or acted_on):
                 continue  # a value the model does not ground (too small or too broad) stays as named
-            if not in_qualifier:
+            if not (in_qualifier or acted_on):
                 support = u.support(kept) if support is None else support
                 if support.get(g, 0.0) >= NAMED_VALUE_SUPPORT or support.get("", 0.0) < u.grounder.threshold:
                     continue  # supported, or the model reads nothing clearly enough to overrule the user's word
@@ -639,7 +651,10 @@ class QueryParser:
                         used[q0 : q0 + len(split[1])] = True
                 else:
                     used[s:e] = False  # its words go back to the text the model reads and embeds
-            pq.notes.append(f"{words} also names the category {g}, but the request as a whole reads otherwise")
+            if acted_on and not in_qualifier:
+                pq.notes.append(f"{words} also names the category {g}, but it is what the wanted thing acts on")
+            else:
+                pq.notes.append(f"{words} also names the category {g}, but the request as a whole reads otherwise")
         self._drop_disjoint_named(text, kept, used, pq, support)
 
     def _drop_disjoint_named(self, text: str, kept: str, used: np.ndarray, pq: ParsedQuery, support):
