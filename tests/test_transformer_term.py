@@ -239,7 +239,8 @@ def test_the_kept_weight_is_the_smallest_within_reach_of_the_best():
 
 
 def test_the_term_is_opt_in():
-    """Explaining with the term costs seconds per request, so `lucidrec train` adds it only when asked."""
+    """The term's reasons name less decisive items (ML-100K loo: PN of the named items 0.922 vs 0.980 without
+    it), so `lucidrec train` adds it only when asked."""
     from lucidrec.models.config import HybridConfig
     from lucidrec.training import _tries_transformer
 

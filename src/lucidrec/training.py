@@ -178,10 +178,11 @@ def understand(model: TrainedModel, dataset: Dataset, progress: bool = False) ->
 def _tries_transformer(cfg, n_items: int) -> bool:
     """The transformer term is tried when asked for (``cfg.transformer`` True; ``lucidrec train
     --transformer``), on catalogues up to the dense block's size (its validation scores every item). It is
-    not on by default: it lifts next-item accuracy (ML-100K loo NDCG@10 0.0934 -> 0.1071) but explaining a
-    request then integrates the transformer's gradients over the whole window (seconds per request, where the
-    linear blocks explain in milliseconds) and its evidence is spread thinner over the history (top-3 share
-    0.207 vs 0.304, PS 0.258 vs 0.645: benchmarks/results/explanations_loo_ml100k*.md)."""
+    not on by default: it lifts next-item accuracy (ML-100K loo NDCG@10 0.0934 -> 0.1073, 3 seeds) but its
+    evidence is spread thinner over the history and the items reasons name decide less often (seed 2028, 40
+    users, with vs without: PN of the named items 0.922 vs 0.980, PS 0.350 vs 0.645, top-3 share 0.210 vs
+    0.304: benchmarks/results/explanations_loo_ml100k*.md), and explaining a request integrates the
+    transformer's gradients over the window (about 1 s, where the linear blocks explain in milliseconds)."""
     from lucidrec.models.item_item import DENSE_MAX_ITEMS
 
     return bool(cfg.transformer) and not cfg.rating_aware and n_items <= DENSE_MAX_ITEMS
@@ -193,7 +194,8 @@ TRANSFORMER_GRID = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0, 8.0, 64.0)
 #: The weight kept is the smallest of the grid whose validation NDCG@10 is within this share of the best one:
 #: the term then carries less of the score, so the linear parts' concentrated evidence keeps more of it. On
 #: ML-100K loo (seed 2028, validation best at 64 x spread, 8 within 1%): test NDCG@10 0.1085 -> 0.1148, PN of
-#: the items reasons name 0.892 -> 0.922 (benchmarks/results/explanations_loo_ml100k*.md).
+#: the items reasons name 0.892 -> 0.922 (benchmarks/results/explanations_loo_ml100k*.md); seeds 2026-2028
+#: (8 / 3 / 64 -> 2 / 3 / 8 x spread): 0.1071 -> 0.1073 (benchmarks/results/accuracy_side_by_side_loo.md).
 TRANSFORMER_WITHIN = 0.01
 
 

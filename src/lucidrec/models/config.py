@@ -64,7 +64,7 @@ class HybridConfig:
     sequential: bool | None = None
     # The transformer term (lucidrec.models.transformer): a SASRec-style causal transformer over the recent
     # items, its weight chosen on validation NDCG@10 (0: no term). Tried only when True (catalogues up to 10k
-    # items): explaining with it costs seconds per request (see training._tries_transformer).
+    # items): its reasons name less decisive items (see training._tries_transformer).
     transformer: bool | None = None
     transformer_minutes: float = 5.0  # wall-clock cap of the transformer's training
 
