@@ -95,13 +95,6 @@ _BRAND_CUE_AFTER = re.compile(r"\s*(?:brand\b|牌|品牌|的产品)", re.I)
 #: Stripped from both ends of the text the language model grounds (see QueryParser._ground).
 _EDGE_PUNCTUATION = " \t,.;:!?、，。；：！？…-–—/|"
 _PROPERTY_NEGATIONS = frozenset({"without", "不含", "没有", "无"})
-#: "a gadget that prints name labels", "tabbed sheets to split my three-ring notebook": a clause saying what the
-#: wanted thing does (a verb after "that"/"which"/"to"; not a copula, not "to the ..."). What the verb acts on is
-#: another thing than the one wanted, so a value named there is not asked for (QueryParser._check_named_values).
-_ACTION_CLAUSE = re.compile(
-    r"\s(?:that|which|to)\s+(?!(?:be|is|are|was|were|has|have|had|looks?|feels?|seems?|sounds?|the|a|an|my|your|our|"
-    r"their|his|her|its|this|that|these|those|me|us|him|them)\b)[a-z]+"
-)
 #: What ends a negation's clause.
 _CLAUSE_END = re.compile(
     r"[,.;!?，。；！？]|\b(?:but|though|however|instead|rather|yet|with)\b|"
@@ -593,7 +586,7 @@ class QueryParser:
         identity fields (a brand) and exclusions ("no horror"), and
         so does any named value when the model reads no value clearly (its strongest below the threshold), or
         when the request says nothing besides value names."""
-        from lucidrec.understanding.request import wanted_and_qualifier
+        from lucidrec.understanding.request import action_clause, wanted_and_qualifier
 
         u = self.understanding
         if u is None or u.grounder is None or not pq.genres:
@@ -613,8 +606,7 @@ class QueryParser:
         keep &= ~before
         kept = " ".join("".join(ch if k else " " for ch, k in zip(text, keep)).split())
         support = None
-        action = _ACTION_CLAUSE.search(text)
-        acted_from = action.end() if action and text[: action.start()].strip() else None
+        acted_from = action_clause(text)
         for g in list(pq.genres):
             spans = pq.spans.get(g, [])
             if not spans or self.field_of.get(g, "").lower() in IDENTITY_FIELDS:

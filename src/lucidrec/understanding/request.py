@@ -110,6 +110,25 @@ _QUALIFIER_EN = re.compile(
 _QUALIFIER_ZH = re.compile(r"(?:用的|使用的|适用的|专用的|配套的|看的|玩的|穿的|上用的)")
 
 
+#: "a gadget that prints name labels", "tabbed sheets to split my three-ring notebook": a clause saying what the
+#: wanted thing does (a verb after "that"/"which"/"to"; not a copula, not "to the ..."). What the verb acts on is
+#: another thing than the one wanted, so a value named there is not asked for (lucidrec.query's check of
+#: named values). Reading only the words up to the verb as what is wanted measured worse (Scientific held-out
+#: 0.994 -> 0.950), so the whole request is still read.
+_ACTION_CLAUSE = re.compile(
+    r"\s(?:that|which|to)\s+(?!(?:be|is|are|was|were|has|have|had|looks?|feels?|seems?|sounds?|the|a|an|my|your|our|"
+    r"their|his|her|its|this|that|these|those|me|us|him|them)\b)[a-z]+",
+    re.IGNORECASE,
+)
+
+
+def action_clause(text: str) -> int | None:
+    """Where what the wanted thing acts on starts ("a gadget that prints| name labels"), or None when the
+    request has no such clause (or nothing before it)."""
+    m = _ACTION_CLAUSE.search(text)
+    return m.end() if m and text[: m.start()].strip() else None
+
+
 def wanted_and_qualifier(text: str) -> tuple[str, str] | None:
     """Split "filament for my 3D printer" into ("filament", "for my 3D printer"), "3D打印机用的耗材" into
     ("耗材", "3D打印机用的"); None when the request has no such structure. The wanted part comes first in
