@@ -53,7 +53,11 @@ IG_TOL = 1e-5
 IG_MAX_NODES = 256
 IG_STRETCH = 3.0
 IG_BASELINES = ("zero", "positions")
+#: Nodes run together: at most _CHUNK, and no more than keep one tangent array within ~_CHUNK_BYTES (the
+#: arrays then stay in a core's cache: 50 items' tangents at 2 nodes a chunk ran in 0.65-0.7 s where 16 nodes
+#: a chunk took 0.93-1.0, same rule, same core).
 _CHUNK = 16
+_CHUNK_BYTES = 3_000_000
 _LN_EPS = 1e-5
 
 
@@ -274,10 +278,12 @@ class SequenceTransformer:
         def integral(m: int, total: bool) -> np.ndarray:
             alphas, wts = _rule(m, S)
             a = np.zeros((1 if total else n, self.dim))
-            for s in range(0, m, _CHUNK):
-                al = alphas[s : s + _CHUNK]
+            pairs = n if total else n * (n + 1) // 2  # the tangents' (position, tangent) pairs per node
+            chunk = int(np.clip(_CHUNK_BYTES // (8 * pairs * self.dim), 1, _CHUNK))
+            for s in range(0, m, chunk):
+                al = alphas[s : s + chunk]
                 a += np.einsum(
-                    "k,ktd->td", wts[s : s + _CHUNK], self._jvp_last(P[None] + al[:, None, None] * V[None], V, total)
+                    "k,ktd->td", wts[s : s + chunk], self._jvp_last(P[None] + al[:, None, None] * V[None], V, total)
                 )
             return a
 
