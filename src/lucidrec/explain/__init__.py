@@ -229,7 +229,11 @@ def build_evidence(
 def _significant(evidence: list[dict]) -> tuple[list[dict], dict | None]:
     """The history items and query worth naming: positive and at least a quarter of the largest
     positive term, so a reason never leans on evidence that barely moved the score."""
-    hist = [e for e in evidence if e["kind"] == "history" and e["contribution"] > 0 and not e.get("low_rated")]
+    hist = [
+        e
+        for e in evidence
+        if e["kind"] == "history" and e["contribution"] > 0 and not e.get("low_rated") and e.get("named", True)
+    ]
     query = next((e for e in evidence if e["kind"] == "query" and e["contribution"] > 0), None)
     top = max([e["contribution"] for e in hist] + ([query["contribution"]] if query else []), default=0.0)
     cut = 0.25 * top
@@ -502,12 +506,60 @@ def explain_items(
         )
         item_out["evidence"] = evidence
         item_out["reason"] = render_reason(item_out["title"], evidence, lang)
+    if cfs is not None:
+        _name_no_more_than_decides(model, state, entries, top, masked_scores, result, lang)
+    for n, item_out in enumerate(result["items"]):
         if cfs is not None:
             cf = cfs[n]
             item_out["counterfactual"] = cf
             if cf is not None:
                 rated = all(entries[j].rating is not None for j in decisive[n])
                 cf["text"] = render_counterfactual(item_out["title"], cf, lang, rated)
+
+
+def _name_no_more_than_decides(model, state, entries, top, masked_scores, result, lang) -> None:
+    """A reason with a verified what-if names its decisive set and, beside it, the largest other supporters.
+    Removing all the named items together is then checked by one re-score (all the request's items in one
+    batch): where the item would still be in the top-k without them (the others lose too, or a nonlinear
+    term such as the transformer's reads the shorter history otherwise), the supporters are left unnamed
+    (``named: False`` on their evidence, which still counts them) and the reason names the decisive set
+    alone, so what it names is what the recommendation hinges on."""
+    from lucidrec.history_inputs import state_inputs, unrated_rating
+    from lucidrec.models.scoring import SubsetScorer
+
+    checks = []  # (item position in top, positions of the named history items, evidence to unname)
+    for n, item_out in enumerate(result["items"]):
+        evidence = item_out.get("evidence", [])
+        decisive = {e["item_id"] for e in evidence if e["kind"] == "history" and e.get("decisive")}
+        if not decisive:
+            continue
+        hist, _ = _significant(evidence)
+        extra = [e for e in hist if e["item_id"] not in decisive]
+        if not extra:
+            continue
+        named = decisive | {e["item_id"] for e in extra}
+        ids = model.catalogue.item_ids
+        positions = [j for j, e in enumerate(entries) if str(ids[e.item]) in named]
+        checks.append((n, positions, extra))
+    if not checks:
+        return
+    keeps = np.ones((len(checks), len(entries)), bool)
+    for r, (_, positions, _) in enumerate(checks):
+        keeps[r, positions] = False
+    targets = np.array([int(top[n]) for n, _, _ in checks])
+    subsets = SubsetScorer(
+        model.scorer, *state_inputs(entries, unrated_rating(model.catalogue.implicit_event)), state.query
+    )
+    allowed = np.isfinite(masked_scores)
+    rows = np.where(allowed[None, :], subsets.scores_around(keeps, targets).astype(np.float64), -np.inf)
+    k = len(top)
+    for (n, _, extra), row, i in zip(checks, rows, targets):
+        if int((row > row[i]).sum()) + 1 > k:
+            continue  # without everything it names, the item leaves the top-k: the reason stands
+        for e in extra:
+            e["named"] = False
+        item_out = result["items"][n]
+        item_out["reason"] = render_reason(item_out["title"], item_out["evidence"], lang)
 
 
 def decisive_sets(model, entries, query_vec, top, masked_scores, parts_of, ok, all_parts, cfs) -> tuple[list, list]:
