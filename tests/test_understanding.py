@@ -678,3 +678,15 @@ def test_a_value_named_in_what_the_wanted_thing_acts_on_is_not_asked_for(shop, q
     notes = parser.parse("something to tape the 3D printers' cables down").notes
     assert any("3D Printers, but it is what the wanted thing acts on" in n for n in notes)
     assert not any("Tape, but it is what the wanted thing acts on" in n for n in notes)
+
+
+def test_a_whole_reading_of_what_the_qualifier_names_gives_way_to_the_wanted_parts(shop):
+    _, u, _ = shop
+    # "3D打印机的丝材" (a 3D printer's filament): as a whole it reads 3D Printers, as "3D打印机的" does alone;
+    # the wanted part "丝材" reads 3D Printing Filament, which no printer is and the whole still supports.
+    values, qualifier = u.ground("3D打印机的丝材")
+    assert values[0].value == "3D Printing Filament" and qualifier == "3D打印机的"
+    # A wanted part whose reading the whole request does not support (the generic "耗材", consumables, reads
+    # Beakers here) does not override it.
+    values, _ = u.ground("3D打印机的耗材")
+    assert values[0].value != "Beakers"

@@ -32,6 +32,9 @@ TITLE_MIN_SIMILARITY = 0.5
 TITLE_MARGIN = 0.05
 #: Weight of a Chinese request's dictionary gloss next to the request as written (see ``read``).
 GLOSS_WEIGHT = 1.0
+#: How strongly the whole request must read the wanted part's value for that reading to be kept over a whole
+#: reading of the thing the qualifier names (see ``_about``).
+ABOUT_SUPPORT = 0.1
 #: Weight of the item-text reader's reading of a Chinese request's gloss (see ``strengths``).
 GLOSS_READER_WEIGHT = 0.5
 
@@ -157,11 +160,13 @@ class RequestUnderstanding:
         if self.grounder is None or not text.strip():
             return [], None
         split = wanted_and_qualifier(text)
-        self.prefetch([text] + ([split[0]] if split is not None else []))
+        self.prefetch([text] + (list(split) if split is not None else []))
         whole = self._ground_alternatives(text)
         if split is not None:
             head = self._ground_alternatives(split[0])
-            if head and (not whole or head[0].strength >= max(w.strength for w in whole)):
+            if head and (
+                not whole or head[0].strength >= max(w.strength for w in whole) or self._about(text, whole, head, split)
+            ):
                 multi = self.grounder.multi_valued
                 if all(h.field in multi for h in head):
                     # "给孩子看的喜剧": where items hold several values, what qualifies the wanted thing
@@ -171,6 +176,24 @@ class RequestUnderstanding:
                         return head + extra, None
                 return self._narrowed(head, split[0]), split[1]
         return self._narrowed(whole, text), None
+
+    def _about(self, text: str, whole: list[GroundedValue], head: list[GroundedValue], split: tuple[str, str]) -> bool:
+        """Whether the whole request reads as the other thing its qualifier names, while the wanted part reads
+        as something no item of that is, and the whole request still supports it: "激光打印机的硒鼓" (a laser
+        printer's toner drum) reads Laser Printers 0.89 as a whole, as "激光打印机的" does alone, while "硒鼓"
+        reads Laser Printer Toner, which the whole reads at 0.16 - the wanted part's reading is kept. Not
+        when the two overlap ("固定木板用的螺丝": screws are what fixes boards, so the qualifier reads Screws
+        too), not when the whole request barely reads the wanted part's value (a generic "仪表", instrument,
+        reads a bearing category the whole request gives 0.0), and not where items hold several values of a
+        field ("给孩子看的喜剧": the qualifier describes the wanted thing too)."""
+        g = self.grounder
+        if not whole or whole[0].field in g.multi_valued:
+            return False
+        a, b = g.index_of_value[whole[0].value], g.index_of_value[head[0].value]
+        if g.member[a].multiply(g.member[b]).nnz or self.strengths(text)[b] < ABOUT_SUPPORT:
+            return False
+        qualifier = self.ground_clause(split[1])
+        return bool(qualifier) and whole[0].value in {q.value for q in qualifier}
 
     def strengths(self, text: str) -> np.ndarray:
         """Per groundable value, the probability that ``text`` asks for it: the multilingual reader's
