@@ -160,7 +160,8 @@ class RequestUnderstanding:
         if self.grounder is None or not text.strip():
             return [], None
         split = wanted_and_qualifier(text)
-        self.prefetch([text] + (list(split) if split is not None else []))
+        # (the qualifier is read only when _about needs it: seldom)
+        self.prefetch([text] + ([split[0]] if split is not None else []))
         whole = self._ground_alternatives(text)
         if split is not None:
             head = self._ground_alternatives(split[0])
