@@ -411,8 +411,9 @@ class HybridScorer:
         own = w["bias"][items] + cls0
         if self.tf is not None and state.tf_h is not None:
             # The transformer term: integrated gradients give each window item its part; the baseline's
-            # output (the window's position embeddings alone: a prior shared by every window of this length)
-            # joins the item's own term; the quadrature error (below 1e-5 on any score) is the residual's.
+            # output (the all-zero input's by default, a prior every user shares; with the "positions"
+            # baseline, every window of this length) joins the item's own term; the quadrature error (below
+            # 1e-5 on any score) is the residual's.
             E = self.tf.item[items]
             if len(state.tf_pos):
                 per_hist = per_hist.astype(np.float64)
