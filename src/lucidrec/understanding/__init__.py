@@ -209,19 +209,19 @@ class RequestUnderstanding:
             with self._lock:
                 hit = self._strength_cache.get(text)
             if hit is None:  # pushed out by other requests' texts in between (a busy service): read again
-                return self._strengths_many([text], keep=False)[0]
+                return self._strengths_many([text], keep=False)[0][0]
         return hit
 
-    def _strengths_many(self, texts: list[str], keep: bool = True) -> list[np.ndarray]:
-        """:meth:`strengths` of several texts, kept in the caches (``keep``). Their similarities to the items
-        are one matrix product per reader: the item vectors (4,344 x 512 floats on Scientific) are read from
-        memory once for all of a request's texts instead of once per text, which is most of what grounding
-        a text costs."""
+    def _strengths_many(self, texts: list[str], keep: bool = True) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(:meth:`strengths`, :meth:`item_similarity`) of several texts, kept in the caches (``keep``). Their
+        similarities to the items are one matrix product per reader: the item vectors (4,344 x 512 floats on
+        Scientific) are read from memory once for all of a request's texts instead of once per text, which
+        is most of what grounding a text costs."""
         if not texts:
             return []
         Q = np.stack([self.read(t) for t in texts])
         S = self.grounder.item_vecs @ Q.T  # items x texts
-        out, sims_of = [], []
+        out = []
         english = [t if not has_cjk(t) else _gloss(t) for t in texts]
         reads = [k for k, e in enumerate(english) if e] if self.text_grounder is not None and self.text_reader else []
         St = None
@@ -238,11 +238,10 @@ class RequestUnderstanding:
                 p = (p + w * self.text_grounder.strengths(self._read_text(english[k]), St[k])) / (1.0 + w)
                 sims = (sims + w * St[k]) / (1.0 + w)
             p.setflags(write=False)
-            out.append(p)
-            sims_of.append(np.ascontiguousarray(sims))
+            out.append((p, np.ascontiguousarray(sims)))
         if keep:
             with self._lock:
-                for text, p, sims in zip(texts, out, sims_of):
+                for text, (p, sims) in zip(texts, out):
                     self._strength_cache[text] = p
                     self._similarity_cache[text] = sims
                 while len(self._strength_cache) > CACHE_SIZE:
@@ -324,12 +323,7 @@ class RequestUnderstanding:
             hit = self._similarity_cache.get(text)
         if hit is not None:
             return hit
-        s = self.grounder.item_vecs @ self.read(text)  # not read just before (or pushed out by other requests)
-        english = text if not has_cjk(text) else _gloss(text)
-        if self.text_grounder is not None and self.text_reader is not None and english:
-            w = 1.0 if english is text else GLOSS_READER_WEIGHT
-            s = (s + w * (self.text_grounder.item_vecs @ self._read_text(english))) / (1.0 + w)
-        return s
+        return self._strengths_many([text], keep=False)[0][1]  # not read just before, or pushed out since
 
     def support(self, text: str) -> dict[str, float]:
         """How strongly the request reads as each groundable value, relative to the value it reads as most
