@@ -581,3 +581,16 @@ def test_load_missing_part(saved, tmp_path, missing):
     (d / missing).unlink()
     with pytest.raises(ModelError, match=missing):
         Recommender.load(d)
+
+
+def test_onnx_encoder_reads_a_few_texts_as_it_reads_them_alone_and_in_a_large_batch(saved):
+    # A request's few texts are tokenized in this thread and padded here; a large batch goes through the
+    # tokenizer's own batching: the same vectors either way, and each text as it reads alone.
+    _, loaded = saved
+    enc = loaded._query_encoder
+    texts = ["a funny romantic comedy from the nineties", "comedy", "Item 120 or something like it, not too old"]
+    few = enc.encode(texts)
+    alone = np.stack([enc.encode([t])[0] for t in texts])
+    large = enc.encode(texts + [f"filler text number {k}" for k in range(12)])[: len(texts)]
+    np.testing.assert_allclose(few, alone, atol=1e-5)
+    np.testing.assert_allclose(few, large, atol=1e-5)
