@@ -280,6 +280,14 @@ def test_deletion_fidelity(rec):
 
 
 # ============================================================== counterfactuals
+def _what_if_requests(rec, k: int = 5):
+    """(result with counterfactuals, the user's stored history, items the request may return, k) for twelve
+    users with at least three history items: what the counterfactual tests re-score independently."""
+    for user in _users(rec, 3)[:12]:
+        hist = _stored_history(rec, user)
+        seen = {h[0] for h in hist}
+        allowed = np.array([iid not in seen for iid in rec.item_ids])
+        yield rec.recommend(user=user, k=k, explain=True, counterfactual=True), hist, allowed, k
 
 
 def test_counterfactuals_are_verified_and_minimal_among_singles(rec):
@@ -287,12 +295,8 @@ def test_counterfactuals_are_verified_and_minimal_among_singles(rec):
     leaves the top-k at the reported rank, and the reported replacement is in the new top-k; a set of
     two or more is reported only when no single cited item would do."""
     checked = 0
-    for user in _users(rec, 3)[:12]:
-        k = 5
-        res = rec.recommend(user=user, k=k, explain=True, counterfactual=True)
-        hist = _stored_history(rec, user)
+    for res, hist, allowed, k in _what_if_requests(rec):
         seen = {h[0] for h in hist}
-        allowed = np.array([iid not in seen for iid in rec.item_ids])
         for item in res["items"]:
             assert "counterfactual" in item
             cf = item["counterfactual"]
@@ -440,12 +444,7 @@ def test_a_reason_with_a_what_if_names_nothing_that_would_not_decide_together(re
     the top-k (checked here by re-scoring): supporters that would not decide together with the what-if's
     set are left unnamed (``named: False``) and still counted in the evidence."""
     checked = 0
-    for user in _users(rec, 3)[:12]:
-        k = 5
-        res = rec.recommend(user=user, k=k, explain=True, counterfactual=True)
-        hist = _stored_history(rec, user)
-        seen = {h[0] for h in hist}
-        allowed = np.array([iid not in seen for iid in rec.item_ids])
+    for res, hist, allowed, k in _what_if_requests(rec):
         for item in res["items"]:
             if item["counterfactual"] is None:
                 continue
