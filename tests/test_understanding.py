@@ -648,6 +648,9 @@ def test_a_value_is_narrowed_to_the_child_its_nearest_items_agree_on():
     c = {"type": "soft", "value": "Shop", "strength": 0.05, "within": {"value": "Wet-Dry", "holding": 6, "nearest": 10}}
     assert constraint_label(c, "en") == "Shop (read from your request, 0.05; 6 of the 10 nearest Wet-Dry)"
     assert "最相近的10件Wet-Dry中有6件" in constraint_label(c, "zh")
+    # A value the ladder already had further down moves to the front, not twice.
+    both = g.narrow(steps + [GroundedValue("c2", "Wet-Dry", 0.10)], sims, p)
+    assert [v.value for v in both] == ["Shop", "Wet-Dry", "Vacuums"]
     # Nearest vacuums split between kinds: no narrowing.
     sims = np.zeros(30)
     sims[[0, 1, 2, 12, 13, 14, 20, 21, 22, 23]] = 1.0

@@ -295,7 +295,8 @@ class CatalogGrounder:
             GroundedValue(self.pairs[v][0], self.pairs[v][1], float(p[v]), self.pairs[parent][1], n, k)
             for v, parent, n, k in added
         ]
-        return (front + steps)[: max(max_values, len(front) + 1)]
+        chosen = {f.value for f in front}  # a value the ladder had further down moves up, not twice
+        return (front + [s for s in steps if s.value not in chosen])[: max(max_values, len(front) + 1)]
 
     def _stands_out(self, p: np.ndarray, best: int) -> bool:
         """A value below the threshold still leads when it reads LEAD_RATIO times as strongly as every value
