@@ -693,3 +693,33 @@ def test_a_whole_reading_of_what_the_qualifier_names_gives_way_to_the_wanted_par
     # Beakers here) does not override it.
     values, _ = u.ground("3D打印机的耗材")
     assert values[0].value != "Beakers"
+
+
+def test_two_values_named_as_one_compound_noun_keep_the_head():
+    # "paper shredder": Paper and Shredders share no item; the compound's last word says what is wanted.
+    titles = [f"Cross-cut shredder, {n} sheets" for n in (6, 8, 10, 12, 14, 16)]
+    titles += [f"Copy paper, {w} lb, {n} sheets" for w, n in ((20, 500), (24, 500), (20, 5000), (28, 250))]
+    titles += [f"Photo paper, glossy, {n} sheets" for n in (20, 50)]
+    paths = [("Office Electronics", "Shredders")] * 6 + [("Office Supplies", "Paper")] * 6
+    items = pd.DataFrame(
+        {
+            "item": [f"o{i}" for i in range(len(titles))],
+            "title": titles,
+            "category_1": [[p[0]] for p in paths],
+            "category_2": [[p[1]] for p in paths],
+        }
+    )
+    inter = pd.DataFrame(
+        [{"user": f"u{u}", "item": f"o{(u + j) % len(titles)}", "timestamp": j} for u in range(10) for j in range(3)]
+    )
+    schema = lucidrec.data.ItemSchema(title="title", text=[], categorical=["category_1", "category_2"], numeric=[])
+    ds = lucidrec.data.from_dataframes(inter, items, schema=schema, name="generated-compounds")
+    parser = QueryParser.from_dataset(ds, vocabulary=Vocabulary())
+    parser.understanding = RequestUnderstanding.build(item_fields(ds), ItemTextBuilder().build(ds), ds.titles())
+    for query, head, modifier in (("paper shredder", "Shredders", "Paper"), ("shredder paper", "Paper", "Shredders")):
+        pq = parser.parse(query)
+        assert pq.genres == [head], (query, pq.genres)
+        assert any(
+            f"names the category {modifier}, but in '{query}' it only says which kind of {head}" in n for n in pq.notes
+        )
+        assert all(s["value"] != modifier for s in pq.soft)  # the modifier's word is not read back as its value

@@ -177,6 +177,9 @@ class ParsedQuery:
     not_applied: list[dict] = field(default_factory=list)
     # Where each asked-for value was named: value -> [(start, end, via a synonym table)] (not serialised).
     spans: dict = field(default_factory=dict, repr=False)
+    # Values kept as the head of a compound whose modifier named another value ("Shredders" of "paper
+    # shredder"; see QueryParser._drop_disjoint_named; not serialised).
+    compound_heads: list = field(default_factory=list, repr=False)
 
     @property
     def has_constraints(self) -> bool:
@@ -594,7 +597,10 @@ class QueryParser:
         plain = " ".join("".join(" " if b else ch for ch, b in zip(text, before)).split())
         split = wanted_and_qualifier(plain)
         if not self._residual(original, text, used) and split is None:
-            return  # a request made only of value names ("action comedy horror") means exactly those
+            # A request made only of value names ("action comedy horror") means exactly those, except a
+            # compound of two that no item is both ("paper shredder"): its last word says what is wanted.
+            self._drop_disjoint_named(text, "", used, pq, None, compounds_only=True)
+            return
         from lucidrec.understanding.grounding import IDENTITY_FIELDS
 
         # What the request asks for: the text the grammar left, plus the words naming the asked-for values
@@ -649,12 +655,16 @@ class QueryParser:
                 pq.notes.append(f"{words} also names the category {g}, but the request as a whole reads otherwise")
         self._drop_disjoint_named(text, kept, used, pq, support)
 
-    def _drop_disjoint_named(self, text: str, kept: str, used: np.ndarray, pq: ParsedQuery, support):
+    def _drop_disjoint_named(
+        self, text: str, kept: str, used: np.ndarray, pq: ParsedQuery, support, compounds_only: bool = False
+    ):
         """Two descriptive values named in one request that no item holds together ("ring binders" names
         Binders and, by its first word, a small category called Rings): asking for both would find nothing,
         so the model's reading of the request decides: a value it does not support (or cannot ground at all:
         too small to learn) gives way to one it does. When it supports both ("pens and pencils") both stay.
-        Word-list phrases are overrides and always stay; "or" requests ask for any one and are left alone."""
+        Word-list phrases are overrides and always stay; "or" requests ask for any one and are left alone.
+        Two such values named as one compound noun ("paper shredder") keep the last word's (the head's), whatever
+        the model reads; ``compounds_only``: only that rule (a request made of value names alone)."""
         from lucidrec.understanding.grounding import IDENTITY_FIELDS
 
         u = self.understanding
@@ -669,20 +679,36 @@ class QueryParser:
         ]
         if len(named) < 2:
             return
-        support = u.support(kept) if support is None else support
+        if not compounds_only:
+            support = u.support(kept) if support is None else support
+        support = support or {}
         for g in sorted(named, key=lambda v: support.get(v, 0.0)):
+            if g not in pq.genres:
+                continue
             rivals = [o for o in named if o != g and o in pq.genres]
             if not rivals or any((self._value_masks[g] & self._value_masks[o]).any() for o in rivals):
                 continue
             best = max(rivals, key=lambda o: support.get(o, 0.0))
-            if support.get(best, 0.0) < NAMED_VALUE_SUPPORT or support.get(g, 0.0) >= NAMED_VALUE_SUPPORT:
+            modifier = _compound_modifier(text, pq.spans[g], pq.spans[best])
+            if modifier is not None:
+                # "paper shredder", "printer paper", "binder clips": two words naming values with nothing but
+                # a space between are one compound noun, whose last word says what the thing is (in English
+                # and Chinese alike); the first only says which kind.
+                drop, keep = (g, best) if modifier == 0 else (best, g)
+                why = f"but in '{_span_text(text, pq.spans[g], pq.spans[best])}' it only says which kind of {keep}"
+                pq.compound_heads.append(keep)
+            elif compounds_only:
+                continue
+            elif support.get(best, 0.0) < NAMED_VALUE_SUPPORT or support.get(g, 0.0) >= NAMED_VALUE_SUPPORT:
                 continue  # "pens and pencils": the model reads both, so both are asked for (either will do)
-            pq.genres.remove(g)
-            pq.fields.pop(g, None)
-            for s, e, _ in pq.spans[g]:
+            else:
+                drop, keep, why = g, best, f"which no {best} item is in"
+            pq.genres.remove(drop)
+            pq.fields.pop(drop, None)
+            for s, e, _ in pq.spans[drop]:
                 used[s:e] = False  # its words go back to the text the model reads and embeds
-            words = ", ".join(f"'{text[s:e]}'" for s, e, _ in pq.spans[g])
-            pq.notes.append(f"{words} also names the category {g}, which no {best} item is in; {best} was kept")
+            words = ", ".join(f"'{text[s:e]}'" for s, e, _ in pq.spans[drop])
+            pq.notes.append(f"{words} also names the category {drop}, {why}; {keep} was kept")
 
     def _meet_named_maker(self, text: str, pq: ParsedQuery):
         """A word naming a value that no item of the asked-for maker is in stands for the value that carries
@@ -767,6 +793,9 @@ class QueryParser:
                 continue
             if any(not (self._value_masks[g] & ~self._value_masks[v.value]).any() for g in pq.genres):
                 continue  # implied by a value asked for by name (Additive Manufacturing, of the filament)
+            heads = [self._value_masks[g] for g in pq.compound_heads if g in self._value_masks]
+            if heads and not any((m & self._value_masks[v.value]).any() for m in heads):
+                continue  # "paper shredder": the modifier's word read again as Paper; no shredder is paper
             named_masks = [self._value_masks[g] for g in pq.genres if g in self._value_masks]
             if v.within and named_masks and not any((m & self._value_masks[v.value]).any() for m in named_masks):
                 # Narrowed among the items of a broader value (CatalogGrounder.narrow) to one that no item of a
@@ -1510,6 +1539,25 @@ class QueryParser:
                     continue
             out.append(kept[m.start() : m.end()].strip("'-"))
         return " ".join(out)
+
+
+def _compound_modifier(text: str, a: list, b: list) -> int | None:
+    """0 when the one span of ``a`` directly precedes the one span of ``b`` (only spaces or a hyphen between:
+    "paper shredder"), 1 when ``b`` directly precedes ``a``, else None (two mentions apart, or "pens and
+    pencils"). The first of the two is the compound's modifier."""
+    if len(a) != 1 or len(b) != 1:
+        return None
+    (sa, ea, _), (sb, eb, _) = a[0], b[0]
+    if ea <= sb and re.fullmatch(r"[\s-]*", text[ea:sb]):
+        return 0
+    if eb <= sa and re.fullmatch(r"[\s-]*", text[eb:sa]):
+        return 1
+    return None
+
+
+def _span_text(text: str, a: list, b: list) -> str:
+    """The text from the first of two spans to the end of the second ("paper shredder")."""
+    return text[min(a[0][0], b[0][0]) : max(a[0][1], b[0][1])]
 
 
 def relaxation_tiers(
