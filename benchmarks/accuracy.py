@@ -17,12 +17,13 @@ import argparse
 import json
 import os
 import platform
-import sys
 import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+
+from progress import log  # benchmarks/ is on the path when a script runs
 
 from lucidrec.comparison import compare
 from lucidrec.data import load_dataset
@@ -43,10 +44,6 @@ SHOW = (
 )
 #: Models seeded per run (mean ± std over seeds); the classic baselines are deterministic.
 SEEDED = ("SASRec", "LucidRec")
-
-
-def log(msg: str):
-    print(msg, file=sys.stderr, flush=True)
 
 
 def load_benchmark_data(spec: str):

@@ -27,7 +27,6 @@ import argparse
 import json
 import os
 import platform
-import sys
 import time
 from pathlib import Path
 
@@ -35,6 +34,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import numpy as np  # noqa: E402
+from progress import log  # noqa: E402 (benchmarks/ is on the path when a script runs)
 
 from lucidrec.data import load_dataset  # noqa: E402
 from lucidrec.splits import split  # noqa: E402
@@ -80,10 +80,6 @@ NOTES = [
     "- EASE row: reg chosen on validation from the library's grid, fit on train+valid, histories weighted "
     "equally (the plain baseline).",
 ]
-
-
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
 def load_results() -> dict:

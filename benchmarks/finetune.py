@@ -28,6 +28,7 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import numpy as np
+from progress import log  # benchmarks/ is on the path when a script runs
 
 from lucidrec.baselines import TextNeighbours
 from lucidrec.data import ItemTextBuilder, load_dataset
@@ -41,10 +42,6 @@ HERE = Path(__file__).parent
 RESULTS = HERE / "results"
 MODE = {"ratio": "set", "cold": "set"}
 SEED = 2026
-
-
-def log(msg: str):
-    print(msg, file=sys.stderr, flush=True)
 
 
 def finetune(protocol: str, mode: str, folder: Path, steps: int, data: str = "ml-100k") -> dict:

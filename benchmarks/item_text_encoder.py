@@ -33,13 +33,13 @@ import argparse  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
 import subprocess  # noqa: E402
-import sys  # noqa: E402
 import time  # noqa: E402
 from contextlib import contextmanager  # noqa: E402
 from pathlib import Path  # noqa: E402
 from unittest import mock  # noqa: E402
 
 import numpy as np  # noqa: E402
+from progress import log  # noqa: E402 (benchmarks/ is on the path when a script runs)
 
 from lucidrec.comparison import compare  # noqa: E402
 from lucidrec.data import load_dataset  # noqa: E402
@@ -82,10 +82,6 @@ CAVEATS = [
     "- Under cold, USE alone ranks ML-100K's held-out films better than MiniLM alone (TextKNN 0.1876 vs "
     "0.1435) but Scientific's held-out products worse (0.1521 vs 0.1754); inside LucidRec MiniLM wins both.",
 ]
-
-
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
 def one_thread() -> None:

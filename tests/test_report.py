@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -78,6 +79,10 @@ def report_and_benchmark(tmp_path_factory):
     inter, _ = _bigger_frames()
     csv = tmp / "tiny.csv"
     inter.to_csv(csv, index=False)
+    # The script imports its sibling modules (benchmarks/progress.py) as a script run finds them.
+    benchmarks_dir = str(ROOT / "benchmarks")
+    if benchmarks_dir not in sys.path:
+        sys.path.insert(0, benchmarks_dir)
     spec = importlib.util.spec_from_file_location("accuracy_bench", ROOT / "benchmarks" / "accuracy.py")
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
