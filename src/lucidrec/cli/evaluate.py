@@ -159,8 +159,8 @@ def register(app: typer.Typer) -> None:
             False,
             "--transformer",
             help="Add the transformer term (a SASRec-style net over the recent items, its weight chosen on "
-            "validation): more next-item accuracy, but explaining a request then takes seconds (README, "
-            "'Next-item').",
+            "validation): more next-item accuracy, but reasons that name less decisive items and about a second "
+            "to explain a request (README, 'Next-item').",
         ),
         quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
         forget_file: Path = typer.Option(
