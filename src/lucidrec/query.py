@@ -786,6 +786,12 @@ class QueryParser:
         asked = set(pq.genres)
         named_fields = {self.field_of.get(g, "") for g in asked} if self.multi_field else ({""} if asked else set())
         named_fields = {f for f in named_fields if self._single_valued_field(f)}
+        heads = [self._value_masks[g] for g in pq.compound_heads if g in self._value_masks]
+        named_masks = [self._value_masks[g] for g in pq.genres if g in self._value_masks]
+
+        def apart(masks, value) -> bool:  # masks given, and no item of any of them holds ``value``
+            return bool(masks) and not any((m & self._value_masks[value]).any() for m in masks)
+
         soft = []
         for v in values:
             fld = v.field if self.multi_field else ""
@@ -793,11 +799,9 @@ class QueryParser:
                 continue
             if any(not (self._value_masks[g] & ~self._value_masks[v.value]).any() for g in pq.genres):
                 continue  # implied by a value asked for by name (Additive Manufacturing, of the filament)
-            heads = [self._value_masks[g] for g in pq.compound_heads if g in self._value_masks]
-            if heads and not any((m & self._value_masks[v.value]).any() for m in heads):
+            if apart(heads, v.value):
                 continue  # "paper shredder": the modifier's word read again as Paper; no shredder is paper
-            named_masks = [self._value_masks[g] for g in pq.genres if g in self._value_masks]
-            if v.within and named_masks and not any((m & self._value_masks[v.value]).any() for m in named_masks):
+            if v.within and apart(named_masks, v.value):
                 # Narrowed among the items of a broader value (CatalogGrounder.narrow) to one that no item of a
                 # value the user named holds ("floor", left over from "something to vacuum the workshop floor",
                 # narrowed to Floor Mats, which no vacuum is): the user's own words rule it out.
