@@ -456,3 +456,36 @@ def test_a_reason_with_a_what_if_names_nothing_that_would_not_decide_together(re
             assert all(e["title"] not in item["reason"] for e in history if e.get("named") is False)
             checked += 1
     assert checked >= 10
+
+
+def test_the_what_if_search_ends_with_a_re_scored_greedy_search():
+    """Where a nonlinear part of the score (the transformer term) makes the linear prediction miss every
+    removal set that works, the last resort re-scores: here the item leaves the top-1 only when history items
+    0 and 1 are both gone, while the contributions say item 2 carries it."""
+    from types import SimpleNamespace
+
+    from lucidrec.explain.counterfactual import _greedy_rescored
+
+    class Subsets:  # the item (3) scores 2.0 while history item 0 or 1 is kept; its rival (4) scores 1.0
+        def scores_around(self, keeps, targets):
+            out = np.zeros((len(keeps), 6))
+            out[:, 3] = np.where(keeps[:, 0] | keeps[:, 1], 2.0, 0.5)
+            out[:, 4] = 1.0 + 0.1 * ~keeps[:, 2]
+            return out
+
+    model = SimpleNamespace(
+        catalogue=SimpleNamespace(item_ids=np.array(list("abcdef")), titles=np.array(list("ABCDEF")))
+    )
+    entries = [SimpleNamespace(item=j) for j in range(3)]
+    allowed = np.array([False, False, False, True, True, True])
+    contrib = np.array([[0.1, 0.0, 0.0], [0.1, 0.0, 0.0], [1.0, 0.0, 0.0]])  # history x pool (3, 4, 5)
+    found = _greedy_rescored(
+        model, entries, Subsets(), allowed, contrib, {3: 0, 4: 1, 5: 2}, np.arange(3), [3], 1, {3}, 10
+    )
+    cf = found[3]
+    assert {"a", "b"} <= set(cf["removed"]) and cf["new_rank"] == 2 and cf["replaced_by"] == "e"
+    # nothing drops it when a set of at most one item is allowed
+    assert (
+        _greedy_rescored(model, entries, Subsets(), allowed, contrib, {3: 0, 4: 1, 5: 2}, np.arange(3), [3], 1, {3}, 1)
+        == {}
+    )

@@ -238,12 +238,18 @@ def test_the_kept_weight_is_the_smallest_within_reach_of_the_best():
     assert pick_transformer_weight(grid, within=0.2)["c"] == 0.0  # no term when that is as good
 
 
-def test_the_term_is_opt_in():
-    """The term's reasons name less decisive items (ML-100K loo: PN of the named items 0.922 vs 0.980 without
-    it), so `lucidrec train` adds it only when asked."""
+def test_the_term_is_tried_on_next_item_data_unless_turned_off():
+    """`lucidrec train --protocol loo` (mode "seq") tries the term by default, as it does the sequential
+    block; set and mixed data only when asked; --no-transformer, rating-aware training and catalogues above
+    the dense block's size never."""
     from lucidrec.models.config import HybridConfig
+    from lucidrec.models.item_item import DENSE_MAX_ITEMS
     from lucidrec.training import _tries_transformer
 
-    assert not _tries_transformer(HybridConfig(mode="seq"), 100)
-    assert _tries_transformer(HybridConfig(mode="seq", transformer=True), 100)
-    assert not _tries_transformer(HybridConfig(mode="seq", transformer=True, rating_aware=True), 100)
+    assert _tries_transformer(HybridConfig(mode="seq"), 100)
+    assert not _tries_transformer(HybridConfig(mode="set"), 100)
+    assert not _tries_transformer(HybridConfig(mode="mixed"), 100)
+    assert _tries_transformer(HybridConfig(mode="set", transformer=True), 100)
+    assert not _tries_transformer(HybridConfig(mode="seq", transformer=False), 100)
+    assert not _tries_transformer(HybridConfig(mode="seq", rating_aware=True), 100)
+    assert not _tries_transformer(HybridConfig(mode="seq"), DENSE_MAX_ITEMS + 1)

@@ -176,17 +176,20 @@ def understand(model: TrainedModel, dataset: Dataset, progress: bool = False) ->
 
 
 def _tries_transformer(cfg, n_items: int) -> bool:
-    """The transformer term is tried when asked for (``cfg.transformer`` True; ``lucidrec train
-    --transformer``), on catalogues up to the dense block's size (its validation scores every item). It is
-    not on by default: it lifts next-item accuracy (ML-100K loo NDCG@10 0.0934 -> 0.1073, 3 seeds) but its
-    evidence is spread thinner over the history and the items reasons name decide less often (seed 2028, 40
-    users, with vs without: PN of the named items 0.970 vs 1.000 - 2% of items have no what-if under the
-    term -, PS 0.350 vs 0.645, top-3 share 0.210 vs 0.304: benchmarks/results/explanations_loo_ml100k*.md),
-    and explaining a request integrates the transformer's gradients over the window (about 1 s, where the
-    linear blocks explain in milliseconds)."""
+    """The transformer term is tried on next-item data (mode "seq", what ``lucidrec train --protocol loo``
+    trains) unless ``cfg.transformer`` is False, and on any data when it is True; on catalogues up to the
+    dense block's size (its validation scores every item), never with rating-aware training. Validation then
+    chooses its weight, 0 (no term) included. It lifts next-item accuracy (ML-100K loo NDCG@10 0.0934 ->
+    0.1073, 3 seeds) and its reasons still name what decides: a reason with a verified what-if names that
+    set alone when the supporters beside it would not decide with it, and the what-if search ends with a
+    re-scored greedy search where the linear prediction misses (seed 2028, 40 users, PN of the named items
+    0.998 with the term vs 1.000 without; benchmarks/results/explanations_loo_ml100k*.md). Explaining a
+    request integrates the transformer's gradients over the window (about 1 s, where the linear blocks
+    explain in milliseconds); ``--no-transformer`` trains without it."""
     from lucidrec.models.item_item import DENSE_MAX_ITEMS
 
-    return bool(cfg.transformer) and not cfg.rating_aware and n_items <= DENSE_MAX_ITEMS
+    wanted = cfg.transformer if cfg.transformer is not None else cfg.mode == "seq"
+    return bool(wanted) and not cfg.rating_aware and n_items <= DENSE_MAX_ITEMS
 
 
 #: Weights of the transformer term tried on validation, in units of (spread of the rest of the score) /

@@ -155,12 +155,12 @@ def register(app: typer.Typer) -> None:
             help="Item-item block: auto (concise or dense EASE, whichever validation prefers, sparse above 10k "
             "items), dense, sparse or concise (README, 'Decisive evidence').",
         ),
-        transformer: bool = typer.Option(
-            False,
-            "--transformer",
-            help="Add the transformer term (a SASRec-style net over the recent items, its weight chosen on "
-            "validation): more next-item accuracy, but reasons that name less decisive items and about a second "
-            "to explain a request (README, 'Next-item').",
+        transformer: bool | None = typer.Option(
+            None,
+            "--transformer/--no-transformer",
+            help="The transformer term (a SASRec-style net over the recent items, its weight chosen on "
+            "validation): on by default with --protocol loo (more next-item accuracy; about a second to explain "
+            "a request), off otherwise; the flag forces it either way (README, 'Next-item').",
         ),
         quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
         forget_file: Path = typer.Option(
@@ -197,7 +197,7 @@ def register(app: typer.Typer) -> None:
             mode=mode or {"loo": "seq", "ratio": "set", "cold": "set"}.get(protocol, "mixed"),
             rating_aware=rating_aware,
             item_item_kind=item_item,
-            transformer=transformer or None,
+            transformer=transformer,
         )
         rec = Recommender(cfg, encoder=encoder).fit(ds, s.train, s.valid, progress=not quiet, log_dir=log_dir)
         rec.save(out_dir)

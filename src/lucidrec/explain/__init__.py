@@ -527,7 +527,7 @@ def _name_no_more_than_decides(model, state, entries, top, masked_scores, result
     from lucidrec.history_inputs import state_inputs, unrated_rating
     from lucidrec.models.scoring import SubsetScorer
 
-    checks = []  # (item position in top, positions of the named history items, evidence to unname)
+    checks = []  # (item position in top, positions of the named history items)
     for n, item_out in enumerate(result["items"]):
         evidence = item_out.get("evidence", [])
         decisive = {e["item_id"] for e in evidence if e["kind"] == "history" and e.get("decisive")}
@@ -540,25 +540,28 @@ def _name_no_more_than_decides(model, state, entries, top, masked_scores, result
         named = decisive | {e["item_id"] for e in extra}
         ids = model.catalogue.item_ids
         positions = [j for j, e in enumerate(entries) if str(ids[e.item]) in named]
-        checks.append((n, positions, extra))
+        checks.append((n, positions))
     if not checks:
         return
     keeps = np.ones((len(checks), len(entries)), bool)
-    for r, (_, positions, _) in enumerate(checks):
+    for r, (_, positions) in enumerate(checks):
         keeps[r, positions] = False
-    targets = np.array([int(top[n]) for n, _, _ in checks])
+    targets = np.array([int(top[n]) for n, _ in checks])
     subsets = SubsetScorer(
         model.scorer, *state_inputs(entries, unrated_rating(model.catalogue.implicit_event)), state.query
     )
     allowed = np.isfinite(masked_scores)
     rows = np.where(allowed[None, :], subsets.scores_around(keeps, targets).astype(np.float64), -np.inf)
     k = len(top)
-    for (n, _, extra), row, i in zip(checks, rows, targets):
+    for (n, _), row, i in zip(checks, rows, targets):
         if int((row > row[i]).sum()) + 1 > k:
             continue  # without everything it names, the item leaves the top-k: the reason stands
-        for e in extra:
-            e["named"] = False
         item_out = result["items"][n]
+        # Every supporter outside the decisive set, not only those checked: unnaming the checked ones would
+        # let the next-largest supporters step into the reason, and they were never checked with the set.
+        for e in item_out["evidence"]:
+            if e["kind"] == "history" and not e.get("decisive"):
+                e["named"] = False
         item_out["reason"] = render_reason(item_out["title"], item_out["evidence"], lang)
 
 

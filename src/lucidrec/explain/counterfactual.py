@@ -29,6 +29,8 @@ POOL_EXTRA = 40
 COMBINED = 6
 #: With ``predicted_only``, the smallest accepted candidate sets kept per item (more are never reached).
 PREDICTED_KEEP = 4
+#: Strongest contributors the re-scored greedy search (the last resort) chooses among.
+GREEDY_POOL = 20
 #: Scores this close (relative) to the item's count as ties: no rank claim is made across one.
 TIE_EPS = 1e-5
 
@@ -126,7 +128,56 @@ def counterfactuals(
         for i in pos:
             pos[i] += take
         take *= 2
+    missing = [i for i in cands if i not in found and col.get(i) is not None]
+    if missing and not predicted_only:
+        found.update(
+            _greedy_rescored(model, entries, subsets, allowed, contrib, col, rows, missing, k, top_before, max_set)
+        )
     return [found.get(int(i)) for i in top]
+
+
+def _greedy_rescored(model, entries, subsets, allowed, contrib, col, rows, items, k, top_before, max_set) -> dict:
+    """A last search for items the predicted sets missed, guided by re-scored ranks instead of the linear
+    prediction: a nonlinear part of the score (the transformer term reads the shorter history afresh, the
+    user's mean and recency are recomputed) can make the prediction miss every set that works. Step by step,
+    the candidate whose removal (with those already removed) leaves the item the smallest lead over the
+    k-th other item is added; each step re-scores every candidate of every pending item in one batch, and
+    the first set that drops the item out of the top-k, verified by that re-score, is reported. Candidates:
+    the item's :data:`GREEDY_POOL` strongest contributors."""
+    out: dict = {}
+    state = {}
+    for i in items:
+        c = col[i]
+        strongest = rows[np.argsort(-contrib[rows, c], kind="stable")[:GREEDY_POOL]]
+        state[i] = ([], [int(j) for j in strongest if contrib[j, c] > 0])
+    n = len(entries)
+    for _ in range(max_set):
+        batch = [(i, chosen + [j]) for i, (chosen, left) in state.items() if i not in out for j in left]
+        if not batch:
+            break
+        keeps = np.ones((len(batch), n), bool)
+        for r, (_, s) in enumerate(batch):
+            keeps[r, s] = False
+        targets = np.array([i for i, _ in batch])
+        scores = np.where(allowed[None, :], subsets.scores_around(keeps, targets).astype(np.float64), -np.inf)
+        best: dict = {}
+        for (i, s), row in zip(batch, scores):
+            if i in out:
+                continue
+            hit = _check(model, entries, np.array(s), i, row, k, top_before)
+            if hit is not None:
+                out[i] = hit
+                continue
+            others = np.delete(row, i)
+            lead = row[i] - np.partition(others, -k)[-k]
+            if i not in best or lead < best[i][0]:
+                best[i] = (lead, s[-1])
+        for i, (_, j) in best.items():
+            if i in out:
+                continue
+            chosen, left = state[i]
+            state[i] = (chosen + [j], [x for x in left if x != j])
+    return out
 
 
 def _predicted_rank(contrib: np.ndarray, base: np.ndarray, removed: np.ndarray, c: int) -> np.ndarray:

@@ -63,8 +63,8 @@ class HybridConfig:
     # regression), so a history item may push an item down - its evidence says so, and still sums exactly.
     sequential: bool | None = None
     # The transformer term (lucidrec.models.transformer): a SASRec-style causal transformer over the recent
-    # items, its weight chosen on validation NDCG@10 (0: no term). Tried only when True (catalogues up to 10k
-    # items): its reasons name less decisive items (see training._tries_transformer).
+    # items, its weight chosen on validation NDCG@10 (0: no term). None: tried on next-item data (mode "seq"),
+    # like ``sequential``; True / False force it (catalogues up to 10k items; see training._tries_transformer).
     transformer: bool | None = None
     transformer_minutes: float = 5.0  # wall-clock cap of the transformer's training
 
