@@ -215,7 +215,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--catalogues", default="ml-100k,scientific,office")
     ap.add_argument("--models", default=str(ROOT / "models" / "understanding"))
-    ap.add_argument("--set", default="dev", choices=["dev", "heldout", "blind", "compound"])
+    ap.add_argument("--set", default="dev", choices=["dev", "heldout", "blind", "blind2", "compound"])
     args = ap.parse_args(argv)
     stem = "understanding" if args.set == "dev" else f"understanding_{args.set}"
     from threadpoolctl import threadpool_limits

@@ -19,7 +19,13 @@ from lucidrec.data import ItemTextBuilder, item_fields
 from lucidrec.query import QueryParser
 from lucidrec.query_synonyms import Vocabulary
 from lucidrec.understanding import RequestUnderstanding
-from lucidrec.understanding.request import alternatives, field_parts, like_phrases_zh, wanted_and_qualifier
+from lucidrec.understanding.request import (
+    alternatives,
+    field_parts,
+    like_object,
+    like_phrases_zh,
+    wanted_and_qualifier,
+)
 
 # ---------------------------------------------------------------------------------------------- grammar
 
@@ -65,6 +71,28 @@ def test_alternatives_and_chinese_like_phrases():
     assert alternatives("something scary or funny") == ["something scary", "funny"]
     assert alternatives("a quiet drama") == ["a quiet drama"]
     assert [p for _, _, p in like_phrases_zh("像玩具总动员那样的电影")] == ["玩具总动员"]
+    assert [p for _, _, p in like_phrases_zh("跟《教父》差不多的")] == ["教父"]
+    assert like_phrases_zh("机器人和时间旅行") == []  # "和" (and) is a likeness only before 一样, 差不多...
+
+
+@pytest.mark.parametrize(
+    "text, obj",
+    [
+        ("something like post-its", "post-its"),
+        ("something like velcro i can stick on the back of a remote", "velcro"),
+        ("like a dymo, prints little stickers", "a dymo"),
+        ("something like a sharpie but thinner", "a sharpie"),
+        ("像长尾夹那样夹文件的", "长尾夹"),
+        ("类似黑胶布那种缠电线接头的", "黑胶布"),
+        ("i'd like a stapler", None),  # a wish, not a likeness
+        ("a quiet drama", None),
+    ],
+)
+def test_the_thing_a_request_likens_the_wanted_one_to(text, obj):
+    got = like_object(text)
+    assert (got[0] if got else None) == obj
+    if got:
+        assert text[got[1] : got[2]] == obj
 
 
 # ---------------------------------------------------------------------------------------------- a shop
@@ -723,3 +751,34 @@ def test_two_values_named_as_one_compound_noun_keep_the_head():
             f"names the category {modifier}, but in '{query}' it only says which kind of {head}" in n for n in pq.notes
         )
         assert all(s["value"] != modifier for s in pq.soft)  # the modifier's word is not read back as its value
+
+
+@pytest.mark.parametrize("query", ["something like a beaker to hold the filament spool", "像烧杯那样装3D打印耗材的"])
+def test_a_likeness_to_a_kind_of_thing_names_the_kind_wanted(shop, query):
+    """No title is named in the likeness, so it names the kind of thing wanted; what the rest says it is for
+    (holding filament) names another thing, which the whole request alone would read."""
+    _, u, parser = shop
+    u.clear_caches()
+    pq = parser.parse(query)
+    assert pq.soft and pq.soft[0]["value"] == "Beakers", pq.soft
+    assert "3D Printing Filament" not in {s["value"] for s in pq.soft}
+
+
+def test_an_or_inside_one_description_reads_the_whole_description(shop, monkeypatch):
+    """ "有魔法、巫师或者奇幻王国的片子" (magic, wizards or fantasy kingdoms): where the whole request reads a value
+    more clearly than either side reads anything, the "or" joins parts of one description and the whole is
+    read; where each side reads its own value more clearly ("something scary or funny"), both are asked."""
+    from lucidrec.understanding import GroundedValue
+
+    _, u, _ = shop
+    readings = {
+        "magic, wizards": [GroundedValue("genres", "Drama", 0.66)],
+        "fantasy kingdoms": [GroundedValue("genres", "Fantasy", 0.32)],
+        "magic, wizards or fantasy kingdoms": [GroundedValue("genres", "Fantasy", 0.72)],
+        "something scary": [GroundedValue("genres", "Horror", 0.9)],
+        "funny": [GroundedValue("genres", "Comedy", 0.95)],
+        "something scary or funny": [GroundedValue("genres", "Thriller", 0.6)],
+    }
+    monkeypatch.setattr(u, "ground_clause", lambda text: readings[text])
+    assert [g.value for g in u._ground_alternatives("magic, wizards or fantasy kingdoms")] == ["Fantasy"]
+    assert [g.value for g in u._ground_alternatives("something scary or funny")] == ["Horror", "Comedy"]

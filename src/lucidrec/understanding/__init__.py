@@ -21,7 +21,7 @@ import numpy as np
 from lucidrec.understanding.encoder import CACHE_SIZE, ENCODER_NAME, MultilingualEncoder, shared_encoder
 from lucidrec.understanding.gloss import has_cjk, shared_glossary
 from lucidrec.understanding.grounding import CatalogGrounder, GroundedValue, bare_title
-from lucidrec.understanding.request import alternatives, wanted_and_qualifier
+from lucidrec.understanding.request import alternatives, like_object, wanted_and_qualifier
 
 FILES = ("understanding.npz", "understanding.json")
 #: Bumped when the saved arrays change meaning; a folder with another format is read as one without them.
@@ -159,6 +159,16 @@ class RequestUnderstanding:
         Alternatives ("scary or funny") are grounded apart and united."""
         if self.grounder is None or not text.strip():
             return [], None
+        like = like_object(text)
+        if like is not None:
+            # "something like Post-its", "像长尾夹那样夹文件的": the parser found no title in the likeness, so it
+            # names a kind of thing - the kind wanted - while the rest says what it is for ("夹文件的", clips
+            # files, reads as a filing product). Its reading leads when it reads as anything; the whole request
+            # still chooses among that value's narrower ones.
+            self.prefetch([text, like[0]])
+            head = self._ground_alternatives(like[0])
+            if head:
+                return self._narrowed(head, text), None
         split = wanted_and_qualifier(text)
         # (the qualifier is read only when _about needs it: seldom)
         self.prefetch([text] + ([split[0]] if split is not None else []))
@@ -352,6 +362,12 @@ class RequestUnderstanding:
                 # not between values; the request is read as one clause.
                 return self.ground_clause(text)
             out.extend(g for g in got if all(g.value != o.value for o in out))
+        if len(parts) > 1:
+            whole = self.ground_clause(text)
+            if whole and whole[0].strength > max(g.strength for g in out):
+                # "有魔法、巫师或者奇幻王国的片子" (magic, wizards or fantasy kingdoms): the whole reads one value more
+                # clearly than any side reads its own, so the "or" joins parts of one description.
+                return whole
         return out
 
     def match_title(self, phrase: str) -> int | None:

@@ -154,13 +154,50 @@ def alternatives(text: str) -> list[str]:
 
 # ------------------------------------------------------------------------------- "like <title>" in Chinese
 _LIKE_ZH = re.compile(
-    r"(?:像|类似于?|如同|好比)\s*(?:《)?([^《》，。,.]{1,30}?)(?:》)?\s*(?:那样|那种|一样|这样|似的|般|之类)"
+    r"(?:像|类似于?|如同|好比|跟|和|与)\s*(?:《)?([^《》，。,.]{1,30}?)(?:》)?\s*"
+    r"(?:那样|那种|一样|这样|似的|般|之类|差不多|相似|类似|相近)"
 )
 
 
 def like_phrases_zh(text: str) -> list[tuple[int, int, str]]:
-    """Spans of "像玩具总动员那样" with the title part ("玩具总动员")."""
+    """Spans of "像玩具总动员那样", "跟《教父》差不多" with the title part ("玩具总动员"). 跟/和/与 ("with",
+    "and") count only before a word of likeness (一样, 差不多...), so "机器人和时间旅行" is no reference."""
     return [(m.start(), m.end(), m.group(1).strip()) for m in _LIKE_ZH.finditer(text) if m.group(1).strip()]
+
+
+_LIKE_EN = re.compile(
+    r"(?<![a-z'])(?:(?:kind of|sort of|something|anything|stuff|one)\s+)?"
+    r"(?:like|similar to|such as|resembling|akin to)\s+(?P<obj>[^,.;!?]+)",
+    re.IGNORECASE,
+)
+#: What ends the thing named after "like" ("something like Velcro| I can stick on a remote").
+_LIKE_OBJECT_END = re.compile(
+    r"\s+(?:that|which|who|i|i'd|i'm|you|we|to|for|but|so|and|with|from|on|in|at|except|only|please|though|"
+    r"because|if)\b",
+    re.IGNORECASE,
+)
+#: "I'd like a stapler", "would like": a wish, not a likeness.
+_WISH_BEFORE = re.compile(r"\b(?:i|i'd|id|we|we'd|you|they|would|really|do|don't|dont|you'd)\s+$", re.IGNORECASE)
+
+
+def like_object(text: str) -> tuple[str, int, int] | None:
+    """The thing a request likens the wanted one to, when the parser found no catalogue title in it
+    ("something like Post-its" -> "Post-its", "像长尾夹那样夹文件的" -> "长尾夹", "类似黑胶布那种缠电线接头的" ->
+    "黑胶布"), with its span: what it names is what the wanted thing is, whatever the rest says it does
+    ("...夹文件的", clips files, reads as a filing product). None when there is no such phrase."""
+    for m in _LIKE_EN.finditer(text):
+        if m.group(0).lower().startswith("like") and _WISH_BEFORE.search(text[: m.start()]):
+            continue
+        obj = m.group("obj")
+        end = _LIKE_OBJECT_END.search(obj)
+        obj = obj[: end.start()] if end else obj
+        if obj.strip():
+            start = m.start("obj") + (len(obj) - len(obj.lstrip()))
+            return obj.strip(), start, start + len(obj.strip())
+    for s, e, phrase in like_phrases_zh(text):
+        k = text.find(phrase, s, e)
+        return phrase, k, k + len(phrase)
+    return None
 
 
 def _is_cjk(s: str) -> bool:
