@@ -85,6 +85,7 @@ def test_alternatives_and_chinese_like_phrases():
         ("像长尾夹那样夹文件的", "长尾夹"),
         ("类似黑胶布那种缠电线接头的", "黑胶布"),
         ("i'd like a stapler", None),  # a wish, not a likeness
+        ("films like the ones from the 80s about space", None),  # names nothing of its own
         ("a quiet drama", None),
     ],
 )

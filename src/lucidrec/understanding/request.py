@@ -176,6 +176,11 @@ _LIKE_OBJECT_END = re.compile(
     r"because|if)\b",
     re.IGNORECASE,
 )
+#: Words that name no thing of their own ("like the ones from the 80s", "like this").
+_NOT_A_THING = frozenset(
+    "a an the one ones this that these those it them something anything stuff what which mine yours ours "
+    "him her his me us you".split()
+)
 #: "I'd like a stapler", "would like": a wish, not a likeness.
 _WISH_BEFORE = re.compile(r"\b(?:i|i'd|id|we|we'd|you|they|would|really|do|don't|dont|you'd)\s+$", re.IGNORECASE)
 
@@ -191,6 +196,8 @@ def like_object(text: str) -> tuple[str, int, int] | None:
         obj = m.group("obj")
         end = _LIKE_OBJECT_END.search(obj)
         obj = obj[: end.start()] if end else obj
+        if set(re.findall(r"[\w'-]+", obj.lower())) <= _NOT_A_THING:
+            continue  # "films like the ones from the 80s": the likeness names nothing of its own
         if obj.strip():
             start = m.start("obj") + (len(obj) - len(obj.lstrip()))
             return obj.strip(), start, start + len(obj.strip())
