@@ -111,12 +111,7 @@ def counterfactuals(
             batch = [(i, s) for i, cs in cands.items() if i not in found for s in cs[pos[i] : pos[i] + take]]
         if not batch:
             break
-        keeps = np.ones((len(batch), n), bool)
-        for r, (_, s) in enumerate(batch):
-            keeps[r, s] = False
-        targets = np.array([i for i, _ in batch])
-        scores = np.where(allowed[None, :], subsets.scores_around(keeps, targets).astype(np.float64), -np.inf)
-        for (i, s), row in zip(batch, scores):
+        for (i, s), row in zip(batch, _rescored(subsets, allowed, batch, n)):
             if i in found and len(found[i]["removed"]) <= len(s):
                 continue
             hit = _check(model, entries, s, i, row, k, top_before)
@@ -134,6 +129,16 @@ def counterfactuals(
             _greedy_rescored(model, entries, subsets, allowed, contrib, col, rows, missing, k, top_before, max_set)
         )
     return [found.get(int(i)) for i in top]
+
+
+def _rescored(subsets, allowed: np.ndarray, batch: list, n: int) -> np.ndarray:
+    """Every ``(item, removed history positions)`` of ``batch`` re-scored in one call (rows; excluded items
+    at -inf), exact for the item and for whatever ranks above it (:meth:`SubsetScorer.scores_around`)."""
+    keeps = np.ones((len(batch), n), bool)
+    for r, (_, s) in enumerate(batch):
+        keeps[r, s] = False
+    targets = np.array([i for i, _ in batch])
+    return np.where(allowed[None, :], subsets.scores_around(keeps, targets).astype(np.float64), -np.inf)
 
 
 def _greedy_rescored(model, entries, subsets, allowed, contrib, col, rows, items, k, top_before, max_set) -> dict:
@@ -155,13 +160,8 @@ def _greedy_rescored(model, entries, subsets, allowed, contrib, col, rows, items
         batch = [(i, chosen + [j]) for i, (chosen, left) in state.items() if i not in out for j in left]
         if not batch:
             break
-        keeps = np.ones((len(batch), n), bool)
-        for r, (_, s) in enumerate(batch):
-            keeps[r, s] = False
-        targets = np.array([i for i, _ in batch])
-        scores = np.where(allowed[None, :], subsets.scores_around(keeps, targets).astype(np.float64), -np.inf)
         best: dict = {}
-        for (i, s), row in zip(batch, scores):
+        for (i, s), row in zip(batch, _rescored(subsets, allowed, batch, n)):
             if i in out:
                 continue
             hit = _check(model, entries, np.array(s), i, row, k, top_before)
