@@ -63,17 +63,20 @@ NOTES = [
     "transformer term (a SASRec net with the tuned recipe inside `fit`, 5-minute cap, its weight c in "
     "`score + c * h(H) . e_i` chosen on validation NDCG@10 from 0 (no term) up - from ca49e3e on the smallest c "
     "within 1% of the best, before that the best; `lucidrec.models.transformer`); "
-    "each run below says what validation chose. The term was the loo default from f8c8232 to 36bb6d2 and is "
-    "opt-in since (`lucidrec train --transformer`): explaining with it took seconds per request (about 1 s "
-    "from 5fc402f on) and spreads the evidence thinner (explanations_loo_ml100k*.md: PN of the items reasons "
-    "name 0.922 vs 0.980 without it at ca49e3e), so `lucidrec train --protocol loo` without the flag "
-    "trains the model of the runs before f8c8232.",
+    "each run below says what validation chose. The term was the loo default from f8c8232 to 36bb6d2, opt-in "
+    "from then to 06689a6 (its reasons named items that did not decide: PN of the named items 0.922 vs 0.980 "
+    "without it at ca49e3e) and is the loo default again from a394688 on, where a reason names its what-if "
+    "set alone when the supporters beside it would not decide with it (PN of the named items 0.998 vs 1.000 "
+    "without the term; explanations_loo_ml100k*.md); `lucidrec train --protocol loo --no-transformer` trains "
+    "the model of the runs before f8c8232.",
     "- A cell without ± is one run: the LucidRec runs below list the seeds behind each cell.",
     "- The transformer term (issue 28): ML-100K's three seeds were re-run with it (last at ca49e3e, the "
     "within-1% rule for c; the runs it replaced, with the best c: 0.1098 / 0.1030 / 0.1085 at 8 / 3 / 64 x "
-    "spread); on Scientific and Office only seed 2026 was (to show the term does not make them worse; the best "
-    "c, 1 and 8 x spread, where the within-1% rule would keep 0.5 and 3), so their cells mix that run with "
-    "seeds 2027-2028 from before the term (each run below says which code it ran and what validation chose).",
+    "spread); on Scientific and Office seed 2026 was first (the best c, 1 and 8 x spread, where the within-1% "
+    "rule would keep 0.5 and 3), and seeds 2027-2028 were re-run with it when it became the loo default "
+    "(training code of a394688, within-1% rule; the runs they replaced, without the term: Scientific 0.0923 / "
+    "0.0924, Office 0.0743 / 0.0740), so every cell is the term's (each run below says which code it ran and "
+    "what validation chose).",
     "- Each LucidRec run lists the code it ran: a change of the defaults reaches only the runs made after it "
     "(c553fc9 added serving recency decays 0.6 and 0.7 to the sequential block's blend; runs on fe01c5b or "
     "earlier tried 0.8 and 0.9 only).",
@@ -238,7 +241,7 @@ def lucidrec_step(
     for seed in seeds:
         if any(r["seed"] == seed for r in part["runs"]):
             continue
-        # The CLI's `lucidrec train --transformer` (the term is opt-in: training._tries_transformer)
+        # What `lucidrec train --protocol loo` trains (the term is tried on mode "seq": training._tries_transformer)
         cfg = HybridConfig(seed=seed, mode=mode, transformer=True)
         if max_minutes is not None:
             cfg.max_minutes = max_minutes
