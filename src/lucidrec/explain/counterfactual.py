@@ -7,8 +7,10 @@ a set is removed. Candidate sets - each single item, greedy prefixes ordered by 
 (against the runners-up together and against each one), and pairs and triples of the strongest
 contributors - are checked cheaply against that prediction, and the smallest promising ones are **verified by
 re-scoring the full model** (the user's mean, recency buckets and normalisation recomputed, every
-candidate item re-ranked), in one batched call. Only a verified set is reported; none within
-``MAX_SET`` items gives ``None``. A reason names the items of its item's counterfactual (one story,
+candidate item re-ranked), in one batched call. Where every predicted set fails (a nonlinear part such as
+the transformer term reads the shorter history afresh), a greedy search guided by re-scored ranks is the
+last resort (:func:`_greedy_rescored`). Only a verified set is reported; none within ``MAX_SET`` items
+gives ``None``. A reason names the items of its item's counterfactual (one story,
 :func:`lucidrec.explain.decisive_sets`); where this search finds none, the same search restricted to the
 items a reason may cite as support and to three items gets a second, cheaper try.
 """

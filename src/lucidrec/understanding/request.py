@@ -1,6 +1,7 @@
 """The structure of a request, by grammar only (no word-to-value table): the parts that name a field
 (price, rating, running time, delivery) so they can be applied or reported as not applied, what is wanted
-versus what qualifies it, alternatives joined by "or", and "like <title>" in Chinese.
+versus what qualifies it, alternatives joined by "or", "like <title>" in Chinese, and the thing a request
+likens the wanted one to ("something like a beaker ...", "像长尾夹那样...").
 
 All functions work on the folded (lower-case) request and return character spans, so the parser can mark
 what it consumed and leave the rest for the encoder.
@@ -152,7 +153,7 @@ def alternatives(text: str) -> list[str]:
     return parts if len(parts) >= 2 else [text]
 
 
-# ------------------------------------------------------------------------------- "like <title>" in Chinese
+# ------------------------------------------------------------------------------- likenesses ("like <title>")
 _LIKE_ZH = re.compile(
     r"(?:像|类似于?|如同|好比|跟|和|与)\s*(?:《)?([^《》，。,.]{1,30}?)(?:》)?\s*"
     r"(?:那样|那种|一样|这样|似的|般|之类|差不多|相似|类似|相近)"
@@ -198,9 +199,8 @@ def like_object(text: str) -> tuple[str, int, int] | None:
         obj = obj[: end.start()] if end else obj
         if set(re.findall(r"[\w'-]+", obj.lower())) <= _NOT_A_THING:
             continue  # "films like the ones from the 80s": the likeness names nothing of its own
-        if obj.strip():
-            start = m.start("obj") + (len(obj) - len(obj.lstrip()))
-            return obj.strip(), start, start + len(obj.strip())
+        start = m.start("obj") + (len(obj) - len(obj.lstrip()))
+        return obj.strip(), start, start + len(obj.strip())
     for s, e, phrase in like_phrases_zh(text):
         k = text.find(phrase, s, e)
         return phrase, k, k + len(phrase)
