@@ -780,6 +780,20 @@ def test_an_or_inside_one_description_reads_the_whole_description(shop, monkeypa
         "funny": [GroundedValue("genres", "Comedy", 0.95)],
         "something scary or funny": [GroundedValue("genres", "Thriller", 0.6)],
     }
-    monkeypatch.setattr(u, "ground_clause", lambda text: readings[text])
+    monkeypatch.setattr(u, "ground_clause", lambda text, skip=(): readings[text])
     assert [g.value for g in u._ground_alternatives("magic, wizards or fantasy kingdoms")] == ["Fantasy"]
     assert [g.value for g in u._ground_alternatives("something scary or funny")] == ["Horror", "Comedy"]
+
+
+def test_a_value_the_user_ruled_out_neither_leads_nor_stands_in_anothers_way(shop, monkeypatch):
+    """"true stories about real people, ..., no actors and no script" reads Documentary 0.47 and Drama 0.45,
+    so neither stands out; the user's "no actors" ruled Drama out, and Documentary then leads."""
+    _, u, _ = shop
+    g = u.grounder
+    p = np.zeros(len(g.pairs))
+    p[g.index_of_value["Beakers"]] = 0.47
+    p[g.index_of_value["Exam Gloves"]] = 0.45
+    monkeypatch.setattr(u, "strengths", lambda text: p)
+    assert u.ground("zzz")[0] == []
+    values, _ = u.ground("zzz", excluded=["Exam Gloves"])
+    assert values and values[0].value == "Beakers" and "Exam Gloves" not in {v.value for v in values}

@@ -777,7 +777,7 @@ class QueryParser:
         # Punctuation left at either end by a removed part ("销毁旧文件的机器，[评分四星以上]") means nothing,
         # but the encoder reads it: a trailing comma moved this request from Shredders to Document Scanners.
         kept = " ".join(kept.split()).strip(_EDGE_PUNCTUATION)
-        values, qualifier = self.understanding.ground(kept)
+        values, qualifier = self.understanding.ground(kept, excluded=pq.exclude_genres)
         named = set(pq.genres) | set(pq.exclude_genres)
         # A single-valued field asked for by name keeps the user's value (an item is in one category); a
         # field whose items hold several values (genres) is open to what the rest of the request reads as

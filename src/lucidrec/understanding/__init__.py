@@ -151,14 +151,18 @@ class RequestUnderstanding:
         return cls(grounder, title_vecs, encoder, text_grounder=text_grounder)
 
     # ------------------------------------------------------------------ use
-    def ground(self, text: str) -> tuple[list[GroundedValue], str | None]:
+    def ground(self, text: str, excluded=()) -> tuple[list[GroundedValue], str | None]:
         """Soft values for a request's free text, and the qualifier that was set aside (None when the whole
         text was grounded). Both the wanted part ("filament" of "filament for my 3D printer") and the whole
         text are grounded; the wanted part is kept when it reads at least as clearly (its strongest value is
         as strong), so a generic head ("电影" of "让我开怀大笑的电影") does not hide what the rest says.
-        Alternatives ("scary or funny") are grounded apart and united."""
+        Alternatives ("scary or funny") are grounded apart and united. ``excluded``: values the user ruled
+        out ("no actors and no script" reads as not Drama); they neither lead nor stand in another's way
+        ("true stories about real people" reads Documentary 0.47 and Drama 0.45: with Drama ruled out,
+        Documentary stands out)."""
         if self.grounder is None or not text.strip():
             return [], None
+        skip = tuple(self.grounder.index_of_value[v] for v in excluded if v in self.grounder.index_of_value)
         like = like_object(text)
         if like is not None:
             # "something like Post-its", "像长尾夹那样夹文件的": the parser found no title in the likeness, so it
@@ -166,15 +170,15 @@ class RequestUnderstanding:
             # files, reads as a filing product). Its reading leads when it reads as anything; the whole request
             # still chooses among that value's narrower ones.
             self.prefetch([text, like[0]])
-            head = self._ground_alternatives(like[0])
+            head = self._ground_alternatives(like[0], skip)
             if head:
                 return self._narrowed(head, text), None
         split = wanted_and_qualifier(text)
         # (the qualifier is read only when _about needs it: seldom)
         self.prefetch([text] + ([split[0]] if split is not None else []))
-        whole = self._ground_alternatives(text)
+        whole = self._ground_alternatives(text, skip)
         if split is not None:
-            head = self._ground_alternatives(split[0])
+            head = self._ground_alternatives(split[0], skip)
             if head and (
                 not whole or head[0].strength >= max(w.strength for w in whole) or self._about(text, whole, head, split)
             ):
@@ -314,11 +318,16 @@ class RequestUnderstanding:
         if encoder:
             self.encoder._cache.clear()
 
-    def ground_clause(self, text: str) -> list[GroundedValue]:
-        """The ladder of values one clause reads as (no wanted/qualifier split, no alternatives)."""
+    def ground_clause(self, text: str, skip: tuple[int, ...] = ()) -> list[GroundedValue]:
+        """The ladder of values one clause reads as (no wanted/qualifier split, no alternatives); the values at
+        the indices ``skip`` (ruled out by the user) read as 0."""
         if self.grounder is None or not text.strip():
             return []
-        return self.grounder.ladder(self.strengths(text))
+        p = self.strengths(text)
+        if skip:
+            p = p.copy()
+            p[list(skip)] = 0.0
+        return self.grounder.ladder(p)
 
     def _narrowed(self, steps: list[GroundedValue], text: str) -> list[GroundedValue]:
         """``steps`` narrowed among the leading value's own items (:meth:`CatalogGrounder.narrow`)."""
@@ -352,18 +361,18 @@ class RequestUnderstanding:
         top = max(float(p.max()), 1e-9)
         return {v: float(p[k]) / top for k, (_, v) in enumerate(self.grounder.pairs)} | {"": top}
 
-    def _ground_alternatives(self, text: str) -> list[GroundedValue]:
+    def _ground_alternatives(self, text: str, skip: tuple[int, ...] = ()) -> list[GroundedValue]:
         parts = alternatives(text)
         out: list[GroundedValue] = []
         for part in parts:
-            got = self.ground_clause(part)
+            got = self.ground_clause(part, skip)
             if len(parts) > 1 and not got:
                 # "scary or something", "... while I saw or file it": one side says nothing, so the "or" is
                 # not between values; the request is read as one clause.
-                return self.ground_clause(text)
+                return self.ground_clause(text, skip)
             out.extend(g for g in got if all(g.value != o.value for o in out))
         if len(parts) > 1:
-            whole = self.ground_clause(text)
+            whole = self.ground_clause(text, skip)
             if whole and whole[0].strength > max(g.strength for g in out):
                 # "有魔法、巫师或者奇幻王国的片子" (magic, wizards or fantasy kingdoms): the whole reads one value more
                 # clearly than any side reads its own, so the "or" joins parts of one description.
