@@ -72,10 +72,10 @@ NOTES = [
     "- A cell without ± is one run: the LucidRec runs below list the seeds behind each cell.",
     "- The transformer term (issue 28): ML-100K's three seeds were re-run with it (last at ca49e3e, the "
     "within-1% rule for c; the runs it replaced, with the best c: 0.1098 / 0.1030 / 0.1085 at 8 / 3 / 64 x "
-    "spread); on Scientific and Office seed 2026 was first (the best c, 1 and 8 x spread, where the within-1% "
-    "rule would keep 0.5 and 3), and seeds 2027-2028 were re-run with it when it became the loo default "
-    "(training code of a394688, within-1% rule; the runs they replaced, without the term: Scientific 0.0923 / "
-    "0.0924, Office 0.0743 / 0.0740), so every cell is the term's (each run below says which code it ran and "
+    "spread); on Scientific and Office all three seeds were re-run with it when it became the loo default "
+    "(training code of a394688, within-1% rule; the runs they replaced: seed 2026 with the term and the best "
+    "c, Scientific 0.0953, Office 0.0764; seeds 2027-2028 without the term, Scientific 0.0923 / 0.0924, "
+    "Office 0.0743 / 0.0740), so every cell is the loo default's (each run below says which code it ran and "
     "what validation chose).",
     "- Each LucidRec run lists the code it ran: a change of the defaults reaches only the runs made after it "
     "(c553fc9 added serving recency decays 0.6 and 0.7 to the sequential block's blend; runs on fe01c5b or "
